@@ -1,0 +1,130 @@
+//! The Rust shim in a real function, over the Lambda Invoke API.
+//!
+//! `demo-target` (a bin of this crate, built with `forewarm::shim::warm`) runs
+//! under `cargo lambda watch`, which starts one OS process per sandbox, up to
+//! `--concurrency`. These are the scenarios behind the delay tuner: pings that
+//! hold their sandbox long enough land on distinct sandboxes; pings that do not
+//! hold collapse onto the first sandbox that is ready.
+#![cfg(all(feature = "shim", feature = "aws"))]
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use aws_sdk_lambda::primitives::Blob;
+use forewarm::protocol::{Ping, SandboxReport, parse_reply};
+use serde_json::{Value, json};
+use support::{LambdaWatch, lambda_client};
+
+/// One scenario at a time: each starts its own emulator, and function
+/// instances of parallel scenarios would contend for cargo's build lock.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const FUNCTION: &str = "demo-target";
+
+async fn invoke(client: &aws_sdk_lambda::Client, payload: &Value) -> Vec<u8> {
+    let out = client
+        .invoke()
+        .function_name(FUNCTION)
+        .payload(Blob::new(serde_json::to_vec(payload).unwrap()))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(out.function_error(), None);
+    out.payload().expect("payload").as_ref().to_vec()
+}
+
+/// Sends `n` pings at once, each asking for `delay_ms`, and returns the reports.
+async fn fan_out(client: &aws_sdk_lambda::Client, n: u32, delay_ms: u64) -> Vec<SandboxReport> {
+    let mut set = tokio::task::JoinSet::new();
+    for seq in 0..n {
+        let client = client.clone();
+        let ping = serde_json::to_value(Ping::new("test-run", seq, n, delay_ms)).unwrap();
+        set.spawn(async move { invoke(&client, &ping).await });
+    }
+    let mut reports = Vec::new();
+    while let Some(bytes) = set.join_next().await {
+        let report = parse_reply(&bytes.unwrap())
+            .expect("a forewarm reply")
+            .expect("with identity");
+        reports.push(report);
+    }
+    reports
+}
+
+fn distinct(reports: &[SandboxReport]) -> usize {
+    reports
+        .iter()
+        .map(|r| r.instance.as_str())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_held_long_enough_reach_k_distinct_sandboxes() {
+    let _serial = SERIAL.lock().await;
+    const K: u32 = 4;
+    let watch = LambdaWatch::start(K as usize);
+    let client = lambda_client(&watch.endpoint);
+
+    // A cold pool: every sandbox must start while the others hold their pings,
+    // so the hold covers the whole start spread (here a few `cargo run`s).
+    let first = fan_out(&client, K, 6_000).await;
+    assert_eq!(
+        distinct(&first),
+        K as usize,
+        "cold burst: {first:?}\n{}",
+        watch.log_text()
+    );
+    assert!(
+        first.iter().all(|r| r.cold),
+        "every sandbox was new: {first:?}"
+    );
+
+    // Warm now: a short hold is enough, and nothing is cold any more.
+    let second = fan_out(&client, K, 500).await;
+    assert_eq!(distinct(&second), K as usize, "warm burst: {second:?}");
+    assert!(second.iter().all(|r| !r.cold));
+    let before: BTreeSet<_> = first.iter().map(|r| &r.instance).collect();
+    let after: BTreeSet<_> = second.iter().map(|r| &r.instance).collect();
+    assert_eq!(before, after, "the same sandboxes answered again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_without_a_hold_collapse_onto_fewer_sandboxes() {
+    let _serial = SERIAL.lock().await;
+    const K: u32 = 4;
+    let watch = LambdaWatch::start(K as usize);
+    let client = lambda_client(&watch.endpoint);
+
+    let reports = fan_out(&client, K, 0).await;
+    assert_eq!(reports.len(), K as usize);
+    assert!(
+        distinct(&reports) < K as usize,
+        "delay 0 should not overlap on a cold pool: {reports:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_event_gets_the_handlers_answer() {
+    let _serial = SERIAL.lock().await;
+    let watch = LambdaWatch::start(1);
+    let client = lambda_client(&watch.endpoint);
+
+    // A body that merely mentions the marker is still a real event.
+    let event = json!({"sleep_ms": 5, "body": "{\"warmer\": true}"});
+    let answer: Value = serde_json::from_slice(&invoke(&client, &event).await).unwrap();
+    assert_eq!(
+        answer,
+        json!({"handled": true, "slept_ms": 5, "event": {"body": "{\"warmer\": true}"}})
+    );
+
+    // The sandbox remembers it served one real event; a ping says so.
+    let report = fan_out(&client, 1, 0).await.remove(0);
+    assert_eq!(report.served, 1);
+    assert!(!report.cold);
+    assert!(
+        watch.log_text().contains("\"ColdStart\":1"),
+        "EMF line in the function's stdout"
+    );
+}
