@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //!
+//! * [`decision`]: the pure core. Policy, state, forecaster, feedback, delay
+//!   tuner, interval learner and caps, joined by `decide`: no I/O, `now` is an
+//!   argument, decisions are data with a reason.
 //! * [`protocol`]: the wire format between the controller and target
 //!   functions: the ping, the reply, and the classifier that tells a ping from
 //!   a real event (also recognizing lambda-warmer's and
@@ -11,6 +14,7 @@
 //!   its handler, so that pings are answered without running the handler.
 //! * `cli` (feature `cli`): the `forewarm` command line.
 
+pub mod decision;
 pub mod protocol;
 
 #[cfg(feature = "cli")]

@@ -1,0 +1,123 @@
+//! Caps: the limits no forecast may break.
+//!
+//! Warming must never hurt real traffic. Pings hold sandboxes, and a sandbox
+//! held by a ping counts against the function's reserved concurrency (or the
+//! account's unreserved pool) like any request: warming up to the limit would
+//! throttle the real requests that arrive meanwhile. Lambda also creates at
+//! most 1,000 new execution environments per 10 s per function; a warm that
+//! asks for more gets 429s, which are throttles real traffic may then share.
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::Policy;
+
+/// Lambda's scaling rate: new execution environments per function per 10 s.
+pub const SCALING_RATE_PER_10S: u32 = 1_000;
+
+/// What the platform allows a function, read by the warmer adapter each tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Limits {
+    /// Reserved concurrency of the function, when set.
+    pub reserved: Option<u32>,
+    /// The account's unreserved concurrency, when known (used when the
+    /// function has no reservation).
+    pub unreserved: Option<u32>,
+    /// Configured memory, MB (for cost figures).
+    pub memory_mb: Option<u32>,
+}
+
+/// Which limit cut the warm target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cap {
+    /// Raised to the policy's `min`.
+    Min,
+    /// Cut to the policy's `max`.
+    Max,
+    /// Cut to leave room for real traffic below reserved or account concurrency.
+    Concurrency,
+    /// Cut to Lambda's scaling rate.
+    ScalingRate,
+}
+
+/// Applies every cap to a raw target, in order of precedence: the policy's
+/// range first, then the limits that protect real traffic, which win over
+/// `min`. `recent_peak` is recent real concurrency; `warm_now` is how many
+/// sandboxes are believed warm already (those need no new environment).
+pub fn apply(policy: &Policy, raw: u32, limits: &Limits, recent_peak: f64, warm_now: u32) -> (u32, Option<Cap>) {
+    let mut n = raw;
+    let mut by = None;
+    if n < policy.min {
+        n = policy.min;
+        by = Some(Cap::Min);
+    }
+    if n > policy.max {
+        n = policy.max;
+        by = Some(Cap::Max);
+    }
+    if let Some(limit) = limits.reserved.or(limits.unreserved) {
+        let peak = if recent_peak.is_finite() { recent_peak.max(0.0).ceil() as u64 } else { limit as u64 };
+        let room = (limit as u64).saturating_sub(peak).saturating_sub(policy.headroom as u64) as u32;
+        if n > room {
+            n = room;
+            by = Some(Cap::Concurrency);
+        }
+    }
+    let scale = warm_now.saturating_add(SCALING_RATE_PER_10S);
+    if n > scale {
+        n = scale;
+        by = Some(Cap::ScalingRate);
+    }
+    (n, by)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reserved_concurrency_leaves_room_for_real_traffic() {
+        let p = Policy { headroom: 5, ..Policy::default() };
+        let lim = Limits { reserved: Some(50), ..Limits::default() };
+        assert_eq!(apply(&p, 80, &lim, 30.0, 0), (15, Some(Cap::Concurrency)));
+        assert_eq!(apply(&p, 10, &lim, 30.0, 0), (10, None));
+        let disabled = Limits { reserved: Some(0), ..Limits::default() };
+        assert_eq!(apply(&Policy { min: 3, ..p.clone() }, 2, &disabled, 0.0, 0), (0, Some(Cap::Concurrency)));
+    }
+
+    #[test]
+    fn the_account_pool_counts_when_nothing_is_reserved() {
+        let p = Policy { max: 5_000, headroom: 100, ..Policy::default() };
+        let lim = Limits { unreserved: Some(1_000), ..Limits::default() };
+        assert_eq!(apply(&p, 2_000, &lim, 400.0, 0), (500, Some(Cap::Concurrency)));
+    }
+
+    #[test]
+    fn the_scaling_rate_limits_new_sandboxes() {
+        let p = Policy { max: 10_000, ..Policy::default() };
+        assert_eq!(apply(&p, 3_000, &Limits::default(), 0.0, 200), (1_200, Some(Cap::ScalingRate)));
+    }
+
+    proptest! {
+        #[test]
+        fn the_result_respects_every_cap(raw: u32, min in 0u32..200, span in 0u32..500, headroom in 0u32..50,
+                                         reserved in proptest::option::of(0u32..2_000),
+                                         unreserved in proptest::option::of(0u32..5_000),
+                                         peak in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), -10.0f64..3_000.0],
+                                         warm_now in 0u32..3_000) {
+            let p = Policy { min, max: min + span, headroom, ..Policy::default() };
+            let lim = Limits { reserved, unreserved, memory_mb: None };
+            let (n, _) = apply(&p, raw, &lim, peak, warm_now);
+            prop_assert!(n <= p.max);
+            prop_assert!(n <= warm_now.saturating_add(SCALING_RATE_PER_10S));
+            if let Some(limit) = reserved.or(unreserved) {
+                let real = if peak.is_finite() { peak.max(0.0).ceil() } else { limit as f64 };
+                prop_assert!(n as f64 + real + headroom as f64 <= (limit as f64).max(real + headroom as f64));
+                prop_assert!(n <= limit);
+            } else {
+                prop_assert!(n >= p.min.min(warm_now.saturating_add(SCALING_RATE_PER_10S)));
+            }
+        }
+    }
+}

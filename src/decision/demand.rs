@@ -1,0 +1,151 @@
+//! Real demand from CloudWatch minutes, with forewarm's own pings taken out.
+//!
+//! Pings are invocations: they raise `ConcurrentExecutions` and `Invocations`
+//! like real traffic. If they reached the forecaster, warming N would make it
+//! forecast N, and the forecast would feed on itself. Every warm is recorded in
+//! the state ([`WarmRecord`]); for each minute a warm touched, its pings are
+//! subtracted before the minute becomes demand.
+
+use serde::{Deserialize, Serialize};
+
+/// One minute of a function's CloudWatch metrics. `None` is "no datapoint".
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct MinuteMetrics {
+    /// Epoch minute (epoch ms / 60 000).
+    pub minute: u64,
+    /// `ConcurrentExecutions`, Maximum.
+    pub concurrency_max: Option<f64>,
+    /// `Invocations`, Sum.
+    pub invocations: Option<f64>,
+    /// `Duration`, Average, milliseconds.
+    pub duration_avg_ms: Option<f64>,
+    /// `Throttles`, Sum.
+    pub throttles: Option<f64>,
+    /// The shims' `Forewarm/ColdStart`, Sum: real requests that paid an init.
+    pub cold_starts: Option<f64>,
+}
+
+impl MinuteMetrics {
+    /// A minute in which nothing ran (Lambda emits no datapoints then).
+    pub fn idle(minute: u64) -> Self {
+        MinuteMetrics {
+            minute,
+            concurrency_max: Some(0.0),
+            invocations: Some(0.0),
+            ..MinuteMetrics::default()
+        }
+    }
+}
+
+/// A warm forewarm sent: enough to find and subtract its pings later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmRecord {
+    /// When the fan-out started, epoch ms.
+    pub at_ms: u64,
+    /// Pings sent.
+    pub n: u32,
+    /// How long each ping held its sandbox, ms.
+    pub hold_ms: u32,
+    /// Sandboxes the warm reached (distinct replies; `n` until the report).
+    pub reached: u32,
+}
+
+/// Slack after a warm's nominal end: pings start over a spread and return
+/// over network latency, and CloudWatch may count them in the next minute.
+const PING_SLACK_MS: u64 = 2_000;
+
+impl WarmRecord {
+    fn end_ms(&self) -> u64 {
+        self.at_ms + self.hold_ms as u64 + PING_SLACK_MS
+    }
+
+    fn touches(&self, minute: u64) -> bool {
+        let (start, end) = (minute * 60_000, (minute + 1) * 60_000);
+        self.at_ms < end && self.end_ms() > start
+    }
+}
+
+/// Peak real concurrency in one minute.
+///
+/// Untouched minutes are `ConcurrentExecutions` Maximum, or, where Lambda
+/// does not report it, Little's law on invocations and duration (at least one
+/// sandbox if anything ran). In minutes a warm touched, its pings come off the
+/// maximum, the invocation count and the duration total; the estimate is then
+/// the larger of the two corrected figures, and zero when no real invocation
+/// is left, so pings alone never look like demand.
+pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
+    let d = corrected(m, warms);
+    if d.is_finite() { d.clamp(0.0, super::forecast::MAX_DEMAND) } else { 0.0 }
+}
+
+fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
+    let (pings, ping_ms) = warms
+        .iter()
+        .filter(|w| w.touches(m.minute))
+        .fold((0.0, 0.0), |(n, ms), w| (n + w.n as f64, ms + w.n as f64 * w.hold_ms as f64));
+    let invocations = m.invocations.unwrap_or(0.0).max(0.0);
+    let real_inv = (invocations - pings).max(0.0);
+    let little = |inv: f64, total_ms: f64| {
+        if inv <= 0.0 { 0.0 } else { (total_ms / 60_000.0).ceil().max(1.0) }
+    };
+    if pings == 0.0 {
+        let total_ms = invocations * m.duration_avg_ms.unwrap_or(0.0);
+        return match m.concurrency_max {
+            Some(c) if c.is_finite() => c.max(0.0),
+            _ => little(invocations, total_ms),
+        };
+    }
+    if real_inv == 0.0 {
+        return 0.0;
+    }
+    let real_ms = (invocations * m.duration_avg_ms.unwrap_or(0.0) - ping_ms).max(0.0);
+    let from_max = m.concurrency_max.map_or(0.0, |c| (c - pings).max(0.0));
+    from_max.max(little(real_inv, real_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(m: u64, conc: f64, inv: f64, dur: f64) -> MinuteMetrics {
+        MinuteMetrics {
+            minute: m,
+            concurrency_max: Some(conc),
+            invocations: Some(inv),
+            duration_avg_ms: Some(dur),
+            ..MinuteMetrics::default()
+        }
+    }
+
+    #[test]
+    fn untouched_minutes_are_the_reported_maximum() {
+        assert_eq!(real_demand(&minute(5, 7.0, 300.0, 200.0), &[]), 7.0);
+        assert_eq!(real_demand(&MinuteMetrics::idle(5), &[]), 0.0);
+    }
+
+    #[test]
+    fn without_concurrency_littles_law_estimates_it() {
+        let m = MinuteMetrics { minute: 1, invocations: Some(600.0), duration_avg_ms: Some(500.0), ..Default::default() };
+        assert_eq!(real_demand(&m, &[]), 5.0);
+        let one = MinuteMetrics { minute: 1, invocations: Some(1.0), duration_avg_ms: Some(20.0), ..Default::default() };
+        assert_eq!(real_demand(&one, &[]), 1.0);
+    }
+
+    #[test]
+    fn a_minute_of_pings_alone_is_no_demand() {
+        let warm = WarmRecord { at_ms: 10 * 60_000 + 5_000, n: 20, hold_ms: 400, reached: 20 };
+        assert_eq!(real_demand(&minute(10, 20.0, 20.0, 400.0), &[warm]), 0.0);
+        // A warm spanning a minute boundary is subtracted on both sides.
+        let late = WarmRecord { at_ms: 11 * 60_000 - 500, n: 20, hold_ms: 400, reached: 20 };
+        assert_eq!(real_demand(&minute(11, 20.0, 20.0, 400.0), &[late]), 0.0);
+        assert_eq!(real_demand(&minute(12, 3.0, 90.0, 100.0), &[late]), 3.0, "untouched");
+    }
+
+    #[test]
+    fn real_traffic_beside_pings_survives_the_correction() {
+        let warm = WarmRecord { at_ms: 10 * 60_000, n: 10, hold_ms: 500, reached: 10 };
+        // 10 pings on top of 4 real sandboxes; 240 real calls of 1 s.
+        let m = minute(10, 14.0, 250.0, (240.0 * 1_000.0 + 10.0 * 500.0) / 250.0);
+        assert_eq!(real_demand(&m, &[warm]), 4.0);
+    }
+}

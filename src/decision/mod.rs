@@ -1,0 +1,417 @@
+//! The pure decision core: no I/O, no clock, no environment.
+//!
+//! [`decide`] takes a function's [`Policy`], its remembered [`FunctionState`],
+//! a fresh [`Observation`] and `now`, and returns a [`Decision`] (data, with
+//! a [`Reason`]) while updating the state in place. [`apply_report`] feeds a
+//! warm's outcome back. The controller Lambda and the simulator both call these
+//! through [`crate::tick`], so what the simulator measures is what runs in
+//! production.
+//!
+//! One decision, in order:
+//!
+//! 1. **observe**: fold the minutes since the watermark into the forecaster,
+//!    after taking forewarm's own pings out ([`demand`]);
+//! 2. **feedback**: for every window that closed, compare its realized peak
+//!    with what was warm; misses widen the margin, sustained slack narrows it
+//!    (aiming at the policy's `cold_start_budget`);
+//! 3. **forecast** the peak over the coming interval at the policy's quantile
+//!    plus margin ([`forecast`]);
+//! 4. **cap** it ([`caps`]): policy range, room for real traffic below
+//!    reserved or account concurrency, Lambda's scaling rate;
+//! 5. **warm** when due (the learned interval has passed) or when the target
+//!    rose above what is warm now.
+
+pub mod caps;
+pub mod demand;
+pub mod forecast;
+pub mod policy;
+pub mod report;
+
+use serde::{Deserialize, Serialize};
+
+pub use caps::{Cap, Limits};
+pub use demand::{MinuteMetrics, WarmRecord};
+pub use forecast::Forecaster;
+pub use policy::{Mode, Policy};
+pub use report::{PingFailure, PingOutcome, ReportSummary, Survival, WarmReport};
+
+/// Version of the [`FunctionState`] layout; bumped when a field changes
+/// meaning, so an old item is recognized and rebuilt, never misread.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// The most history folded in one decision: a controller that was off for a
+/// week catches up on the last day instead of spending its tick on the past.
+pub const MAX_BACKFILL_MINUTES: u64 = 1_440;
+
+/// How far the margin may move, in standard-normal units.
+pub const MARGIN_RANGE: (f64, f64) = (-1.5, 2.5);
+/// Margin added for each window whose real peak exceeded the warm pool.
+const MARGIN_UP: f64 = 0.3;
+/// Margin removed per tick after an hour with slack in every window.
+const MARGIN_DOWN: f64 = 0.05;
+/// Windows of history kept for feedback (an hour of 5-minute windows).
+const OUTCOMES_KEPT: usize = 12;
+/// Warms remembered for the own-traffic correction and the pool: longer than
+/// CloudWatch's lag and than any sandbox is expected to live idle.
+const WARMS_KEPT_MS: u64 = 30 * 60_000;
+/// Decisions remembered for people (`forewarm status`).
+const DECISIONS_KEPT: usize = 5;
+/// Weight of each tick's observed cold-start share in its running average.
+const COLD_RATE_WEIGHT: f64 = 0.2;
+/// The hold a new function starts with: the seed's hand-tuned 300 ms.
+pub const INITIAL_DELAY_MS: u32 = 300;
+
+/// What the controller learned about a function, kept between ticks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionState {
+    /// Layout version ([`STATE_SCHEMA`]).
+    pub schema: u32,
+    /// Last minute folded into the forecaster (epoch minute).
+    pub watermark_minute: Option<u64>,
+    /// The forecaster's memory.
+    pub forecaster: Forecaster,
+    /// Quantile shift from feedback, standard-normal units.
+    pub margin: f64,
+    /// The hold the next warm asks for, ms.
+    pub delay_ms: u32,
+    /// When the next warm is due, epoch ms.
+    pub next_due_ms: u64,
+    /// What is known about sandbox survival.
+    pub survival: Survival,
+    /// Recent warms: for the own-traffic correction, and to know what was
+    /// warm at any recent moment.
+    pub warms: Vec<WarmRecord>,
+    /// The last warm's figures.
+    pub last_warm: Option<ReportSummary>,
+    /// Recent windows: realized peak against the pool warm at the time.
+    pub outcomes: Vec<WindowOutcome>,
+    /// Running share of real invocations that started cold.
+    pub cold_rate: f64,
+    /// The last few decisions, newest last.
+    pub decisions: Vec<DecisionRecord>,
+    /// The last error met while handling this function, for people.
+    pub last_error: Option<String>,
+}
+
+/// One window's realized peak against what was warm.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowOutcome {
+    /// Window index (epoch minute / 5).
+    pub index: u64,
+    /// Real peak concurrency.
+    pub realized: f32,
+    /// Sandboxes warmed for it.
+    pub warmed: u32,
+}
+
+/// A decision as remembered in the state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// When, epoch ms.
+    pub at_ms: u64,
+    /// Why.
+    pub reason: Reason,
+    /// Forecast mean peak.
+    pub forecast: f32,
+    /// Sandboxes targeted after caps.
+    pub target: u32,
+    /// Pings sent (0 when not warming).
+    pub warmed: u32,
+}
+
+impl FunctionState {
+    /// The state of a function the controller has never seen.
+    pub fn new(policy: &Policy) -> Self {
+        FunctionState {
+            schema: STATE_SCHEMA,
+            watermark_minute: None,
+            forecaster: Forecaster::new(policy),
+            margin: 0.0,
+            delay_ms: INITIAL_DELAY_MS.clamp(policy.delay_ms_min, policy.delay_ms_max),
+            next_due_ms: 0,
+            survival: Survival::default(),
+            warms: Vec::new(),
+            last_warm: None,
+            outcomes: Vec::new(),
+            cold_rate: 0.0,
+            decisions: Vec::new(),
+            last_error: None,
+        }
+    }
+
+    /// Recent real peak concurrency (the last hour of windows), for caps.
+    pub fn recent_peak(&self) -> f64 {
+        let open = self.forecaster.open.map_or(0.0, |w| w.peak);
+        self.outcomes.iter().map(|o| o.realized as f64).fold(open, f64::max)
+    }
+
+    /// Sandboxes believed warm at `at_ms`: what the latest warm before it
+    /// reached, while those sandboxes are expected to survive; else none.
+    pub fn pool_at(&self, policy: &Policy, at_ms: u64) -> u32 {
+        let life_ms = (self.survival.interval_s(policy) as u64 + 60) * 1_000;
+        self.warms
+            .iter()
+            .rev()
+            .find(|w| w.at_ms <= at_ms)
+            .filter(|w| at_ms - w.at_ms <= life_ms)
+            .map_or(0, |w| w.reached)
+    }
+}
+
+/// What the controller saw of a function this tick.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Observation {
+    /// Minutes with any datapoint, ascending. Minutes below
+    /// `complete_until_minute` that are absent are minutes when nothing ran.
+    pub minutes: Vec<MinuteMetrics>,
+    /// Minutes before this one are final (CloudWatch lags by a few minutes).
+    pub complete_until_minute: u64,
+    /// The function's concurrency limits and memory.
+    pub limits: Limits,
+    /// False when the metrics could not be read this tick: the decision then
+    /// rests on what the forecaster already knows.
+    pub metrics_ok: bool,
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The policy's mode is `off`.
+    Off,
+    /// The policy's mode is `observe`: decided, but no pings.
+    Observe,
+    /// The pool is warm and the next warm is not due yet.
+    NotDue,
+    /// The interval passed: re-warm.
+    Due,
+    /// The forecast rose above what is warm: warm before the interval.
+    Rising,
+    /// Due, but the forecast (after caps) is zero sandboxes.
+    NothingForecast,
+    /// Metrics unavailable: decided on the last forecast.
+    StaleMetrics,
+}
+
+/// What to do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// Send `n` concurrent pings, each asking to hold `delay_ms`.
+    Warm {
+        /// Pings.
+        n: u32,
+        /// Hold per ping, ms.
+        delay_ms: u32,
+    },
+    /// Send nothing.
+    Nothing,
+}
+
+/// One function's decision, as data.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason,
+    /// Forecast mean of the coming peak.
+    pub forecast: f64,
+    /// The forecast quantile before caps.
+    pub raw_target: u32,
+    /// The target after caps.
+    pub target: u32,
+    /// Which cap bound, if any.
+    pub capped_by: Option<Cap>,
+    /// The feedback margin used.
+    pub margin: f64,
+    /// When the next warm is due, epoch ms.
+    pub next_due_ms: u64,
+}
+
+impl Decision {
+    fn nothing(reason: Reason, state: &FunctionState) -> Self {
+        Decision {
+            action: Action::Nothing,
+            reason,
+            forecast: 0.0,
+            raw_target: 0,
+            target: 0,
+            capped_by: None,
+            margin: state.margin,
+            next_due_ms: state.next_due_ms,
+        }
+    }
+
+    /// Pings this decision sends.
+    pub fn pings(&self) -> u32 {
+        match self.action {
+            Action::Warm { n, .. } => n,
+            Action::Nothing => 0,
+        }
+    }
+}
+
+/// Decides what to do for one function now, updating its state.
+pub fn decide(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms: u64) -> Decision {
+    if policy.mode == Mode::Off {
+        return Decision::nothing(Reason::Off, state);
+    }
+    state.forecaster.conform(policy);
+    state.delay_ms = state.delay_ms.clamp(policy.delay_ms_min, policy.delay_ms_max);
+    if obs.metrics_ok {
+        observe(policy, state, obs);
+    }
+    state.warms.retain(|w| w.at_ms + WARMS_KEPT_MS > now_ms);
+
+    let interval_s = state.survival.interval_s(policy);
+    let forecast = state.forecaster.forecast(now_ms / 60_000, interval_s.div_ceil(60), policy.quantile, state.margin);
+    let warm_now = state.pool_at(policy, now_ms);
+    let (target, capped_by) = caps::apply(policy, forecast.target, &obs.limits, state.recent_peak(), warm_now);
+
+    let due = now_ms >= state.next_due_ms;
+    let rising = target > warm_now;
+    let mut d = Decision {
+        action: Action::Nothing,
+        reason: Reason::NotDue,
+        forecast: forecast.mean,
+        raw_target: forecast.target,
+        target,
+        capped_by,
+        margin: state.margin,
+        next_due_ms: state.next_due_ms,
+    };
+    if policy.mode == Mode::Observe {
+        d.reason = Reason::Observe;
+    } else if due || rising {
+        d.next_due_ms = now_ms + interval_s as u64 * 1_000;
+        state.next_due_ms = d.next_due_ms;
+        if target == 0 {
+            d.reason = Reason::NothingForecast;
+        } else {
+            d.reason = if !obs.metrics_ok {
+                Reason::StaleMetrics
+            } else if due {
+                Reason::Due
+            } else {
+                Reason::Rising
+            };
+            d.action = Action::Warm { n: target, delay_ms: state.delay_ms };
+            // Recorded now, before the pings go out: their minutes must be
+            // corrected even if the report never comes back.
+            state.warms.push(WarmRecord { at_ms: now_ms, n: target, hold_ms: state.delay_ms, reached: target });
+        }
+    }
+    state.decisions.push(DecisionRecord {
+        at_ms: now_ms,
+        reason: d.reason,
+        forecast: d.forecast as f32,
+        target: d.target,
+        warmed: d.pings(),
+    });
+    if state.decisions.len() > DECISIONS_KEPT {
+        state.decisions.remove(0);
+    }
+    d
+}
+
+/// Folds the observation's final minutes into the forecaster, runs feedback on
+/// the windows that closed, and moves the watermark.
+fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
+    let end = obs.complete_until_minute; // exclusive
+    let first = match state.watermark_minute {
+        Some(w) => w + 1,
+        None => obs.minutes.first().map_or(end, |m| m.minute),
+    }
+    .max(end.saturating_sub(MAX_BACKFILL_MINUTES));
+    if first >= end {
+        return;
+    }
+    let mut points = obs.minutes.iter().filter(|m| m.minute >= first && m.minute < end).peekable();
+    let (mut colds, mut real_inv) = (0.0, 0.0);
+    for minute in first..end {
+        let m = match points.peek() {
+            Some(p) if p.minute == minute => *points.next().unwrap_or(&MinuteMetrics::idle(minute)),
+            _ => MinuteMetrics::idle(minute),
+        };
+        let demand = demand::real_demand(&m, &state.warms);
+        colds += m.cold_starts.unwrap_or(0.0);
+        real_inv += m.invocations.unwrap_or(0.0);
+        if let Some(w) = state.forecaster.observe_minute(minute, demand, policy.alpha) {
+            feedback(policy, state, w);
+        }
+    }
+    if let Some(w) = state.forecaster.close_before(end, policy.alpha) {
+        feedback(policy, state, w);
+    }
+    // Pings are invocations too, but never report cold starts (the shims
+    // only report real ones), so the share is of real calls at worst low.
+    let pings: f64 = state
+        .warms
+        .iter()
+        .filter(|w| (first * 60_000..end * 60_000).contains(&w.at_ms))
+        .map(|w| w.n as f64)
+        .sum();
+    let real = (real_inv - pings).max(0.0);
+    if real > 0.0 {
+        let share = (colds / real).min(1.0);
+        state.cold_rate += COLD_RATE_WEIGHT * (share - state.cold_rate);
+    }
+    state.watermark_minute = Some(end - 1);
+}
+
+/// Feedback on one closed window: a real peak above the warm pool widens the
+/// margin at once; an hour in which every window had a sandbox to spare, with
+/// cold starts within budget, narrows it a little. Narrowing stops when the
+/// pool meets the peak exactly, so steady input settles instead of cycling.
+fn feedback(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindow) {
+    // What was warm when the window began: a warm that reacted to the peak
+    // inside the window came too late to spare it cold starts.
+    let window_start_ms = w.index * policy::WINDOW_MINUTES as u64 * 60_000;
+    let warmed = state.pool_at(policy, window_start_ms);
+    state.outcomes.push(WindowOutcome { index: w.index, realized: w.peak as f32, warmed });
+    if state.outcomes.len() > OUTCOMES_KEPT {
+        state.outcomes.remove(0);
+    }
+    // Only windows the controller had warmed for count: before the first
+    // warm (or after a long silence) there is nothing to learn about the margin.
+    if state.warms.first().is_none_or(|first| first.at_ms > window_start_ms) {
+        return;
+    }
+    let missed = w.peak > warmed as f64 + 1e-9;
+    if missed {
+        state.margin = (state.margin + MARGIN_UP).min(MARGIN_RANGE.1);
+    } else if state.outcomes.len() == OUTCOMES_KEPT
+        && state.cold_rate <= policy.cold_start_budget
+        && state.outcomes.iter().all(|o| o.warmed as f64 >= o.realized as f64 + 1.0)
+    {
+        state.margin = (state.margin - MARGIN_DOWN).max(MARGIN_RANGE.0);
+    }
+}
+
+/// Feeds a warm's outcome back into the state: the delay tuner, the
+/// interval learner, the pool size, and the record of the warm itself.
+pub fn apply_report(policy: &Policy, state: &mut FunctionState, report: &WarmReport, now_ms: u64) {
+    let summary = report.summary();
+    let (delay, _) = report::tune_delay(policy, state.delay_ms, report);
+    state.delay_ms = delay;
+    state.survival.learn(report, now_ms);
+    if let Some(rec) = state.warms.iter_mut().rev().find(|w| w.at_ms == report.sent_at_ms) {
+        rec.n = report.pings.len() as u32;
+        rec.hold_ms = report.delay_ms;
+        // Sandboxes named in replies, plus replies without a name (each at
+        // least warmed something).
+        rec.reached = summary.distinct + summary.anonymous;
+    }
+    state.last_warm = Some(summary);
+}
+
+/// Forgets a warm that never went out (the invoke failed as a whole), so its
+/// pings are not subtracted from real demand.
+pub fn warm_failed(state: &mut FunctionState, at_ms: u64) {
+    state.warms.retain(|w| w.at_ms != at_ms);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,302 @@
+//! Scenario tests for the decision core: a minute-by-minute controller loop
+//! against a tiny stand-in for CloudWatch, so each test reads as a story.
+
+use super::*;
+use proptest::prelude::*;
+
+const MIN: u64 = 60_000;
+const DAY: u64 = 1_440;
+
+/// Real demand per minute, built like a sentence: `Series::steady(12)`,
+/// `Series::diurnal(2.0, 40.0)`.
+#[derive(Clone)]
+struct Series(std::sync::Arc<dyn Fn(u64) -> f64 + Send + Sync>);
+
+impl Series {
+    fn none() -> Self {
+        Series::steady(0.0)
+    }
+    fn steady(level: f64) -> Self {
+        Series(std::sync::Arc::new(move |_| level))
+    }
+    /// `low` at night, `high` from 09:00 to 17:00.
+    fn diurnal(low: f64, high: f64) -> Self {
+        Series(std::sync::Arc::new(move |m| if (540..1_020).contains(&(m % DAY)) { high } else { low }))
+    }
+    fn at(&self, minute: u64) -> f64 {
+        (self.0)(minute)
+    }
+}
+
+/// One function under the controller, with CloudWatch as a pure function of
+/// real demand plus the controller's own pings (which Lambda counts too).
+struct Loop {
+    policy: Policy,
+    state: FunctionState,
+    series: Series,
+    now: u64,
+    limits: Limits,
+    /// Metrics lag: minutes before `now - LAG` are final.
+    lag: u64,
+    decisions: Vec<Decision>,
+}
+
+impl Loop {
+    fn new(series: Series) -> Self {
+        Loop::with_policy(Policy::default(), series)
+    }
+    fn with_policy(policy: Policy, series: Series) -> Self {
+        Loop {
+            state: FunctionState::new(&policy),
+            policy,
+            series,
+            now: 0,
+            limits: Limits::default(),
+            lag: 2,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// What CloudWatch reports for one minute: real demand plus pings.
+    fn metrics(&self, minute: u64) -> MinuteMetrics {
+        let real = self.series.at(minute);
+        let (mut pings, mut ping_ms) = (0.0, 0.0);
+        for w in &self.state.warms {
+            if w.at_ms / MIN == minute {
+                pings += w.n as f64;
+                ping_ms += w.n as f64 * w.hold_ms as f64;
+            }
+        }
+        let real_inv = real * 60.0; // one-second calls
+        let inv = real_inv + pings;
+        MinuteMetrics {
+            minute,
+            concurrency_max: Some(real + pings),
+            invocations: Some(inv),
+            duration_avg_ms: if inv > 0.0 { Some((real_inv * 1_000.0 + ping_ms) / inv) } else { None },
+            throttles: Some(0.0),
+            cold_starts: Some(0.0),
+        }
+    }
+
+    /// One controller tick at the current minute, then a minute passes.
+    fn tick(&mut self) -> Decision {
+        let now_min = self.now / MIN;
+        let complete = now_min.saturating_sub(self.lag);
+        let from = self.state.watermark_minute.map_or(complete.saturating_sub(60), |w| w + 1);
+        let obs = Observation {
+            minutes: (from..complete).map(|m| self.metrics(m)).collect(),
+            complete_until_minute: complete,
+            limits: self.limits,
+            metrics_ok: true,
+        };
+        let d = decide(&self.policy, &mut self.state, &obs, self.now);
+        if let Action::Warm { n, delay_ms } = d.action {
+            apply_report(&self.policy, &mut self.state, &WarmReport::distinct(n, delay_ms, self.now), self.now);
+        }
+        // Every state survives a trip through JSON, as it does through DynamoDB.
+        self.state = serde_json::from_str(&serde_json::to_string(&self.state).unwrap()).unwrap();
+        self.decisions.push(d);
+        self.now += MIN;
+        d
+    }
+
+    fn run_minutes(&mut self, minutes: u64) -> &mut Self {
+        for _ in 0..minutes {
+            let _ = self.tick();
+        }
+        self
+    }
+
+    fn last_day(&self) -> &[Decision] {
+        &self.decisions[self.decisions.len().saturating_sub(DAY as usize)..]
+    }
+}
+
+impl WarmReport {
+    /// A warm in which every ping found its own sandbox, 10 ms apart.
+    fn distinct(n: u32, delay_ms: u32, at_ms: u64) -> Self {
+        WarmReport {
+            requested: n,
+            delay_ms,
+            sent_at_ms: at_ms,
+            pings: (0..n).map(|i| PingOutcome::answered(format!("sb-{i}"), false, at_ms + 10 * i as u64)).collect(),
+        }
+    }
+}
+
+#[test]
+fn warming_a_function_with_no_real_traffic_never_raises_its_forecast() {
+    let policy = Policy { min: 4, ..Policy::default() };
+    let mut l = Loop::with_policy(policy, Series::none());
+    l.run_minutes(2 * DAY);
+    let warms = l.decisions.iter().filter(|d| d.pings() > 0).count();
+    assert!(warms > 100, "min keeps it warm: {warms} warms");
+    assert!(l.decisions.iter().all(|d| d.raw_target == 0 && d.forecast == 0.0), "pings fed the forecast");
+}
+
+#[test]
+fn steady_traffic_settles_without_oscillating() {
+    let mut l = Loop::new(Series::steady(12.0));
+    l.run_minutes(3 * DAY);
+    let targets: Vec<u32> = l.last_day().iter().map(|d| d.target).collect();
+    let margins: Vec<f64> = l.last_day().iter().map(|d| d.margin).collect();
+    assert!(targets.iter().all(|&t| t == targets[0]), "target moved: {:?}", &targets[..20]);
+    assert!(targets[0] >= 12, "covers the peak: {}", targets[0]);
+    assert!(margins.iter().all(|&m| m == margins[0]), "margin still moving");
+    assert!(margins[0] >= MARGIN_RANGE.0 && margins[0] <= MARGIN_RANGE.1);
+}
+
+#[test]
+fn the_office_day_is_warmed_before_it_starts() {
+    let mut l = Loop::new(Series::diurnal(2.0, 40.0));
+    l.run_minutes(4 * DAY + 500); // to 08:20 on day five
+    let mut before_nine = 0;
+    while l.now / MIN % DAY < 540 {
+        before_nine = before_nine.max(l.tick().target);
+    }
+    assert!(before_nine >= 40, "warmed {before_nine} before 09:00");
+    let night = l.decisions[(3 * DAY + 120) as usize];
+    assert!(night.target <= 6, "night target {}", night.target);
+}
+
+#[test]
+fn a_peak_above_the_pool_widens_the_margin_and_calm_narrows_it_again() {
+    let spike = Series(std::sync::Arc::new(|m| if m % DAY == 1_000 { 60.0 } else { 10.0 }));
+    let mut l = Loop::new(spike);
+    l.run_minutes(DAY + 990);
+    let before = l.state.margin;
+    l.run_minutes(20);
+    assert!(l.state.margin > before, "spike missed: margin {before} -> {}", l.state.margin);
+    let widened = l.state.margin;
+    l.run_minutes(600);
+    assert!(l.state.margin < widened, "calm hours narrow it: {widened} -> {}", l.state.margin);
+}
+
+#[test]
+fn reserved_concurrency_caps_the_warm() {
+    let mut l = Loop::new(Series::steady(30.0));
+    l.limits = Limits { reserved: Some(40), ..Limits::default() };
+    l.run_minutes(DAY);
+    for d in l.last_day() {
+        assert!(d.target + 30 + l.policy.headroom <= 40, "{d:?}");
+    }
+    assert!(l.last_day().iter().any(|d| d.capped_by == Some(Cap::Concurrency)));
+}
+
+#[test]
+fn warms_come_at_the_learned_interval_not_every_minute() {
+    let mut l = Loop::new(Series::steady(5.0));
+    l.run_minutes(DAY);
+    let warms = l.last_day().iter().filter(|d| d.pings() > 0).count();
+    // Every 4 minutes at first, probing upward while sandboxes survive.
+    assert!((90..=360).contains(&warms), "{warms} warms a day");
+    assert!(l.last_day().iter().any(|d| d.reason == Reason::NotDue));
+}
+
+#[test]
+fn observe_mode_decides_but_never_pings_and_off_does_nothing() {
+    let mut obs = Loop::with_policy(Policy { mode: Mode::Observe, ..Policy::default() }, Series::steady(8.0));
+    obs.run_minutes(300);
+    assert!(obs.decisions.iter().all(|d| d.pings() == 0 && d.reason == Reason::Observe));
+    assert!(obs.decisions.last().unwrap().target >= 8, "still forecasts");
+    let mut off = Loop::with_policy(Policy { mode: Mode::Off, ..Policy::default() }, Series::steady(8.0));
+    off.run_minutes(30);
+    assert!(off.decisions.iter().all(|d| d.reason == Reason::Off && d.pings() == 0));
+    assert_eq!(off.state.watermark_minute, None, "off functions are not even observed");
+}
+
+#[test]
+fn a_metrics_outage_falls_back_to_the_last_forecast() {
+    let mut l = Loop::new(Series::steady(9.0));
+    l.run_minutes(DAY);
+    let mut state = l.state.clone();
+    let outage = Observation { metrics_ok: false, ..Observation::default() };
+    let due = state.next_due_ms;
+    let d = decide(&l.policy, &mut state, &outage, due);
+    assert_eq!(d.reason, Reason::StaleMetrics);
+    assert!(d.target >= 9, "{d:?}");
+    assert_eq!(state.watermark_minute, l.state.watermark_minute);
+}
+
+#[test]
+fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
+    let mut l = Loop::new(Series::steady(20.0));
+    l.run_minutes(120);
+    let before = l.state.delay_ms;
+    let mut state = l.state.clone();
+    let now = state.next_due_ms;
+    let d = decide(&l.policy, &mut state, &Observation { metrics_ok: false, ..Default::default() }, now);
+    let Action::Warm { n, delay_ms } = d.action else { panic!("{d:?}") };
+    let mut report = WarmReport::distinct(n, delay_ms, now);
+    for (i, p) in report.pings.iter_mut().enumerate() {
+        p.instance = Some(format!("sb-{}", i % 3)); // all on three sandboxes
+        p.started_ms = Some(now + 40 * i as u64);
+    }
+    apply_report(&l.policy, &mut state, &report, now);
+    assert!(state.delay_ms > before, "{before} -> {}", state.delay_ms);
+    assert_eq!(state.pool_at(&l.policy, now), 3, "only three sandboxes are warm");
+    warm_failed(&mut state, now);
+    assert!(state.warms.iter().all(|w| w.at_ms != now));
+}
+
+#[test]
+fn state_stays_small() {
+    let week = Policy { season: policy::Season::Week, ..Policy::default() };
+    let mut l = Loop::with_policy(week, Series::diurnal(3.0, 150.0));
+    l.run_minutes(DAY);
+    let json = serde_json::to_string(&l.state).unwrap();
+    assert!(json.len() < 4_096, "{} bytes: {json}", json.len());
+}
+
+fn arb_minute(m: u64) -> impl Strategy<Value = MinuteMetrics> {
+    let num = prop_oneof![
+        4 => (0.0f64..5_000.0).prop_map(Some),
+        1 => Just(None),
+        1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-3.0), Just(1e300)].prop_map(Some),
+    ];
+    (num.clone(), num.clone(), num.clone(), num.clone(), num).prop_map(move |(c, i, d, t, cs)| MinuteMetrics {
+        minute: m,
+        concurrency_max: c,
+        invocations: i,
+        duration_avg_ms: d,
+        throttles: t,
+        cold_starts: cs,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn every_decision_respects_every_cap_whatever_the_input(
+        min in 0u32..20, span in 0u32..300, headroom in 0u32..20, q in 0.5f64..0.999,
+        reserved in proptest::option::of(0u32..500),
+        ticks in prop::collection::vec((0u64..6, prop::collection::vec(arb_minute(0), 0..6)), 1..40),
+    ) {
+        let policy = Policy { min, max: min + span, headroom, quantile: q, ..Policy::default() };
+        let mut state = FunctionState::new(&policy);
+        let limits = Limits { reserved, ..Limits::default() };
+        let mut now = 100 * DAY * MIN;
+        for (gap, minutes) in ticks {
+            now += gap * MIN;
+            let base = now / MIN - 8;
+            let minutes = minutes.into_iter().enumerate().map(|(i, mut m)| { m.minute = base + i as u64; m }).collect();
+            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics_ok: true };
+            let d = decide(&policy, &mut state, &obs, now);
+            prop_assert!(d.target <= policy.max);
+            prop_assert!(d.forecast.is_finite() && d.forecast >= 0.0);
+            prop_assert!(d.margin.is_finite() && (MARGIN_RANGE.0..=MARGIN_RANGE.1).contains(&d.margin));
+            if let Some(r) = reserved {
+                prop_assert!(d.target <= r.saturating_sub(headroom));
+            }
+            if let Action::Warm { n, delay_ms } = d.action {
+                prop_assert!(n > 0 && n == d.target);
+                prop_assert!((policy.delay_ms_min..=policy.delay_ms_max).contains(&delay_ms));
+                apply_report(&policy, &mut state, &WarmReport::distinct(n, delay_ms, now), now);
+            }
+            prop_assert!(state.forecaster.recent.is_finite() && state.forecaster.heat.is_finite());
+            prop_assert!(serde_json::to_string(&state).is_ok());
+        }
+    }
+}
