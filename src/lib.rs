@@ -6,6 +6,13 @@
 //! * [`decision`]: the pure core. Policy, state, forecaster, feedback, delay
 //!   tuner, interval learner and caps, joined by `decide`: no I/O, `now` is an
 //!   argument, decisions are data with a reason.
+//! * [`evaluate`]: scores the forecaster alone on a trace (`forewarm forecast`).
+//! * [`ports`]: the three seams between the tick and the world (state store,
+//!   metrics source, warmer), plus an in-memory store with DynamoDB's rules.
+//! * [`tick`]: one controller cycle, `observe → decide → warm → save`, with
+//!   the pure error policy. The Lambda, the CLI and the simulator all run it.
+//! * [`trace`]: workload traces (Azure Functions 2019 per-minute, 2021
+//!   per-invocation) read into one compact form.
 //! * [`protocol`]: the wire format between the controller and target
 //!   functions: the ping, the reply, and the classifier that tells a ping from
 //!   a real event (also recognizing lambda-warmer's and
@@ -15,7 +22,11 @@
 //! * `cli` (feature `cli`): the `forewarm` command line.
 
 pub mod decision;
+pub mod evaluate;
+pub mod ports;
 pub mod protocol;
+pub mod tick;
+pub mod trace;
 
 #[cfg(feature = "cli")]
 pub mod cli;

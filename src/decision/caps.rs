@@ -44,7 +44,13 @@ pub enum Cap {
 /// range first, then the limits that protect real traffic, which win over
 /// `min`. `recent_peak` is recent real concurrency; `warm_now` is how many
 /// sandboxes are believed warm already (those need no new environment).
-pub fn apply(policy: &Policy, raw: u32, limits: &Limits, recent_peak: f64, warm_now: u32) -> (u32, Option<Cap>) {
+pub fn apply(
+    policy: &Policy,
+    raw: u32,
+    limits: &Limits,
+    recent_peak: f64,
+    warm_now: u32,
+) -> (u32, Option<Cap>) {
     let mut n = raw;
     let mut by = None;
     if n < policy.min {
@@ -56,8 +62,14 @@ pub fn apply(policy: &Policy, raw: u32, limits: &Limits, recent_peak: f64, warm_
         by = Some(Cap::Max);
     }
     if let Some(limit) = limits.reserved.or(limits.unreserved) {
-        let peak = if recent_peak.is_finite() { recent_peak.max(0.0).ceil() as u64 } else { limit as u64 };
-        let room = (limit as u64).saturating_sub(peak).saturating_sub(policy.headroom as u64) as u32;
+        let peak = if recent_peak.is_finite() {
+            recent_peak.max(0.0).ceil() as u64
+        } else {
+            limit as u64
+        };
+        let room = (limit as u64)
+            .saturating_sub(peak)
+            .saturating_sub(policy.headroom as u64) as u32;
         if n > room {
             n = room;
             by = Some(Cap::Concurrency);
@@ -78,25 +90,62 @@ mod tests {
 
     #[test]
     fn reserved_concurrency_leaves_room_for_real_traffic() {
-        let p = Policy { headroom: 5, ..Policy::default() };
-        let lim = Limits { reserved: Some(50), ..Limits::default() };
+        let p = Policy {
+            headroom: 5,
+            ..Policy::default()
+        };
+        let lim = Limits {
+            reserved: Some(50),
+            ..Limits::default()
+        };
         assert_eq!(apply(&p, 80, &lim, 30.0, 0), (15, Some(Cap::Concurrency)));
         assert_eq!(apply(&p, 10, &lim, 30.0, 0), (10, None));
-        let disabled = Limits { reserved: Some(0), ..Limits::default() };
-        assert_eq!(apply(&Policy { min: 3, ..p.clone() }, 2, &disabled, 0.0, 0), (0, Some(Cap::Concurrency)));
+        let disabled = Limits {
+            reserved: Some(0),
+            ..Limits::default()
+        };
+        assert_eq!(
+            apply(
+                &Policy {
+                    min: 3,
+                    ..p.clone()
+                },
+                2,
+                &disabled,
+                0.0,
+                0
+            ),
+            (0, Some(Cap::Concurrency))
+        );
     }
 
     #[test]
     fn the_account_pool_counts_when_nothing_is_reserved() {
-        let p = Policy { max: 5_000, headroom: 100, ..Policy::default() };
-        let lim = Limits { unreserved: Some(1_000), ..Limits::default() };
-        assert_eq!(apply(&p, 2_000, &lim, 400.0, 0), (500, Some(Cap::Concurrency)));
+        let p = Policy {
+            max: 5_000,
+            headroom: 100,
+            ..Policy::default()
+        };
+        let lim = Limits {
+            unreserved: Some(1_000),
+            ..Limits::default()
+        };
+        assert_eq!(
+            apply(&p, 2_000, &lim, 400.0, 0),
+            (500, Some(Cap::Concurrency))
+        );
     }
 
     #[test]
     fn the_scaling_rate_limits_new_sandboxes() {
-        let p = Policy { max: 10_000, ..Policy::default() };
-        assert_eq!(apply(&p, 3_000, &Limits::default(), 0.0, 200), (1_200, Some(Cap::ScalingRate)));
+        let p = Policy {
+            max: 10_000,
+            ..Policy::default()
+        };
+        assert_eq!(
+            apply(&p, 3_000, &Limits::default(), 0.0, 200),
+            (1_200, Some(Cap::ScalingRate))
+        );
     }
 
     proptest! {

@@ -75,18 +75,28 @@ impl WarmRecord {
 /// is left, so pings alone never look like demand.
 pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
     let d = corrected(m, warms);
-    if d.is_finite() { d.clamp(0.0, super::forecast::MAX_DEMAND) } else { 0.0 }
+    if d.is_finite() {
+        d.clamp(0.0, super::forecast::MAX_DEMAND)
+    } else {
+        0.0
+    }
 }
 
 fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
     let (pings, ping_ms) = warms
         .iter()
         .filter(|w| w.touches(m.minute))
-        .fold((0.0, 0.0), |(n, ms), w| (n + w.n as f64, ms + w.n as f64 * w.hold_ms as f64));
+        .fold((0.0, 0.0), |(n, ms), w| {
+            (n + w.n as f64, ms + w.n as f64 * w.hold_ms as f64)
+        });
     let invocations = m.invocations.unwrap_or(0.0).max(0.0);
     let real_inv = (invocations - pings).max(0.0);
     let little = |inv: f64, total_ms: f64| {
-        if inv <= 0.0 { 0.0 } else { (total_ms / 60_000.0).ceil().max(1.0) }
+        if inv <= 0.0 {
+            0.0
+        } else {
+            (total_ms / 60_000.0).ceil().max(1.0)
+        }
     };
     if pings == 0.0 {
         let total_ms = invocations * m.duration_avg_ms.unwrap_or(0.0);
@@ -125,25 +135,54 @@ mod tests {
 
     #[test]
     fn without_concurrency_littles_law_estimates_it() {
-        let m = MinuteMetrics { minute: 1, invocations: Some(600.0), duration_avg_ms: Some(500.0), ..Default::default() };
+        let m = MinuteMetrics {
+            minute: 1,
+            invocations: Some(600.0),
+            duration_avg_ms: Some(500.0),
+            ..Default::default()
+        };
         assert_eq!(real_demand(&m, &[]), 5.0);
-        let one = MinuteMetrics { minute: 1, invocations: Some(1.0), duration_avg_ms: Some(20.0), ..Default::default() };
+        let one = MinuteMetrics {
+            minute: 1,
+            invocations: Some(1.0),
+            duration_avg_ms: Some(20.0),
+            ..Default::default()
+        };
         assert_eq!(real_demand(&one, &[]), 1.0);
     }
 
     #[test]
     fn a_minute_of_pings_alone_is_no_demand() {
-        let warm = WarmRecord { at_ms: 10 * 60_000 + 5_000, n: 20, hold_ms: 400, reached: 20 };
+        let warm = WarmRecord {
+            at_ms: 10 * 60_000 + 5_000,
+            n: 20,
+            hold_ms: 400,
+            reached: 20,
+        };
         assert_eq!(real_demand(&minute(10, 20.0, 20.0, 400.0), &[warm]), 0.0);
         // A warm spanning a minute boundary is subtracted on both sides.
-        let late = WarmRecord { at_ms: 11 * 60_000 - 500, n: 20, hold_ms: 400, reached: 20 };
+        let late = WarmRecord {
+            at_ms: 11 * 60_000 - 500,
+            n: 20,
+            hold_ms: 400,
+            reached: 20,
+        };
         assert_eq!(real_demand(&minute(11, 20.0, 20.0, 400.0), &[late]), 0.0);
-        assert_eq!(real_demand(&minute(12, 3.0, 90.0, 100.0), &[late]), 3.0, "untouched");
+        assert_eq!(
+            real_demand(&minute(12, 3.0, 90.0, 100.0), &[late]),
+            3.0,
+            "untouched"
+        );
     }
 
     #[test]
     fn real_traffic_beside_pings_survives_the_correction() {
-        let warm = WarmRecord { at_ms: 10 * 60_000, n: 10, hold_ms: 500, reached: 10 };
+        let warm = WarmRecord {
+            at_ms: 10 * 60_000,
+            n: 10,
+            hold_ms: 500,
+            reached: 10,
+        };
         // 10 pings on top of 4 real sandboxes; 240 real calls of 1 s.
         let m = minute(10, 14.0, 250.0, (240.0 * 1_000.0 + 10.0 * 500.0) / 250.0);
         assert_eq!(real_demand(&m, &[warm]), 4.0);

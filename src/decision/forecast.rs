@@ -122,7 +122,9 @@ impl Forecaster {
     /// (the old buckets mean nothing under the new geometry); keeps the
     /// short-term level, which does not depend on it.
     pub fn conform(&mut self, policy: &Policy) {
-        if self.season_minutes != policy.season.minutes() || self.bucket_minutes != policy.bucket_minutes {
+        if self.season_minutes != policy.season.minutes()
+            || self.bucket_minutes != policy.bucket_minutes
+        {
             let fresh = Forecaster::new(policy);
             self.season_minutes = fresh.season_minutes;
             self.bucket_minutes = fresh.bucket_minutes;
@@ -139,7 +141,11 @@ impl Forecaster {
     /// minute starts a new one. Minutes must come in increasing order; a gap
     /// (minutes with no data) simply leaves windows unlearned.
     pub fn observe_minute(&mut self, minute: u64, demand: f64, alpha: f64) -> Option<ClosedWindow> {
-        let demand = if demand.is_finite() { demand.clamp(0.0, MAX_DEMAND) } else { 0.0 };
+        let demand = if demand.is_finite() {
+            demand.clamp(0.0, MAX_DEMAND)
+        } else {
+            0.0
+        };
         let index = minute / WINDOW_MINUTES as u64;
         match &mut self.open {
             Some(w) if w.index == index => {
@@ -149,7 +155,10 @@ impl Forecaster {
             Some(w) if w.index > index => None, // out of order: already learned
             _ => {
                 let closed = self.open.take().map(|w| self.learn(w, alpha));
-                self.open = Some(OpenWindow { index, peak: demand });
+                self.open = Some(OpenWindow {
+                    index,
+                    peak: demand,
+                });
                 closed
             }
         }
@@ -172,7 +181,11 @@ impl Forecaster {
         let x = w.peak;
         let b = self.bucket_of(w.index);
         let bucket = self.buckets[b];
-        let expected = if bucket.n > 0 { bucket.mean as f64 } else { self.recent };
+        let expected = if bucket.n > 0 {
+            bucket.mean as f64
+        } else {
+            self.recent
+        };
 
         // Short-term level first: it seeds buckets that have never been seen.
         if self.windows_seen == 0 {
@@ -181,11 +194,13 @@ impl Forecaster {
         } else {
             let d = x - self.recent;
             self.recent += SHORT_TERM_WEIGHT * d;
-            self.recent_var = (1.0 - SHORT_TERM_WEIGHT) * (self.recent_var + SHORT_TERM_WEIGHT * d * d);
+            self.recent_var =
+                (1.0 - SHORT_TERM_WEIGHT) * (self.recent_var + SHORT_TERM_WEIGHT * d * d);
         }
         if bucket.n > 0 {
             let ratio = (x + 1.0) / (expected + 1.0);
-            self.heat = (self.heat + SHORT_TERM_WEIGHT * (ratio - self.heat)).clamp(HEAT_RANGE.0, HEAT_RANGE.1);
+            self.heat = (self.heat + SHORT_TERM_WEIGHT * (ratio - self.heat))
+                .clamp(HEAT_RANGE.0, HEAT_RANGE.1);
         }
 
         let slot = &mut self.buckets[b];
@@ -201,7 +216,10 @@ impl Forecaster {
         }
         slot.n = slot.n.saturating_add(1);
         self.windows_seen = self.windows_seen.saturating_add(1);
-        ClosedWindow { index: w.index, peak: x }
+        ClosedWindow {
+            index: w.index,
+            peak: x,
+        }
     }
 
     /// Mean and variance expected for one window's peak.
@@ -214,7 +232,9 @@ impl Forecaster {
         let seasonal = b.mean as f64 * self.heat;
         let seasonal_var = (b.sd as f64 * self.heat).powi(2);
         let blend = w * seasonal + (1.0 - w) * self.recent;
-        let mut var = w * seasonal_var + (1.0 - w) * self.recent_var + w * (1.0 - w) * (seasonal - self.recent).powi(2);
+        let mut var = w * seasonal_var
+            + (1.0 - w) * self.recent_var
+            + w * (1.0 - w) * (seasonal - self.recent).powi(2);
         // Never below the short-term level: if the last half hour ran above
         // what this bucket usually sees, today runs hot, and under-warming costs
         // cold starts while over-warming costs a few pings.
@@ -235,9 +255,18 @@ impl Forecaster {
     /// Forecasts the peak over the windows from `now_minute` through the next
     /// `horizon_minutes`, at quantile `quantile` shifted by `margin` (in
     /// standard-normal units: +1 is one standard deviation more cautious).
-    pub fn forecast(&self, now_minute: u64, horizon_minutes: u32, quantile: f64, margin: f64) -> Forecast {
+    pub fn forecast(
+        &self,
+        now_minute: u64,
+        horizon_minutes: u32,
+        quantile: f64,
+        margin: f64,
+    ) -> Forecast {
         if self.windows_seen == 0 && self.open.is_none() {
-            return Forecast { mean: 0.0, target: 0 };
+            return Forecast {
+                mean: 0.0,
+                target: 0,
+            };
         }
         let first = now_minute / WINDOW_MINUTES as u64;
         let last = (now_minute + horizon_minutes as u64) / WINDOW_MINUTES as u64;
@@ -245,7 +274,10 @@ impl Forecaster {
         // The peak over k windows stays at or below n with probability
         // F(n)^k, so each window is taken at quantile q^(1/k).
         let q = shifted_quantile(quantile.powf(1.0 / k), margin);
-        let mut out = Forecast { mean: 0.0, target: 0 };
+        let mut out = Forecast {
+            mean: 0.0,
+            target: 0,
+        };
         for index in first..=last {
             let (mean, var) = self.window_moments(index);
             out.mean = out.mean.max(mean);
@@ -275,20 +307,32 @@ pub fn peak_quantile(mean: f64, var: f64, q: f64) -> u32 {
     // Below one, a window's peak is mostly 0 or 1: at least Poisson spread.
     // Above, peaks of busy functions are steadier than their counts; the
     // learned variance rules, with a gentle floor.
-    let floor = if mean <= 1.0 { mean } else { 1.0 + 0.25 * (mean - 1.0) };
+    let floor = if mean <= 1.0 {
+        mean
+    } else {
+        1.0 + 0.25 * (mean - 1.0)
+    };
     let var = var.max(floor);
     let n = if mean <= DISCRETE_LIMIT && var >= mean {
         if var > mean * (1.0 + 1e-6) {
             let r = mean * mean / (var - mean);
             let p = r / (r + mean);
-            NegativeBinomial::new(r, p).map(|d| d.inverse_cdf(q) as f64).unwrap_or(f64::NAN)
+            NegativeBinomial::new(r, p)
+                .map(|d| d.inverse_cdf(q) as f64)
+                .unwrap_or(f64::NAN)
         } else {
-            Poisson::new(mean).map(|d| d.inverse_cdf(q) as f64).unwrap_or(f64::NAN)
+            Poisson::new(mean)
+                .map(|d| d.inverse_cdf(q) as f64)
+                .unwrap_or(f64::NAN)
         }
     } else {
         (mean + Normal::standard().inverse_cdf(q) * var.sqrt()).ceil()
     };
-    if n.is_finite() { n.clamp(0.0, u32::MAX as f64) as u32 } else { mean.ceil() as u32 }
+    if n.is_finite() {
+        n.clamp(0.0, u32::MAX as f64) as u32
+    } else {
+        mean.ceil() as u32
+    }
 }
 
 /// Packs buckets as base64 of 5 bytes each: mean and sd as 16-bit log-scale
@@ -302,7 +346,11 @@ mod packed {
     const SCALE: f64 = 4_000.0;
 
     fn encode(v: f32) -> u16 {
-        let v = if v.is_finite() { v.max(0.0) as f64 } else { 0.0 };
+        let v = if v.is_finite() {
+            v.max(0.0) as f64
+        } else {
+            0.0
+        };
         (v.ln_1p() * SCALE).round().min(u16::MAX as f64) as u16
     }
 
@@ -322,9 +370,13 @@ mod packed {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Bucket>, D::Error> {
         let text = String::deserialize(d)?;
-        let bytes = B64.decode(text.as_bytes()).map_err(serde::de::Error::custom)?;
+        let bytes = B64
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)?;
         if bytes.len() % 5 != 0 {
-            return Err(serde::de::Error::custom("packed buckets: length is not a multiple of 5"));
+            return Err(serde::de::Error::custom(
+                "packed buckets: length is not a multiple of 5",
+            ));
         }
         Ok(bytes
             .chunks_exact(5)
@@ -372,7 +424,13 @@ mod tests {
     fn the_daily_cycle_is_learned_per_bucket() {
         let mut f = Forecaster::new(&Policy::default());
         // Busy 09:00-17:00 (40), quiet otherwise (2), for a week.
-        let shape = |m: u64| if (540..1_020).contains(&(m % 1_440)) { 40.0 } else { 2.0 };
+        let shape = |m: u64| {
+            if (540..1_020).contains(&(m % 1_440)) {
+                40.0
+            } else {
+                2.0
+            }
+        };
         feed(&mut f, 0..7 * 1_440, shape);
         let night = f.forecast(7 * 1_440 + 120, 5, 0.95, 0.0);
         let day = f.forecast(7 * 1_440 + 600, 5, 0.95, 0.0);
@@ -386,9 +444,16 @@ mod tests {
     #[test]
     fn a_new_function_starts_from_what_it_has_seen() {
         let mut f = Forecaster::new(&Policy::default());
-        assert_eq!(f.forecast(0, 5, 0.95, 0.0).target, 0, "nothing seen, nothing forecast");
+        assert_eq!(
+            f.forecast(0, 5, 0.95, 0.0).target,
+            0,
+            "nothing seen, nothing forecast"
+        );
         f.observe_minute(100, 7.0, 0.2);
-        assert!(f.forecast(101, 5, 0.95, 0.0).target >= 7, "traffic is visible: never zero");
+        assert!(
+            f.forecast(101, 5, 0.95, 0.0).target >= 7,
+            "traffic is visible: never zero"
+        );
         feed(&mut f, 101..130, |_| 7.0);
         assert!(f.forecast(130, 5, 0.95, 0.0).target >= 7);
     }
@@ -399,7 +464,7 @@ mod tests {
         // a sandbox, for a function called every `period` minutes.
         let warm_share = |period: u64| {
             let mut f = Forecaster::new(&Policy::default());
-            let calls = move |m: u64| if m % period == 0 { 1.0 } else { 0.0 };
+            let calls = move |m: u64| if m.is_multiple_of(period) { 1.0 } else { 0.0 };
             feed(&mut f, 0..2 * 1_440, calls);
             let mut warm = 0;
             for m in 2 * 1_440..3 * 1_440 {
@@ -441,7 +506,10 @@ mod tests {
     fn changing_the_season_resets_buckets_but_keeps_the_level() {
         let mut f = Forecaster::new(&Policy::default());
         feed(&mut f, 0..1_440, |_| 9.0);
-        let week = Policy { season: Season::Week, ..Policy::default() };
+        let week = Policy {
+            season: Season::Week,
+            ..Policy::default()
+        };
         f.conform(&week);
         assert_eq!(f.buckets.len(), 336);
         assert!(f.buckets.iter().all(|b| b.n == 0));
@@ -450,15 +518,24 @@ mod tests {
 
     #[test]
     fn a_week_of_thirty_minute_buckets_serializes_under_4_kb() {
-        let week = Policy { season: Season::Week, ..Policy::default() };
+        let week = Policy {
+            season: Season::Week,
+            ..Policy::default()
+        };
         let mut f = Forecaster::new(&week);
         feed(&mut f, 0..7 * 1_440, |m| (m % 97) as f64 * 13.7);
         let json = serde_json::to_string(&f).unwrap();
         assert!(json.len() < 3_000, "{} bytes", json.len());
         let back: Forecaster = serde_json::from_str(&json).unwrap();
         assert_eq!(back.buckets.len(), 336);
-        let (a, b) = (f.forecast(7 * 1_440, 5, 0.95, 0.0), back.forecast(7 * 1_440, 5, 0.95, 0.0));
-        assert!((a.mean - b.mean).abs() < 0.01 * a.mean.max(1.0), "{a:?} vs {b:?}");
+        let (a, b) = (
+            f.forecast(7 * 1_440, 5, 0.95, 0.0),
+            back.forecast(7 * 1_440, 5, 0.95, 0.0),
+        );
+        assert!(
+            (a.mean - b.mean).abs() < 0.01 * a.mean.max(1.0),
+            "{a:?} vs {b:?}"
+        );
     }
 
     #[test]

@@ -142,7 +142,10 @@ impl FunctionState {
     /// Recent real peak concurrency (the last hour of windows), for caps.
     pub fn recent_peak(&self) -> f64 {
         let open = self.forecaster.open.map_or(0.0, |w| w.peak);
-        self.outcomes.iter().map(|o| o.realized as f64).fold(open, f64::max)
+        self.outcomes
+            .iter()
+            .map(|o| o.realized as f64)
+            .fold(open, f64::max)
     }
 
     /// Sandboxes believed warm at `at_ms`: what the latest warm before it
@@ -254,21 +257,39 @@ impl Decision {
 }
 
 /// Decides what to do for one function now, updating its state.
-pub fn decide(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms: u64) -> Decision {
+pub fn decide(
+    policy: &Policy,
+    state: &mut FunctionState,
+    obs: &Observation,
+    now_ms: u64,
+) -> Decision {
     if policy.mode == Mode::Off {
         return Decision::nothing(Reason::Off, state);
     }
     state.forecaster.conform(policy);
-    state.delay_ms = state.delay_ms.clamp(policy.delay_ms_min, policy.delay_ms_max);
+    state.delay_ms = state
+        .delay_ms
+        .clamp(policy.delay_ms_min, policy.delay_ms_max);
     if obs.metrics_ok {
         observe(policy, state, obs);
     }
     state.warms.retain(|w| w.at_ms + WARMS_KEPT_MS > now_ms);
 
     let interval_s = state.survival.interval_s(policy);
-    let forecast = state.forecaster.forecast(now_ms / 60_000, interval_s.div_ceil(60), policy.quantile, state.margin);
+    let forecast = state.forecaster.forecast(
+        now_ms / 60_000,
+        interval_s.div_ceil(60),
+        policy.quantile,
+        state.margin,
+    );
     let warm_now = state.pool_at(policy, now_ms);
-    let (target, capped_by) = caps::apply(policy, forecast.target, &obs.limits, state.recent_peak(), warm_now);
+    let (target, capped_by) = caps::apply(
+        policy,
+        forecast.target,
+        &obs.limits,
+        state.recent_peak(),
+        warm_now,
+    );
 
     let due = now_ms >= state.next_due_ms;
     let rising = target > warm_now;
@@ -297,10 +318,18 @@ pub fn decide(policy: &Policy, state: &mut FunctionState, obs: &Observation, now
             } else {
                 Reason::Rising
             };
-            d.action = Action::Warm { n: target, delay_ms: state.delay_ms };
+            d.action = Action::Warm {
+                n: target,
+                delay_ms: state.delay_ms,
+            };
             // Recorded now, before the pings go out: their minutes must be
             // corrected even if the report never comes back.
-            state.warms.push(WarmRecord { at_ms: now_ms, n: target, hold_ms: state.delay_ms, reached: target });
+            state.warms.push(WarmRecord {
+                at_ms: now_ms,
+                n: target,
+                hold_ms: state.delay_ms,
+                reached: target,
+            });
         }
     }
     state.decisions.push(DecisionRecord {
@@ -328,7 +357,11 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
     if first >= end {
         return;
     }
-    let mut points = obs.minutes.iter().filter(|m| m.minute >= first && m.minute < end).peekable();
+    let mut points = obs
+        .minutes
+        .iter()
+        .filter(|m| m.minute >= first && m.minute < end)
+        .peekable();
     let (mut colds, mut real_inv) = (0.0, 0.0);
     for minute in first..end {
         let m = match points.peek() {
@@ -338,7 +371,10 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
         let demand = demand::real_demand(&m, &state.warms);
         colds += m.cold_starts.unwrap_or(0.0);
         real_inv += m.invocations.unwrap_or(0.0);
-        if let Some(w) = state.forecaster.observe_minute(minute, demand, policy.alpha) {
+        if let Some(w) = state
+            .forecaster
+            .observe_minute(minute, demand, policy.alpha)
+        {
             feedback(policy, state, w);
         }
     }
@@ -370,13 +406,21 @@ fn feedback(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindo
     // inside the window came too late to spare it cold starts.
     let window_start_ms = w.index * policy::WINDOW_MINUTES as u64 * 60_000;
     let warmed = state.pool_at(policy, window_start_ms);
-    state.outcomes.push(WindowOutcome { index: w.index, realized: w.peak as f32, warmed });
+    state.outcomes.push(WindowOutcome {
+        index: w.index,
+        realized: w.peak as f32,
+        warmed,
+    });
     if state.outcomes.len() > OUTCOMES_KEPT {
         state.outcomes.remove(0);
     }
     // Only windows the controller had warmed for count: before the first
     // warm (or after a long silence) there is nothing to learn about the margin.
-    if state.warms.first().is_none_or(|first| first.at_ms > window_start_ms) {
+    if state
+        .warms
+        .first()
+        .is_none_or(|first| first.at_ms > window_start_ms)
+    {
         return;
     }
     let missed = w.peak > warmed as f64 + 1e-9;
@@ -384,7 +428,10 @@ fn feedback(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindo
         state.margin = (state.margin + MARGIN_UP).min(MARGIN_RANGE.1);
     } else if state.outcomes.len() == OUTCOMES_KEPT
         && state.cold_rate <= policy.cold_start_budget
-        && state.outcomes.iter().all(|o| o.warmed as f64 >= o.realized as f64 + 1.0)
+        && state
+            .outcomes
+            .iter()
+            .all(|o| o.warmed as f64 >= o.realized as f64 + 1.0)
     {
         state.margin = (state.margin - MARGIN_DOWN).max(MARGIN_RANGE.0);
     }
@@ -397,7 +444,12 @@ pub fn apply_report(policy: &Policy, state: &mut FunctionState, report: &WarmRep
     let (delay, _) = report::tune_delay(policy, state.delay_ms, report);
     state.delay_ms = delay;
     state.survival.learn(report, now_ms);
-    if let Some(rec) = state.warms.iter_mut().rev().find(|w| w.at_ms == report.sent_at_ms) {
+    if let Some(rec) = state
+        .warms
+        .iter_mut()
+        .rev()
+        .find(|w| w.at_ms == report.sent_at_ms)
+    {
         rec.n = report.pings.len() as u32;
         rec.hold_ms = report.delay_ms;
         // Sandboxes named in replies, plus replies without a name (each at

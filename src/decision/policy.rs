@@ -197,7 +197,10 @@ pub struct Parsed {
 impl Policy {
     /// Merges the account-wide defaults item (if any) under a function's item
     /// and validates the result.
-    pub fn from_items(defaults: Option<&PolicyDoc>, function: &PolicyDoc) -> Result<Parsed, PolicyError> {
+    pub fn from_items(
+        defaults: Option<&PolicyDoc>,
+        function: &PolicyDoc,
+    ) -> Result<Parsed, PolicyError> {
         let mut merged = defaults.cloned().unwrap_or_default();
         for (k, v) in function {
             merged.insert(k.clone(), v.clone());
@@ -220,7 +223,11 @@ impl Policy {
                     }
                 }),
                 "season" => word(value, &["day", "week"]).map(|w| {
-                    p.season = if w == "day" { Season::Day } else { Season::Week }
+                    p.season = if w == "day" {
+                        Season::Day
+                    } else {
+                        Season::Week
+                    }
                 }),
                 "interval_s" => match value {
                     Scalar::Str(s) if s.eq_ignore_ascii_case("auto") => {
@@ -239,7 +246,10 @@ impl Policy {
                 "alpha" => number(value).map(|x| p.alpha = x),
                 "cold_start_budget" => number(value).map(|x| p.cold_start_budget = x),
                 _ => {
-                    warnings.push(format!("unknown attribute `{key}` ignored (known: {})", KNOWN_ATTRIBUTES.join(", ")));
+                    warnings.push(format!(
+                        "unknown attribute `{key}` ignored (known: {})",
+                        KNOWN_ATTRIBUTES.join(", ")
+                    ));
                     Ok(())
                 }
             };
@@ -249,7 +259,10 @@ impl Policy {
         }
         problems.extend(p.problems());
         if problems.is_empty() {
-            Ok(Parsed { policy: p, warnings })
+            Ok(Parsed {
+                policy: p,
+                warnings,
+            })
         } else {
             Err(PolicyError { problems })
         }
@@ -258,7 +271,11 @@ impl Policy {
     /// Checks ranges and relations between fields. Returns every problem.
     pub fn validate(&self) -> Result<(), PolicyError> {
         let problems = self.problems();
-        if problems.is_empty() { Ok(()) } else { Err(PolicyError { problems }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError { problems })
+        }
     }
 
     fn problems(&self) -> Vec<String> {
@@ -267,13 +284,19 @@ impl Policy {
             out.push(format!("max ({}) is below min ({})", self.max, self.min));
         }
         if self.max > 10_000 {
-            out.push(format!("max ({}) is above 10000, more than any account can run at once", self.max));
+            out.push(format!(
+                "max ({}) is above 10000, more than any account can run at once",
+                self.max
+            ));
         }
         if !(self.quantile >= 0.5 && self.quantile < 1.0) {
-            out.push(format!("quantile ({}) must be at least 0.5 and below 1", self.quantile));
+            out.push(format!(
+                "quantile ({}) must be at least 0.5 and below 1",
+                self.quantile
+            ));
         }
         if self.bucket_minutes < WINDOW_MINUTES
-            || self.bucket_minutes % WINDOW_MINUTES != 0
+            || !self.bucket_minutes.is_multiple_of(WINDOW_MINUTES)
             || 1_440 % self.bucket_minutes != 0
         {
             out.push(format!(
@@ -282,7 +305,10 @@ impl Policy {
             ));
         }
         if !(self.alpha > 0.0 && self.alpha <= 1.0) {
-            out.push(format!("alpha ({}) must be above 0 and at most 1", self.alpha));
+            out.push(format!(
+                "alpha ({}) must be above 0 and at most 1",
+                self.alpha
+            ));
         }
         if let Interval::Seconds(s) = self.interval
             && !(60..=3_600).contains(&s)
@@ -305,7 +331,10 @@ impl Policy {
             ));
         }
         if !(0.0..=1.0).contains(&self.cold_start_budget) {
-            out.push(format!("cold_start_budget ({}) must be between 0 and 1", self.cold_start_budget));
+            out.push(format!(
+                "cold_start_budget ({}) must be between 0 and 1",
+                self.cold_start_budget
+            ));
         }
         out
     }
@@ -355,7 +384,9 @@ impl Policy {
 /// `--policy-file` and of `forewarm policy put`.
 pub fn doc_from_json(text: &str) -> Result<PolicyDoc, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let obj = v.as_object().ok_or("a policy must be a JSON object of attributes")?;
+    let obj = v
+        .as_object()
+        .ok_or("a policy must be a JSON object of attributes")?;
     let mut doc = PolicyDoc::new();
     for (k, v) in obj {
         if k == "pk" || k == "sk" {
@@ -365,7 +396,11 @@ pub fn doc_from_json(text: &str) -> Result<PolicyDoc, String> {
             serde_json::Value::Bool(b) => Scalar::Bool(*b),
             serde_json::Value::Number(n) => Scalar::Num(n.as_f64().unwrap_or(f64::NAN)),
             serde_json::Value::String(s) => Scalar::Str(s.clone()),
-            other => return Err(format!("attribute `{k}` must be a string, number or boolean, not {other}")),
+            other => {
+                return Err(format!(
+                    "attribute `{k}` must be a string, number or boolean, not {other}"
+                ));
+            }
         };
         doc.insert(k.clone(), s);
     }
@@ -373,7 +408,16 @@ pub fn doc_from_json(text: &str) -> Result<PolicyDoc, String> {
 }
 
 fn word<'a>(v: &Scalar, allowed: &[&'a str]) -> Result<&'a str, String> {
-    let want = || format!("one of {}", allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "));
+    let want = || {
+        format!(
+            "one of {}",
+            allowed
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     match v {
         Scalar::Str(s) => allowed
             .iter()
@@ -392,7 +436,8 @@ fn number(v: &Scalar) -> Result<f64, String> {
         Scalar::Str(s) => s.trim().parse::<f64>().ok(),
         Scalar::Bool(_) => None,
     };
-    x.filter(|x| x.is_finite()).ok_or_else(|| "a number".to_string())
+    x.filter(|x| x.is_finite())
+        .ok_or_else(|| "a number".to_string())
 }
 
 fn whole(v: &Scalar) -> Result<u32, String> {
@@ -409,7 +454,10 @@ mod tests {
     use super::*;
 
     fn doc(pairs: &[(&str, Scalar)]) -> PolicyDoc {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
     fn num(x: f64) -> Scalar {
         Scalar::Num(x)
@@ -428,10 +476,17 @@ mod tests {
 
     #[test]
     fn function_items_override_account_defaults_attribute_by_attribute() {
-        let star = doc(&[("max", num(50.0)), ("quantile", num(0.9)), ("season", s("week"))]);
+        let star = doc(&[
+            ("max", num(50.0)),
+            ("quantile", num(0.9)),
+            ("season", s("week")),
+        ]);
         let f = doc(&[("max", num(20.0)), ("mode", s("observe"))]);
         let p = Policy::from_items(Some(&star), &f).unwrap().policy;
-        assert_eq!((p.max, p.quantile, p.season, p.mode), (20, 0.9, Season::Week, Mode::Observe));
+        assert_eq!(
+            (p.max, p.quantile, p.season, p.mode),
+            (20, 0.9, Season::Week, Mode::Observe)
+        );
         assert_eq!(p.min, 0, "unset everywhere: built-in default");
     }
 
@@ -461,7 +516,12 @@ mod tests {
 
     #[test]
     fn unknown_attributes_warn_and_numeric_strings_are_accepted() {
-        let p = Policy::from_doc(&doc(&[("maxx", num(3.0)), ("max", s("12")), ("interval_s", s("AUTO"))])).unwrap();
+        let p = Policy::from_doc(&doc(&[
+            ("maxx", num(3.0)),
+            ("max", s("12")),
+            ("interval_s", s("AUTO")),
+        ]))
+        .unwrap();
         assert_eq!(p.policy.max, 12);
         assert_eq!(p.policy.interval, Interval::Auto);
         assert_eq!(p.warnings.len(), 1);
@@ -470,8 +530,12 @@ mod tests {
 
     #[test]
     fn interval_and_delay_bounds_are_checked() {
-        let e = Policy::from_doc(&doc(&[("interval_s", num(10.0)), ("delay_ms_min", num(900.0)), ("delay_ms_max", num(800.0))]))
-            .unwrap_err();
+        let e = Policy::from_doc(&doc(&[
+            ("interval_s", num(10.0)),
+            ("delay_ms_min", num(900.0)),
+            ("delay_ms_max", num(800.0)),
+        ]))
+        .unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
         let e = Policy::from_doc(&doc(&[("delay_ms_max", num(20_000.0))])).unwrap_err();
         assert!(e.to_string().contains("longest hold"));
@@ -481,10 +545,15 @@ mod tests {
 
     #[test]
     fn json_documents_are_read_as_items() {
-        let d = doc_from_json(r#"{"pk": "orders", "max": 40, "season": "week", "mode": "warm"}"#).unwrap();
+        let d = doc_from_json(r#"{"pk": "orders", "max": 40, "season": "week", "mode": "warm"}"#)
+            .unwrap();
         assert!(!d.contains_key("pk"));
         assert_eq!(Policy::from_doc(&d).unwrap().policy.max, 40);
-        assert!(doc_from_json(r#"{"max": [1]}"#).unwrap_err().contains("max"));
+        assert!(
+            doc_from_json(r#"{"max": [1]}"#)
+                .unwrap_err()
+                .contains("max")
+        );
         assert!(doc_from_json("[1]").is_err());
     }
 }

@@ -39,15 +39,28 @@ pub struct PingOutcome {
 impl PingOutcome {
     /// A ping answered by a forewarm shim.
     pub fn answered(instance: impl Into<String>, cold: bool, started_ms: u64) -> Self {
-        PingOutcome { instance: Some(instance.into()), cold: Some(cold), started_ms: Some(started_ms), failure: None }
+        PingOutcome {
+            instance: Some(instance.into()),
+            cold: Some(cold),
+            started_ms: Some(started_ms),
+            failure: None,
+        }
     }
     /// A ping answered with `null`: warmed, identity unknown.
     pub fn anonymous() -> Self {
-        PingOutcome { instance: None, cold: None, started_ms: None, failure: None }
+        PingOutcome {
+            instance: None,
+            cold: None,
+            started_ms: None,
+            failure: None,
+        }
     }
     /// A failed ping.
     pub fn failed(why: PingFailure) -> Self {
-        PingOutcome { failure: Some(why), ..PingOutcome::anonymous() }
+        PingOutcome {
+            failure: Some(why),
+            ..PingOutcome::anonymous()
+        }
     }
 }
 
@@ -90,10 +103,18 @@ pub struct ReportSummary {
 impl WarmReport {
     /// Sums the report up.
     pub fn summary(&self) -> ReportSummary {
-        let mut ids: Vec<&str> = self.pings.iter().filter_map(|p| p.instance.as_deref()).collect();
+        let mut ids: Vec<&str> = self
+            .pings
+            .iter()
+            .filter_map(|p| p.instance.as_deref())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
-        let starts = self.pings.iter().filter(|p| p.instance.is_some()).filter_map(|p| p.started_ms);
+        let starts = self
+            .pings
+            .iter()
+            .filter(|p| p.instance.is_some())
+            .filter_map(|p| p.started_ms);
         let (lo, hi) = starts.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
         let ok = self.pings.iter().filter(|p| p.failure.is_none()).count() as u32;
         ReportSummary {
@@ -101,7 +122,11 @@ impl WarmReport {
             requested: self.requested,
             ok,
             distinct: ids.len() as u32,
-            anonymous: self.pings.iter().filter(|p| p.failure.is_none() && p.instance.is_none()).count() as u32,
+            anonymous: self
+                .pings
+                .iter()
+                .filter(|p| p.failure.is_none() && p.instance.is_none())
+                .count() as u32,
             cold: self.pings.iter().filter(|p| p.cold == Some(true)).count() as u32,
             failed: self.pings.len() as u32 - ok,
             spread_ms: hi.saturating_sub(lo.min(hi)),
@@ -111,7 +136,12 @@ impl WarmReport {
 
     /// Sandboxes named in replies, as 32-bit hashes (what the state keeps).
     pub fn instance_hashes(&self) -> Vec<u32> {
-        let mut h: Vec<u32> = self.pings.iter().filter_map(|p| p.instance.as_deref()).map(hash_instance).collect();
+        let mut h: Vec<u32> = self
+            .pings
+            .iter()
+            .filter_map(|p| p.instance.as_deref())
+            .map(hash_instance)
+            .collect();
         h.sort_unstable();
         h.dedup();
         h
@@ -120,7 +150,9 @@ impl WarmReport {
 
 /// FNV-1a: stable across processes and versions, unlike std's hasher.
 pub fn hash_instance(id: &str) -> u32 {
-    id.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+    id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// How the delay tuner moved the delay.
@@ -152,27 +184,55 @@ const SPREAD_SLACK_MS: f64 = 30.0;
 /// half at once, slack lowers it by a fifth per warm, so it settles from above.
 pub fn tune_delay(policy: &Policy, current_ms: u32, report: &WarmReport) -> (u32, DelayChange) {
     let s = report.summary();
-    let identified = report.pings.iter().filter(|p| p.failure.is_none() && p.instance.is_some()).count() as u32;
+    let identified = report
+        .pings
+        .iter()
+        .filter(|p| p.failure.is_none() && p.instance.is_some())
+        .count() as u32;
     let clamp = |x: f64| (x.round() as u32).clamp(policy.delay_ms_min, policy.delay_ms_max);
     if identified < 2 || identified * 2 < s.ok {
-        return (current_ms.clamp(policy.delay_ms_min, policy.delay_ms_max), DelayChange::NoEvidence);
+        return (
+            current_ms.clamp(policy.delay_ms_min, policy.delay_ms_max),
+            DelayChange::NoEvidence,
+        );
     }
     let target = s.spread_ms as f64 * SPREAD_FACTOR + SPREAD_SLACK_MS;
     let current = current_ms as f64;
     if s.distinct < identified {
         let next = clamp((current * 1.5).max(target));
-        (next, if next > current_ms { DelayChange::Raised } else { DelayChange::Kept })
+        (
+            next,
+            if next > current_ms {
+                DelayChange::Raised
+            } else {
+                DelayChange::Kept
+            },
+        )
     } else if current > target {
         let next = clamp((current * 0.8).max(target));
-        (next, if next < current_ms { DelayChange::Lowered } else { DelayChange::Kept })
+        (
+            next,
+            if next < current_ms {
+                DelayChange::Lowered
+            } else {
+                DelayChange::Kept
+            },
+        )
     } else {
         let next = clamp(target);
-        (next, if next > current_ms { DelayChange::Raised } else { DelayChange::Kept })
+        (
+            next,
+            if next > current_ms {
+                DelayChange::Raised
+            } else {
+                DelayChange::Kept
+            },
+        )
     }
 }
 
 /// What the interval learner knows about sandbox survival.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Survival {
     /// Longest idle gap, seconds, after which (nearly) all sandboxes answered again.
     pub survived_s: Option<u32>,
@@ -203,12 +263,6 @@ const DAY_MS: u64 = 86_400_000;
 /// Instances remembered between warms (bounded so the state stays small).
 pub const MAX_REMEMBERED: usize = 64;
 
-impl Default for Survival {
-    fn default() -> Self {
-        Survival { survived_s: None, died_s: None, died_at_ms: 0, last_instances: Vec::new(), last_warm_ms: 0 }
-    }
-}
-
 impl Survival {
     /// Learns from a warm: of the sandboxes the previous warm reached, how many
     /// answered again after the idle gap between the two?
@@ -216,9 +270,17 @@ impl Survival {
         let current = report.instance_hashes();
         if !self.last_instances.is_empty() && !current.is_empty() {
             let gap_s = (report.sent_at_ms.saturating_sub(self.last_warm_ms) / 1_000) as u32;
-            let survivors = self.last_instances.iter().filter(|h| current.binary_search(h).is_ok()).count();
+            let survivors = self
+                .last_instances
+                .iter()
+                .filter(|h| current.binary_search(h).is_ok())
+                .count();
             // Only as many could answer as there were pings.
-            let could = self.last_instances.len().min(report.requested as usize).max(1);
+            let could = self
+                .last_instances
+                .len()
+                .min(report.requested as usize)
+                .max(1);
             let share = survivors as f64 / could as f64;
             if share >= 0.9 {
                 self.survived_s = Some(self.survived_s.map_or(gap_s, |s| s.max(gap_s)));
@@ -247,8 +309,12 @@ impl Survival {
         if let Interval::Seconds(s) = policy.interval {
             return s;
         }
-        let probe = self.survived_s.map_or(DEFAULT_INTERVAL_S, |s| (s + PROBE_STEP_S).max(DEFAULT_INTERVAL_S));
-        let limit = self.died_s.map_or(MAX_AUTO_INTERVAL_S, |d| d.saturating_sub(DEATH_MARGIN_S));
+        let probe = self.survived_s.map_or(DEFAULT_INTERVAL_S, |s| {
+            (s + PROBE_STEP_S).max(DEFAULT_INTERVAL_S)
+        });
+        let limit = self
+            .died_s
+            .map_or(MAX_AUTO_INTERVAL_S, |d| d.saturating_sub(DEATH_MARGIN_S));
         probe.min(limit).clamp(MIN_INTERVAL_S, MAX_AUTO_INTERVAL_S)
     }
 }
@@ -265,8 +331,13 @@ mod packed_ids {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
-        let bytes = B64.decode(String::deserialize(d)?.as_bytes()).map_err(serde::de::Error::custom)?;
-        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let bytes = B64
+            .decode(String::deserialize(d)?.as_bytes())
+            .map_err(serde::de::Error::custom)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 }
 
@@ -283,7 +354,12 @@ mod tests {
                 PingOutcome::answered(format!("sb-{}", i % distinct), true, start)
             })
             .collect();
-        WarmReport { requested: n, delay_ms, sent_at_ms: 1_000, pings }
+        WarmReport {
+            requested: n,
+            delay_ms,
+            sent_at_ms: 1_000,
+            pings,
+        }
     }
 
     #[test]
@@ -292,7 +368,10 @@ mod tests {
         r.pings.push(PingOutcome::anonymous());
         r.pings.push(PingOutcome::failed(PingFailure::Timeout));
         let s = r.summary();
-        assert_eq!((s.ok, s.distinct, s.anonymous, s.cold, s.failed, s.spread_ms), (5, 2, 1, 4, 1, 90));
+        assert_eq!(
+            (s.ok, s.distinct, s.anonymous, s.cold, s.failed, s.spread_ms),
+            (5, 2, 1, 4, 1, 90)
+        );
     }
 
     #[test]
@@ -315,15 +394,27 @@ mod tests {
 
     #[test]
     fn the_delay_stays_within_the_policy() {
-        let p = Policy { delay_ms_min: 200, delay_ms_max: 600, ..Policy::default() };
+        let p = Policy {
+            delay_ms_min: 200,
+            delay_ms_max: 600,
+            ..Policy::default()
+        };
         assert_eq!(tune_delay(&p, 100, &report(10, 10, 0, 100)).0, 200);
         assert_eq!(tune_delay(&p, 500, &report(10, 3, 2_000, 500)).0, 600);
     }
 
     #[test]
     fn anonymous_replies_are_no_evidence() {
-        let r = WarmReport { requested: 5, delay_ms: 300, sent_at_ms: 0, pings: vec![PingOutcome::anonymous(); 5] };
-        assert_eq!(tune_delay(&Policy::default(), 300, &r), (300, DelayChange::NoEvidence));
+        let r = WarmReport {
+            requested: 5,
+            delay_ms: 300,
+            sent_at_ms: 0,
+            pings: vec![PingOutcome::anonymous(); 5],
+        };
+        assert_eq!(
+            tune_delay(&Policy::default(), 300, &r),
+            (300, DelayChange::NoEvidence)
+        );
     }
 
     fn warm_at(at_s: u64, ids: &[&str]) -> WarmReport {
@@ -331,7 +422,10 @@ mod tests {
             requested: ids.len() as u32,
             delay_ms: 100,
             sent_at_ms: at_s * 1_000,
-            pings: ids.iter().map(|i| PingOutcome::answered(*i, false, at_s * 1_000)).collect(),
+            pings: ids
+                .iter()
+                .map(|i| PingOutcome::answered(*i, false, at_s * 1_000))
+                .collect(),
         }
     }
 
@@ -347,7 +441,11 @@ mod tests {
         // After a 6-minute gap only new sandboxes answer: they died.
         s.learn(&warm_at(600, &["x", "y", "z"]), 600_000);
         assert_eq!(s.died_s, Some(360));
-        assert_eq!(s.interval_s(&p), 270, "stays at least a minute inside the death");
+        assert_eq!(
+            s.interval_s(&p),
+            270,
+            "stays at least a minute inside the death"
+        );
         // A day later the death is forgotten and probing resumes.
         s.learn(&warm_at(90_000, &["x", "y", "z"]), 90_000_000);
         assert_eq!(s.died_s, None);
@@ -355,7 +453,10 @@ mod tests {
 
     #[test]
     fn a_fixed_interval_is_obeyed() {
-        let p = Policy { interval: Interval::Seconds(600), ..Policy::default() };
+        let p = Policy {
+            interval: Interval::Seconds(600),
+            ..Policy::default()
+        };
         assert_eq!(Survival::default().interval_s(&p), 600);
     }
 }

@@ -21,7 +21,13 @@ impl Series {
     }
     /// `low` at night, `high` from 09:00 to 17:00.
     fn diurnal(low: f64, high: f64) -> Self {
-        Series(std::sync::Arc::new(move |m| if (540..1_020).contains(&(m % DAY)) { high } else { low }))
+        Series(std::sync::Arc::new(move |m| {
+            if (540..1_020).contains(&(m % DAY)) {
+                high
+            } else {
+                low
+            }
+        }))
     }
     fn at(&self, minute: u64) -> f64 {
         (self.0)(minute)
@@ -73,7 +79,11 @@ impl Loop {
             minute,
             concurrency_max: Some(real + pings),
             invocations: Some(inv),
-            duration_avg_ms: if inv > 0.0 { Some((real_inv * 1_000.0 + ping_ms) / inv) } else { None },
+            duration_avg_ms: if inv > 0.0 {
+                Some((real_inv * 1_000.0 + ping_ms) / inv)
+            } else {
+                None
+            },
             throttles: Some(0.0),
             cold_starts: Some(0.0),
         }
@@ -83,7 +93,10 @@ impl Loop {
     fn tick(&mut self) -> Decision {
         let now_min = self.now / MIN;
         let complete = now_min.saturating_sub(self.lag);
-        let from = self.state.watermark_minute.map_or(complete.saturating_sub(60), |w| w + 1);
+        let from = self
+            .state
+            .watermark_minute
+            .map_or(complete.saturating_sub(60), |w| w + 1);
         let obs = Observation {
             minutes: (from..complete).map(|m| self.metrics(m)).collect(),
             complete_until_minute: complete,
@@ -92,7 +105,12 @@ impl Loop {
         };
         let d = decide(&self.policy, &mut self.state, &obs, self.now);
         if let Action::Warm { n, delay_ms } = d.action {
-            apply_report(&self.policy, &mut self.state, &WarmReport::distinct(n, delay_ms, self.now), self.now);
+            apply_report(
+                &self.policy,
+                &mut self.state,
+                &WarmReport::distinct(n, delay_ms, self.now),
+                self.now,
+            );
         }
         // Every state survives a trip through JSON, as it does through DynamoDB.
         self.state = serde_json::from_str(&serde_json::to_string(&self.state).unwrap()).unwrap();
@@ -120,19 +138,29 @@ impl WarmReport {
             requested: n,
             delay_ms,
             sent_at_ms: at_ms,
-            pings: (0..n).map(|i| PingOutcome::answered(format!("sb-{i}"), false, at_ms + 10 * i as u64)).collect(),
+            pings: (0..n)
+                .map(|i| PingOutcome::answered(format!("sb-{i}"), false, at_ms + 10 * i as u64))
+                .collect(),
         }
     }
 }
 
 #[test]
 fn warming_a_function_with_no_real_traffic_never_raises_its_forecast() {
-    let policy = Policy { min: 4, ..Policy::default() };
+    let policy = Policy {
+        min: 4,
+        ..Policy::default()
+    };
     let mut l = Loop::with_policy(policy, Series::none());
     l.run_minutes(2 * DAY);
     let warms = l.decisions.iter().filter(|d| d.pings() > 0).count();
     assert!(warms > 100, "min keeps it warm: {warms} warms");
-    assert!(l.decisions.iter().all(|d| d.raw_target == 0 && d.forecast == 0.0), "pings fed the forecast");
+    assert!(
+        l.decisions
+            .iter()
+            .all(|d| d.raw_target == 0 && d.forecast == 0.0),
+        "pings fed the forecast"
+    );
 }
 
 #[test]
@@ -141,9 +169,16 @@ fn steady_traffic_settles_without_oscillating() {
     l.run_minutes(3 * DAY);
     let targets: Vec<u32> = l.last_day().iter().map(|d| d.target).collect();
     let margins: Vec<f64> = l.last_day().iter().map(|d| d.margin).collect();
-    assert!(targets.iter().all(|&t| t == targets[0]), "target moved: {:?}", &targets[..20]);
+    assert!(
+        targets.iter().all(|&t| t == targets[0]),
+        "target moved: {:?}",
+        &targets[..20]
+    );
     assert!(targets[0] >= 12, "covers the peak: {}", targets[0]);
-    assert!(margins.iter().all(|&m| m == margins[0]), "margin still moving");
+    assert!(
+        margins.iter().all(|&m| m == margins[0]),
+        "margin still moving"
+    );
     assert!(margins[0] >= MARGIN_RANGE.0 && margins[0] <= MARGIN_RANGE.1);
 }
 
@@ -162,26 +197,43 @@ fn the_office_day_is_warmed_before_it_starts() {
 
 #[test]
 fn a_peak_above_the_pool_widens_the_margin_and_calm_narrows_it_again() {
-    let spike = Series(std::sync::Arc::new(|m| if m % DAY == 1_000 { 60.0 } else { 10.0 }));
+    let spike = Series(std::sync::Arc::new(|m| {
+        if m % DAY == 1_000 { 60.0 } else { 10.0 }
+    }));
     let mut l = Loop::new(spike);
     l.run_minutes(DAY + 990);
     let before = l.state.margin;
     l.run_minutes(20);
-    assert!(l.state.margin > before, "spike missed: margin {before} -> {}", l.state.margin);
+    assert!(
+        l.state.margin > before,
+        "spike missed: margin {before} -> {}",
+        l.state.margin
+    );
     let widened = l.state.margin;
     l.run_minutes(600);
-    assert!(l.state.margin < widened, "calm hours narrow it: {widened} -> {}", l.state.margin);
+    assert!(
+        l.state.margin < widened,
+        "calm hours narrow it: {widened} -> {}",
+        l.state.margin
+    );
 }
 
 #[test]
 fn reserved_concurrency_caps_the_warm() {
     let mut l = Loop::new(Series::steady(30.0));
-    l.limits = Limits { reserved: Some(40), ..Limits::default() };
+    l.limits = Limits {
+        reserved: Some(40),
+        ..Limits::default()
+    };
     l.run_minutes(DAY);
     for d in l.last_day() {
         assert!(d.target + 30 + l.policy.headroom <= 40, "{d:?}");
     }
-    assert!(l.last_day().iter().any(|d| d.capped_by == Some(Cap::Concurrency)));
+    assert!(
+        l.last_day()
+            .iter()
+            .any(|d| d.capped_by == Some(Cap::Concurrency))
+    );
 }
 
 #[test]
@@ -196,14 +248,37 @@ fn warms_come_at_the_learned_interval_not_every_minute() {
 
 #[test]
 fn observe_mode_decides_but_never_pings_and_off_does_nothing() {
-    let mut obs = Loop::with_policy(Policy { mode: Mode::Observe, ..Policy::default() }, Series::steady(8.0));
+    let mut obs = Loop::with_policy(
+        Policy {
+            mode: Mode::Observe,
+            ..Policy::default()
+        },
+        Series::steady(8.0),
+    );
     obs.run_minutes(300);
-    assert!(obs.decisions.iter().all(|d| d.pings() == 0 && d.reason == Reason::Observe));
+    assert!(
+        obs.decisions
+            .iter()
+            .all(|d| d.pings() == 0 && d.reason == Reason::Observe)
+    );
     assert!(obs.decisions.last().unwrap().target >= 8, "still forecasts");
-    let mut off = Loop::with_policy(Policy { mode: Mode::Off, ..Policy::default() }, Series::steady(8.0));
+    let mut off = Loop::with_policy(
+        Policy {
+            mode: Mode::Off,
+            ..Policy::default()
+        },
+        Series::steady(8.0),
+    );
     off.run_minutes(30);
-    assert!(off.decisions.iter().all(|d| d.reason == Reason::Off && d.pings() == 0));
-    assert_eq!(off.state.watermark_minute, None, "off functions are not even observed");
+    assert!(
+        off.decisions
+            .iter()
+            .all(|d| d.reason == Reason::Off && d.pings() == 0)
+    );
+    assert_eq!(
+        off.state.watermark_minute, None,
+        "off functions are not even observed"
+    );
 }
 
 #[test]
@@ -211,7 +286,10 @@ fn a_metrics_outage_falls_back_to_the_last_forecast() {
     let mut l = Loop::new(Series::steady(9.0));
     l.run_minutes(DAY);
     let mut state = l.state.clone();
-    let outage = Observation { metrics_ok: false, ..Observation::default() };
+    let outage = Observation {
+        metrics_ok: false,
+        ..Observation::default()
+    };
     let due = state.next_due_ms;
     let d = decide(&l.policy, &mut state, &outage, due);
     assert_eq!(d.reason, Reason::StaleMetrics);
@@ -226,8 +304,18 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
     let before = l.state.delay_ms;
     let mut state = l.state.clone();
     let now = state.next_due_ms;
-    let d = decide(&l.policy, &mut state, &Observation { metrics_ok: false, ..Default::default() }, now);
-    let Action::Warm { n, delay_ms } = d.action else { panic!("{d:?}") };
+    let d = decide(
+        &l.policy,
+        &mut state,
+        &Observation {
+            metrics_ok: false,
+            ..Default::default()
+        },
+        now,
+    );
+    let Action::Warm { n, delay_ms } = d.action else {
+        panic!("{d:?}")
+    };
     let mut report = WarmReport::distinct(n, delay_ms, now);
     for (i, p) in report.pings.iter_mut().enumerate() {
         p.instance = Some(format!("sb-{}", i % 3)); // all on three sandboxes
@@ -235,14 +323,21 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
     }
     apply_report(&l.policy, &mut state, &report, now);
     assert!(state.delay_ms > before, "{before} -> {}", state.delay_ms);
-    assert_eq!(state.pool_at(&l.policy, now), 3, "only three sandboxes are warm");
+    assert_eq!(
+        state.pool_at(&l.policy, now),
+        3,
+        "only three sandboxes are warm"
+    );
     warm_failed(&mut state, now);
     assert!(state.warms.iter().all(|w| w.at_ms != now));
 }
 
 #[test]
 fn state_stays_small() {
-    let week = Policy { season: policy::Season::Week, ..Policy::default() };
+    let week = Policy {
+        season: policy::Season::Week,
+        ..Policy::default()
+    };
     let mut l = Loop::with_policy(week, Series::diurnal(3.0, 150.0));
     l.run_minutes(DAY);
     let json = serde_json::to_string(&l.state).unwrap();
@@ -255,13 +350,15 @@ fn arb_minute(m: u64) -> impl Strategy<Value = MinuteMetrics> {
         1 => Just(None),
         1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-3.0), Just(1e300)].prop_map(Some),
     ];
-    (num.clone(), num.clone(), num.clone(), num.clone(), num).prop_map(move |(c, i, d, t, cs)| MinuteMetrics {
-        minute: m,
-        concurrency_max: c,
-        invocations: i,
-        duration_avg_ms: d,
-        throttles: t,
-        cold_starts: cs,
+    (num.clone(), num.clone(), num.clone(), num.clone(), num).prop_map(move |(c, i, d, t, cs)| {
+        MinuteMetrics {
+            minute: m,
+            concurrency_max: c,
+            invocations: i,
+            duration_avg_ms: d,
+            throttles: t,
+            cold_starts: cs,
+        }
     })
 }
 

@@ -1,0 +1,229 @@
+//! The three seams between the tick and the world: where policies and state
+//! live ([`StateStore`]), where metrics come from ([`MetricsSource`]), and who
+//! sends pings ([`Warmer`]).
+//!
+//! The AWS adapters (`aws` module) implement them with DynamoDB, CloudWatch
+//! and Lambda; the simulator implements them over its model of the platform;
+//! tests implement them in twenty lines. Only core types cross a seam. The
+//! methods return `impl Future + Send` rather than using `async_trait`: static
+//! dispatch, no boxing, and the simulator can poll them without a runtime.
+
+pub mod memory;
+
+use std::fmt;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::policy::{Parsed, PolicyError};
+use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
+
+/// A function and the qualifier its traffic uses (alias or version; none for
+/// the unqualified function). Pings must hit the qualifier real traffic hits,
+/// or they warm sandboxes nobody uses.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FunctionRef {
+    /// Function name (or ARN).
+    pub name: String,
+    /// Alias or version, if any.
+    pub qualifier: Option<String>,
+}
+
+impl FunctionRef {
+    /// Parses `name` or `name:qualifier` (the DynamoDB `pk`). A full ARN keeps
+    /// its colons: only a trailing segment after the function name counts.
+    pub fn parse(s: &str) -> Self {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("arn:") {
+            // arn:aws:lambda:region:account:function:name[:qualifier]
+            let parts: Vec<&str> = rest.split(':').collect();
+            if parts.len() == 7 {
+                let (head, q) = s.rsplit_once(':').unwrap_or((s, ""));
+                return FunctionRef {
+                    name: head.to_string(),
+                    qualifier: Some(q.to_string()),
+                };
+            }
+            return FunctionRef {
+                name: s.to_string(),
+                qualifier: None,
+            };
+        }
+        match s.split_once(':') {
+            Some((n, q)) if !q.is_empty() => FunctionRef {
+                name: n.to_string(),
+                qualifier: Some(q.to_string()),
+            },
+            _ => FunctionRef {
+                name: s.trim_end_matches(':').to_string(),
+                qualifier: None,
+            },
+        }
+    }
+
+    /// A function without qualifier.
+    pub fn unqualified(name: impl Into<String>) -> Self {
+        FunctionRef {
+            name: name.into(),
+            qualifier: None,
+        }
+    }
+}
+
+impl fmt::Display for FunctionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.qualifier {
+            Some(q) => write!(f, "{}:{q}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// The kinds of failure a port reports; the tick's error policy is written
+/// against these, never against an SDK's error types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Rate-limited (429, `ThrottlingException`): back off, try next tick.
+    Throttled,
+    /// A conditional write lost, or a lease is held by another run.
+    Conflict,
+    /// The table, function or item does not exist.
+    NotFound,
+    /// The service could not be reached or failed (5xx, timeout).
+    Unavailable,
+    /// The request or the data was invalid (permissions, malformed item).
+    Invalid,
+}
+
+/// A port's failure: its kind plus a message naming what failed and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct PortError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// For people: names the resource and the cause.
+    pub message: String,
+}
+
+impl PortError {
+    /// A failure of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        PortError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// One function the controller is asked to look after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Which function.
+    pub function: FunctionRef,
+    /// Its policy merged over the account defaults, or every problem with it.
+    pub policy: Result<Parsed, PolicyError>,
+}
+
+/// A function's stored state and the version a save must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The state, or `None` for a function not seen before (or whose stored
+    /// state could not be read as this version's layout).
+    pub state: Option<FunctionState>,
+    /// Version of the item (0 when there is none).
+    pub version: u64,
+}
+
+/// Where policies and state live (DynamoDB in production).
+pub trait StateStore {
+    /// Every function with a policy item, its policy merged over the `*`
+    /// defaults item.
+    fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send;
+
+    /// Reads a function's state without taking the lease (dry runs, status).
+    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send;
+
+    /// Takes the function's lease for `owner` until `until_ms` and returns its
+    /// state. Fails with [`ErrorKind::Conflict`] while another owner's lease
+    /// is unexpired: two overlapping ticks never handle one function.
+    fn lease(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<Stored, PortError>> + Send;
+
+    /// Writes the state if the item is still at `version` and leased by
+    /// `owner`, releasing the lease; returns the new version. A lost race is
+    /// [`ErrorKind::Conflict`] and writes nothing.
+    fn save(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        state: &FunctionState,
+        version: u64,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// Sets `last_error` on the function's state item, touching nothing else,
+    /// and releases `owner`'s lease if it holds one.
+    fn record_error(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        error: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// One function's metrics request: the minutes `from..until` (epoch minutes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsRequest {
+    /// Which function.
+    pub function: FunctionRef,
+    /// First minute wanted.
+    pub from_minute: u64,
+    /// First minute not wanted (exclusive).
+    pub until_minute: u64,
+}
+
+/// Where per-minute metrics come from (CloudWatch in production).
+pub trait MetricsSource {
+    /// Reads many functions at once (the adapter batches: CloudWatch takes 500
+    /// queries per call). The outer error fails every request; an inner one
+    /// fails one function.
+    #[allow(clippy::type_complexity)] // one result per request, inside the batch's
+    fn observe(
+        &self,
+        requests: &[MetricsRequest],
+    ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send;
+}
+
+/// One warm to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPlan {
+    /// Which function (and qualifier).
+    pub function: FunctionRef,
+    /// Pings to send at once.
+    pub n: u32,
+    /// Hold per ping, ms.
+    pub delay_ms: u32,
+    /// The tick's id, carried in the pings for the logs.
+    pub run: String,
+    /// The decision's time, epoch ms: the report's `sent_at_ms`, so it can be
+    /// matched to the warm the state recorded.
+    pub at_ms: u64,
+}
+
+/// Who sends pings (Lambda Invoke in production).
+pub trait Warmer {
+    /// The function's concurrency limits and memory.
+    fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send;
+
+    /// Performs the warms, all functions at once and each function's pings
+    /// together (that is what makes them overlap). One result per plan.
+    fn warm(
+        &self,
+        plans: &[WarmPlan],
+    ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send;
+}

@@ -1,0 +1,204 @@
+//! An in-memory [`StateStore`] with DynamoDB's semantics: versioned,
+//! conditional saves, leases, `last_error` written alone. The simulator keeps
+//! its controller state here, and tests use it as a fake; state goes in and
+//! out as JSON, as it does through the real table, so a field the item would
+//! lose is lost here too.
+
+use std::collections::BTreeMap;
+use std::future::{Future, ready};
+use std::sync::Mutex;
+
+use crate::decision::FunctionState;
+use crate::decision::policy::{Policy, PolicyDoc};
+use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target};
+
+#[derive(Debug, Default, Clone)]
+struct Item {
+    state_json: Option<String>,
+    version: u64,
+    lease_owner: Option<String>,
+    lease_until_ms: u64,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    defaults: Option<PolicyDoc>,
+    policies: BTreeMap<FunctionRef, PolicyDoc>,
+    items: BTreeMap<FunctionRef, Item>,
+    /// Failures to return from the next calls, by operation name.
+    failures: Vec<(&'static str, PortError)>,
+}
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a function's policy item.
+    pub fn put_policy(&self, f: &FunctionRef, doc: PolicyDoc) {
+        self.lock().policies.insert(f.clone(), doc);
+    }
+
+    /// Writes the account-wide defaults item (`pk = "*"`).
+    pub fn put_defaults(&self, doc: PolicyDoc) {
+        self.lock().defaults = Some(doc);
+    }
+
+    /// The function's state as stored, its version and `last_error`.
+    pub fn get(&self, f: &FunctionRef) -> (Option<FunctionState>, u64, Option<String>) {
+        let g = self.lock();
+        g.items.get(f).map_or((None, 0, None), |i| {
+            (
+                i.state_json
+                    .as_deref()
+                    .and_then(|j| serde_json::from_str(j).ok()),
+                i.version,
+                i.last_error.clone(),
+            )
+        })
+    }
+
+    /// The raw JSON of a function's state, as it would sit in the table.
+    pub fn state_json(&self, f: &FunctionRef) -> Option<String> {
+        self.lock().items.get(f).and_then(|i| i.state_json.clone())
+    }
+
+    /// Makes the next call of `op` (`targets`, `load`, `lease`, `save`,
+    /// `record_error`) fail with `err`.
+    pub fn fail_next(&self, op: &'static str, err: PortError) {
+        self.lock().failures.push((op, err));
+    }
+
+    fn injected(g: &mut Inner, op: &str) -> Option<PortError> {
+        let i = g.failures.iter().position(|(o, _)| *o == op)?;
+        Some(g.failures.remove(i).1)
+    }
+
+    fn stored(item: Option<&Item>) -> Stored {
+        item.map_or(
+            Stored {
+                state: None,
+                version: 0,
+            },
+            |i| Stored {
+                state: i
+                    .state_json
+                    .as_deref()
+                    .and_then(|j| serde_json::from_str(j).ok()),
+                version: i.version,
+            },
+        )
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "targets") {
+            return ready(Err(e));
+        }
+        let defaults = g.defaults.clone();
+        ready(Ok(g
+            .policies
+            .iter()
+            .map(|(f, doc)| Target {
+                function: f.clone(),
+                policy: Policy::from_items(defaults.as_ref(), doc),
+            })
+            .collect()))
+    }
+
+    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "load") {
+            return ready(Err(e));
+        }
+        ready(Ok(Self::stored(g.items.get(f))))
+    }
+
+    fn lease(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<Stored, PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "lease") {
+            return ready(Err(e));
+        }
+        let item = g.items.entry(f.clone()).or_default();
+        if let Some(other) = &item.lease_owner
+            && other != owner
+            && item.lease_until_ms > now_ms
+        {
+            return ready(Err(PortError::new(
+                ErrorKind::Conflict,
+                format!("{f} is leased by {other}"),
+            )));
+        }
+        item.lease_owner = Some(owner.to_string());
+        item.lease_until_ms = until_ms;
+        ready(Ok(Self::stored(Some(item))))
+    }
+
+    fn save(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        state: &FunctionState,
+        version: u64,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "save") {
+            return ready(Err(e));
+        }
+        let item = g.items.entry(f.clone()).or_default();
+        if item.version != version || item.lease_owner.as_deref() != Some(owner) {
+            return ready(Err(PortError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{f}: state changed since version {version} (now {})",
+                    item.version
+                ),
+            )));
+        }
+        item.state_json = Some(serde_json::to_string(state).expect("state serializes"));
+        item.version += 1;
+        item.lease_owner = None;
+        item.lease_until_ms = 0;
+        item.last_error = state.last_error.clone();
+        ready(Ok(item.version))
+    }
+
+    fn record_error(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        error: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "record_error") {
+            return ready(Err(e));
+        }
+        let item = g.items.entry(f.clone()).or_default();
+        item.last_error = Some(error.to_string());
+        if item.lease_owner.as_deref() == Some(owner) {
+            item.lease_owner = None;
+            item.lease_until_ms = 0;
+        }
+        ready(Ok(()))
+    }
+}

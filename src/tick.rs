@@ -1,0 +1,468 @@
+//! One controller cycle: `observe → decide → warm → save`, for every function.
+//!
+//! This is the only orchestration in forewarm. The controller Lambda, the
+//! `forewarm tick` command and the simulator all call [`run_tick`] with their
+//! own ports, so the code the simulator measures is the code that runs.
+//!
+//! Port failures are handled by a pure [`error_policy`] (kube's
+//! `error_policy`, as data): each failure of each stage maps to a
+//! [`Recovery`]. The rules that matter:
+//!
+//! * a failed or lost save never overwrites anything: the stored state stays
+//!   as the last successful tick left it;
+//! * a lease held by another run means that run owns the function now: skip;
+//! * a metrics outage falls back to the last forecast;
+//! * a malformed policy is reported on the state item's `last_error`, and
+//!   nothing else of that function is touched; other functions go on.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use serde::Serialize;
+
+use crate::decision::{
+    self, Action, Decision, FunctionState, Limits, Mode, Observation, ReportSummary,
+};
+use crate::ports::{
+    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Stored, WarmPlan, Warmer,
+};
+
+/// Settings of one tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickConfig {
+    /// This run's id: lease owner and the `run` field of pings.
+    pub owner: String,
+    /// How long a lease lasts, ms. Longer than a tick can take (the longest
+    /// hold plus invoke time), shorter than the schedule's period.
+    pub lease_ms: u64,
+    /// Minutes CloudWatch needs before a minute's datapoints are final.
+    pub metrics_lag_minutes: u64,
+    /// History read for a function seen for the first time, minutes.
+    pub first_history_minutes: u64,
+    /// Decide, but send no pings and save nothing.
+    pub dry_run: bool,
+}
+
+impl TickConfig {
+    /// Defaults for a run named `owner`.
+    pub fn new(owner: impl Into<String>) -> Self {
+        TickConfig {
+            owner: owner.into(),
+            lease_ms: 50_000,
+            metrics_lag_minutes: 2,
+            first_history_minutes: 180,
+            dry_run: false,
+        }
+    }
+}
+
+/// Where in the tick a port failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Reading the list of policies.
+    Targets,
+    /// Taking the lease and reading state.
+    Lease,
+    /// Reading metrics.
+    Observe,
+    /// Reading the function's limits.
+    Limits,
+    /// Sending pings.
+    Warm,
+    /// Writing state.
+    Save,
+}
+
+/// What the tick does about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Leave the function to the run that holds it.
+    Skip,
+    /// Stop handling this function this tick; record the error on its item.
+    RecordAndSkip,
+    /// Go on with the last forecast (no new metrics).
+    UseLastForecast,
+    /// Decide, but send no pings: without limits, warming could throttle real
+    /// traffic.
+    DecideWithoutWarming,
+    /// The warm failed: keep the state, note the error, save.
+    SaveWithError,
+    /// Our write lost: another run saved since; its state stands.
+    Discard,
+    /// The write failed: nothing was written, the stored state is intact.
+    KeepStored,
+    /// Nothing can be done this tick at all.
+    Abort,
+}
+
+/// The pure error policy.
+pub fn error_policy(stage: Stage, kind: ErrorKind) -> Recovery {
+    match (stage, kind) {
+        (Stage::Targets, _) => Recovery::Abort,
+        (Stage::Lease, ErrorKind::Conflict) => Recovery::Skip,
+        (Stage::Lease, _) => Recovery::RecordAndSkip,
+        (Stage::Observe, _) => Recovery::UseLastForecast,
+        (Stage::Limits, ErrorKind::NotFound | ErrorKind::Invalid) => Recovery::RecordAndSkip,
+        (Stage::Limits, _) => Recovery::DecideWithoutWarming,
+        (Stage::Warm, _) => Recovery::SaveWithError,
+        (Stage::Save, ErrorKind::Conflict) => Recovery::Discard,
+        (Stage::Save, _) => Recovery::KeepStored,
+    }
+}
+
+/// What happened to one function this tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionOutcome {
+    /// Which function.
+    pub function: String,
+    /// The decision, when one was made.
+    pub decision: Option<Decision>,
+    /// The warm's figures, when pings went out.
+    pub warm: Option<ReportSummary>,
+    /// Whether the state was saved.
+    pub saved: bool,
+    /// Why the function was skipped or what went wrong, for people.
+    pub note: Option<String>,
+}
+
+/// Everything one tick did.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct TickReport {
+    /// One entry per target.
+    pub functions: Vec<FunctionOutcome>,
+    /// A failure that stopped the whole tick (the policy list could not be read).
+    pub error: Option<String>,
+}
+
+impl TickReport {
+    /// Pings sent in total.
+    pub fn pings(&self) -> u32 {
+        self.functions
+            .iter()
+            .filter_map(|f| f.decision)
+            .map(|d| d.pings())
+            .sum()
+    }
+}
+
+/// A function in flight through the tick.
+struct Work {
+    function: FunctionRef,
+    policy: decision::Policy,
+    stored: Stored,
+    state: FunctionState,
+    obs: Observation,
+    decision: Option<Decision>,
+    warm: Option<ReportSummary>,
+    may_warm: bool,
+    note: Option<String>,
+}
+
+/// Runs one controller cycle over every target at time `now_ms`.
+pub async fn run_tick<S, M, W>(
+    store: &S,
+    metrics: &M,
+    warmer: &W,
+    cfg: &TickConfig,
+    now_ms: u64,
+) -> TickReport
+where
+    S: StateStore,
+    M: MetricsSource,
+    W: Warmer,
+{
+    let mut report = TickReport::default();
+    let targets = match store.targets().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read policies");
+            report.error = Some(format!("cannot read policies: {e}"));
+            return report;
+        }
+    };
+
+    // Lease (or, on a dry run, just read) every enabled function.
+    let mut work = Vec::new();
+    for t in targets {
+        let name = t.function.to_string();
+        let parsed = match t.policy {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::warn!(function = %name, error = %msg, "invalid policy");
+                if !cfg.dry_run
+                    && let Err(re) = store.record_error(&t.function, &cfg.owner, &msg).await
+                {
+                    tracing::warn!(function = %name, error = %re, "cannot record last_error");
+                }
+                report.functions.push(skipped(name, msg));
+                continue;
+            }
+        };
+        for w in &parsed.warnings {
+            tracing::warn!(function = %name, warning = %w, "policy warning");
+        }
+        if parsed.policy.mode == Mode::Off {
+            report.functions.push(skipped(name, "mode is off".into()));
+            continue;
+        }
+        let stored = if cfg.dry_run {
+            store.load(&t.function).await
+        } else {
+            store
+                .lease(&t.function, &cfg.owner, now_ms, now_ms + cfg.lease_ms)
+                .await
+        };
+        let stored = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                let note = match error_policy(Stage::Lease, e.kind) {
+                    Recovery::Skip => format!("leased by another run ({e})"),
+                    _ => {
+                        let msg = format!("cannot read state: {e}");
+                        if !cfg.dry_run {
+                            let _ = store.record_error(&t.function, &cfg.owner, &msg).await;
+                        }
+                        msg
+                    }
+                };
+                tracing::info!(function = %name, note = %note, "skipped");
+                report.functions.push(skipped(name, note));
+                continue;
+            }
+        };
+        let policy = parsed.policy;
+        let state = stored
+            .state
+            .clone()
+            .unwrap_or_else(|| FunctionState::new(&policy));
+        work.push(Work {
+            function: t.function,
+            policy,
+            stored,
+            state,
+            obs: Observation::default(),
+            decision: None,
+            warm: None,
+            may_warm: true,
+            note: None,
+        });
+    }
+
+    observe_all(metrics, cfg, now_ms, &mut work).await;
+
+    // Limits, then the pure decision.
+    let mut keep = Vec::with_capacity(work.len());
+    for mut w in work {
+        match warmer.limits(&w.function).await {
+            Ok(l) => w.obs.limits = l,
+            Err(e) => match error_policy(Stage::Limits, e.kind) {
+                Recovery::RecordAndSkip => {
+                    let msg = format!("cannot read function configuration: {e}");
+                    tracing::warn!(function = %w.function, error = %msg, "skipped");
+                    if !cfg.dry_run {
+                        let _ = store.record_error(&w.function, &cfg.owner, &msg).await;
+                    }
+                    report.functions.push(skipped(w.function.to_string(), msg));
+                    continue;
+                }
+                _ => {
+                    w.obs.limits = Limits::default();
+                    w.may_warm = false;
+                    w.note = Some(format!("limits unknown, not warming: {e}"));
+                }
+            },
+        }
+        let d = decision::decide(&w.policy, &mut w.state, &w.obs, now_ms);
+        tracing::info!(
+            function = %w.function,
+            reason = ?d.reason,
+            forecast = d.forecast,
+            target = d.target,
+            pings = d.pings(),
+            margin = d.margin,
+            "decided"
+        );
+        w.decision = Some(d);
+        keep.push(w);
+    }
+    let mut work = keep;
+
+    warm_all(warmer, cfg, now_ms, &mut work).await;
+
+    for mut w in work {
+        let mut saved = false;
+        if !cfg.dry_run {
+            if w.note.is_none() {
+                w.state.last_error = None;
+            } else {
+                w.state.last_error = w.note.clone();
+            }
+            match store
+                .save(&w.function, &cfg.owner, &w.state, w.stored.version)
+                .await
+            {
+                Ok(_) => saved = true,
+                Err(e) => {
+                    let what = match error_policy(Stage::Save, e.kind) {
+                        Recovery::Discard => "another run saved first; its state stands",
+                        _ => "save failed; the stored state is unchanged",
+                    };
+                    tracing::warn!(function = %w.function, error = %e, what, "state not saved");
+                    w.note = Some(format!("{what}: {e}"));
+                }
+            }
+        }
+        report.functions.push(FunctionOutcome {
+            function: w.function.to_string(),
+            decision: w.decision,
+            warm: w.warm,
+            saved,
+            note: w.note,
+        });
+    }
+    report
+}
+
+fn skipped(function: String, note: String) -> FunctionOutcome {
+    FunctionOutcome {
+        function,
+        decision: None,
+        warm: None,
+        saved: false,
+        note: Some(note),
+    }
+}
+
+/// One batched metrics read for every leased function.
+async fn observe_all<M: MetricsSource>(
+    metrics: &M,
+    cfg: &TickConfig,
+    now_ms: u64,
+    work: &mut [Work],
+) {
+    let until = (now_ms / 60_000).saturating_sub(cfg.metrics_lag_minutes);
+    let requests: Vec<MetricsRequest> = work
+        .iter()
+        .map(|w| MetricsRequest {
+            function: w.function.clone(),
+            from_minute: w
+                .state
+                .watermark_minute
+                .map_or(until.saturating_sub(cfg.first_history_minutes), |m| m + 1)
+                .max(until.saturating_sub(decision::MAX_BACKFILL_MINUTES)),
+            until_minute: until,
+        })
+        .collect();
+    if requests.is_empty() {
+        return;
+    }
+    match metrics.observe(&requests).await {
+        Ok(results) => {
+            for (w, r) in work.iter_mut().zip(results) {
+                match r {
+                    Ok(minutes) => {
+                        w.obs.minutes = minutes;
+                        w.obs.complete_until_minute = until;
+                        w.obs.metrics_ok = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %w.function, error = %e, "metrics unavailable, using last forecast");
+                        w.note = Some(format!("metrics unavailable: {e}"));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            debug_assert_eq!(
+                error_policy(Stage::Observe, e.kind),
+                Recovery::UseLastForecast
+            );
+            tracing::warn!(error = %e, "metrics unavailable, using last forecasts");
+            for w in work.iter_mut() {
+                w.note = Some(format!("metrics unavailable: {e}"));
+            }
+        }
+    }
+}
+
+/// Sends every warm at once and feeds the reports back.
+async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &mut [Work]) {
+    let mut plans = Vec::new();
+    let mut owners = Vec::new();
+    for (i, w) in work.iter_mut().enumerate() {
+        let Some(Decision {
+            action: Action::Warm { n, delay_ms },
+            ..
+        }) = w.decision
+        else {
+            continue;
+        };
+        if cfg.dry_run || !w.may_warm {
+            decision::warm_failed(&mut w.state, now_ms);
+            continue;
+        }
+        plans.push(WarmPlan {
+            function: w.function.clone(),
+            n,
+            delay_ms,
+            run: cfg.owner.clone(),
+            at_ms: now_ms,
+        });
+        owners.push(i);
+    }
+    if plans.is_empty() {
+        return;
+    }
+    let results = warmer.warm(&plans).await;
+    for (i, r) in owners.into_iter().zip(results) {
+        let w = &mut work[i];
+        match r {
+            Ok(rep) => {
+                let s = rep.summary();
+                tracing::info!(
+                    function = %w.function,
+                    requested = s.requested,
+                    distinct = s.distinct,
+                    cold = s.cold,
+                    failed = s.failed,
+                    spread_ms = s.spread_ms,
+                    "warmed"
+                );
+                decision::apply_report(&w.policy, &mut w.state, &rep, now_ms);
+                if s.failed > 0 {
+                    w.note = Some(format!("{} of {} pings failed", s.failed, s.requested));
+                }
+                w.warm = Some(s);
+            }
+            Err(e) => {
+                debug_assert_eq!(error_policy(Stage::Warm, e.kind), Recovery::SaveWithError);
+                tracing::warn!(function = %w.function, error = %e, "warm failed");
+                decision::warm_failed(&mut w.state, now_ms);
+                w.note = Some(format!("warm failed: {e}"));
+            }
+        }
+    }
+}
+
+/// Polls a future whose ports never wait (the simulator's, and in-memory
+/// test fakes) to completion on the current thread, without a runtime.
+///
+/// Panics if the future is still pending after many polls: a port that
+/// really waits needs a real executor.
+pub fn block_on_ready<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..1_000 {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("block_on_ready: a port is waiting on real I/O");
+}
+
+#[cfg(test)]
+mod tests;

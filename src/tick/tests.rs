@@ -1,0 +1,357 @@
+//! The tick as stories, over the in-memory store and small fake ports.
+
+use std::collections::BTreeMap;
+use std::future::{Future, ready};
+use std::sync::Mutex;
+
+use super::*;
+use crate::decision::policy::{PolicyDoc, Scalar};
+use crate::decision::{MinuteMetrics, PingOutcome, Reason, WarmReport};
+use crate::ports::PortError;
+use crate::ports::memory::MemoryStore;
+
+const NOW: u64 = 1_764_150_000_000;
+
+/// CloudWatch as a table of steady real concurrency per function.
+#[derive(Default)]
+struct Metrics {
+    steady: BTreeMap<String, f64>,
+    down: bool,
+    calls: Mutex<usize>,
+}
+
+impl Metrics {
+    fn steady(pairs: &[(&str, f64)]) -> Self {
+        Metrics {
+            steady: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+impl MetricsSource for Metrics {
+    fn observe(
+        &self,
+        requests: &[MetricsRequest],
+    ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send
+    {
+        *self.calls.lock().unwrap() += 1;
+        if self.down {
+            return ready(Err(PortError::new(
+                ErrorKind::Unavailable,
+                "cloudwatch is down",
+            )));
+        }
+        ready(Ok(requests
+            .iter()
+            .map(|r| {
+                let c = self.steady.get(&r.function.name).copied().unwrap_or(0.0);
+                Ok((r.from_minute..r.until_minute)
+                    .map(|m| MinuteMetrics {
+                        minute: m,
+                        concurrency_max: Some(c),
+                        invocations: Some(c * 60.0),
+                        duration_avg_ms: Some(1_000.0),
+                        ..MinuteMetrics::default()
+                    })
+                    .collect())
+            })
+            .collect()))
+    }
+}
+
+/// Lambda where every ping finds its own sandbox, except for listed
+/// functions that do not exist.
+#[derive(Default)]
+struct Lambda {
+    missing: Vec<String>,
+    reserved: BTreeMap<String, u32>,
+    sent: Mutex<Vec<WarmPlan>>,
+}
+
+impl Warmer for Lambda {
+    fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
+        ready(if self.missing.contains(&f.name) {
+            Err(PortError::new(
+                ErrorKind::NotFound,
+                format!("function {f} not found"),
+            ))
+        } else {
+            Ok(Limits {
+                reserved: self.reserved.get(&f.name).copied(),
+                ..Limits::default()
+            })
+        })
+    }
+
+    fn warm(
+        &self,
+        plans: &[WarmPlan],
+    ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
+        self.sent.lock().unwrap().extend(plans.iter().cloned());
+        ready(
+            plans
+                .iter()
+                .map(|p| {
+                    Ok(WarmReport {
+                        requested: p.n,
+                        delay_ms: p.delay_ms,
+                        sent_at_ms: p.at_ms,
+                        pings: (0..p.n)
+                            .map(|i| {
+                                PingOutcome::answered(
+                                    format!("{}-{i}", p.function),
+                                    true,
+                                    p.at_ms + i as u64,
+                                )
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+fn policy(pairs: &[(&str, f64)]) -> PolicyDoc {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Scalar::Num(*v)))
+        .collect()
+}
+
+fn f(name: &str) -> FunctionRef {
+    FunctionRef::unqualified(name)
+}
+
+fn tick(
+    store: &MemoryStore,
+    metrics: &Metrics,
+    lambda: &Lambda,
+    owner: &str,
+    now: u64,
+) -> TickReport {
+    block_on_ready(run_tick(
+        store,
+        metrics,
+        lambda,
+        &TickConfig::new(owner),
+        now,
+    ))
+}
+
+#[test]
+fn a_tick_warms_the_forecast_and_saves_state() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[("max", 50.0)]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 6.0)]), Lambda::default());
+    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    let out = &r.functions[0];
+    assert!(out.saved, "{out:?}");
+    let d = out.decision.unwrap();
+    assert!(d.target >= 6, "{d:?}");
+    assert_eq!(out.warm.unwrap().distinct, d.target);
+    let (state, version, err) = store.get(&f("orders"));
+    assert_eq!((version, err), (1, None));
+    assert!(state.unwrap().last_warm.is_some());
+    assert_eq!(
+        *metrics.calls.lock().unwrap(),
+        1,
+        "one batched metrics call"
+    );
+}
+
+#[test]
+fn a_malformed_policy_is_reported_and_the_others_still_warm() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("good"), policy(&[]));
+    store.put_policy(&f("bad"), policy(&[]));
+    let metrics = Metrics::steady(&[("good", 3.0), ("bad", 3.0)]);
+    let lambda = Lambda::default();
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    let healthy = store.state_json(&f("bad")).unwrap();
+
+    // Somebody edits the item badly.
+    store.put_policy(&f("bad"), policy(&[("min", 10.0), ("max", 5.0)]));
+    lambda.sent.lock().unwrap().clear();
+    let r = tick(&store, &metrics, &lambda, "run-2", NOW + 300_000);
+    assert_eq!(r.functions.len(), 2);
+    let bad = r.functions.iter().find(|o| o.function == "bad").unwrap();
+    assert!(
+        bad.note
+            .as_ref()
+            .unwrap()
+            .contains("max (5) is below min (10)")
+    );
+    let (_, version, err) = store.get(&f("bad"));
+    assert_eq!(version, 1);
+    assert_eq!(
+        store.state_json(&f("bad")).unwrap(),
+        healthy,
+        "nothing of its state overwritten"
+    );
+    assert!(err.unwrap().contains("max (5) is below min (10)"));
+    let sent = lambda.sent.lock().unwrap();
+    assert!(sent.iter().any(|p| p.function.name == "good"));
+    assert!(!sent.iter().any(|p| p.function.name == "bad"));
+}
+
+#[test]
+fn a_function_leased_by_another_run_is_left_alone() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    // Run A holds the lease (it is mid-tick) when run B starts.
+    block_on_ready(store.lease(&f("orders"), "run-A", NOW, NOW + 50_000)).unwrap();
+    let r = tick(&store, &metrics, &lambda, "run-B", NOW + 1_000);
+    assert!(
+        r.functions[0]
+            .note
+            .as_ref()
+            .unwrap()
+            .contains("leased by another run")
+    );
+    assert!(
+        lambda.sent.lock().unwrap().is_empty(),
+        "warmed once, by A only"
+    );
+    // After A's lease expires, B may take over.
+    let r = tick(&store, &metrics, &lambda, "run-B", NOW + 60_000);
+    assert!(r.functions[0].saved);
+}
+
+#[test]
+fn a_lost_save_leaves_the_stored_state_intact() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    let before = store.state_json(&f("orders"));
+    store.fail_next(
+        "save",
+        PortError::new(ErrorKind::Throttled, "ProvisionedThroughputExceeded"),
+    );
+    let r = tick(&store, &metrics, &lambda, "run-2", NOW + 300_000);
+    assert!(!r.functions[0].saved);
+    assert!(
+        r.functions[0]
+            .note
+            .as_ref()
+            .unwrap()
+            .contains("stored state is unchanged")
+    );
+    assert_eq!(store.state_json(&f("orders")), before);
+}
+
+#[test]
+fn a_metrics_outage_falls_back_to_the_last_forecast() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let lambda = Lambda::default();
+    tick(
+        &store,
+        &Metrics::steady(&[("orders", 8.0)]),
+        &lambda,
+        "run-1",
+        NOW,
+    );
+    let down = Metrics {
+        down: true,
+        ..Metrics::default()
+    };
+    let r = tick(&store, &down, &lambda, "run-2", NOW + 600_000);
+    let d = r.functions[0].decision.unwrap();
+    assert_eq!(d.reason, Reason::StaleMetrics);
+    assert!(d.target >= 8);
+    let (_, _, err) = store.get(&f("orders"));
+    assert!(err.unwrap().contains("cloudwatch is down"));
+}
+
+#[test]
+fn a_missing_function_is_reported_and_skipped() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("gone"), policy(&[]));
+    store.put_policy(&f("here"), policy(&[]));
+    let metrics = Metrics::steady(&[("gone", 2.0), ("here", 2.0)]);
+    let lambda = Lambda {
+        missing: vec!["gone".into()],
+        ..Lambda::default()
+    };
+    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    let (_, _, err) = store.get(&f("gone"));
+    assert!(err.unwrap().contains("not found"));
+    assert!(r.functions.iter().any(|o| o.function == "here" && o.saved));
+    // Its lease was released with the error: the next run is not blocked.
+    assert!(block_on_ready(store.lease(&f("gone"), "run-2", NOW + 1, NOW + 2)).is_ok());
+}
+
+#[test]
+fn a_dry_run_decides_but_neither_pings_nor_saves() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 5.0)]), Lambda::default());
+    let cfg = TickConfig {
+        dry_run: true,
+        ..TickConfig::new("dry")
+    };
+    let r = block_on_ready(run_tick(&store, &metrics, &lambda, &cfg, NOW));
+    assert!(r.functions[0].decision.unwrap().target >= 5);
+    assert!(lambda.sent.lock().unwrap().is_empty());
+    assert_eq!(store.get(&f("orders")).1, 0);
+}
+
+#[test]
+fn the_policy_list_failing_aborts_the_tick() {
+    let store = MemoryStore::new();
+    store.fail_next(
+        "targets",
+        PortError::new(ErrorKind::NotFound, "table forewarm not found"),
+    );
+    let r = tick(
+        &store,
+        &Metrics::default(),
+        &Lambda::default(),
+        "run-1",
+        NOW,
+    );
+    assert!(r.error.unwrap().contains("table forewarm not found"));
+}
+
+#[test]
+fn reserved_concurrency_caps_what_the_tick_sends() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[("headroom", 2.0)]));
+    let metrics = Metrics::steady(&[("orders", 20.0)]);
+    let lambda = Lambda {
+        reserved: [("orders".to_string(), 25)].into(),
+        ..Lambda::default()
+    };
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    assert!(lambda.sent.lock().unwrap().iter().all(|p| p.n <= 3));
+}
+
+#[test]
+fn every_port_failure_has_a_recovery() {
+    use ErrorKind::*;
+    for stage in [
+        Stage::Targets,
+        Stage::Lease,
+        Stage::Observe,
+        Stage::Limits,
+        Stage::Warm,
+        Stage::Save,
+    ] {
+        for kind in [Throttled, Conflict, NotFound, Unavailable, Invalid] {
+            let r = error_policy(stage, kind);
+            if stage != Stage::Targets {
+                assert_ne!(
+                    r,
+                    Recovery::Abort,
+                    "{stage:?}/{kind:?} must not stop other functions"
+                );
+            }
+        }
+    }
+    assert_eq!(error_policy(Stage::Save, Conflict), Recovery::Discard);
+    assert_eq!(error_policy(Stage::Lease, Conflict), Recovery::Skip);
+}

@@ -1,0 +1,550 @@
+//! Workload traces: the Azure Functions 2019 per-minute format (and the 2021
+//! per-invocation format), read into one compact form.
+//!
+//! A [`Trace`] holds, per function, the minutes in which it was invoked and how
+//! often (sparse: most functions are idle most minutes), its average duration
+//! and its memory. Several 2019 invocation files are consecutive days and are
+//! joined by function hash. The durations and memory files beside an
+//! invocations file are used when present (`durations.csv` / `memory.csv`
+//! beside `invocations.csv`, or the upstream names
+//! `function_durations_percentiles.anon.dNN.csv` /
+//! `app_memory_percentiles.anon.dNN.csv`).
+//!
+//! Every malformed row is an error naming the file, the line and the field.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Duration assumed when a trace has no durations file: Azure's median
+/// per-function average duration in the 2019 sample is 686 ms, rounded up.
+pub const DEFAULT_DURATION_MS: f64 = 1_000.0;
+/// Memory assumed when a trace has no memory file: Lambda's default size.
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+
+/// One function's workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionTrace {
+    /// The function's id (its hash in the Azure traces).
+    pub id: String,
+    /// `(minute, invocations)` for every minute with invocations, ascending.
+    pub active: Vec<(u32, u32)>,
+    /// Average duration, ms (excluding cold starts, as Azure measured it).
+    pub duration_ms: f64,
+    /// Memory, MB.
+    pub memory_mb: u32,
+}
+
+impl FunctionTrace {
+    /// Total invocations.
+    pub fn invocations(&self) -> u64 {
+        self.active.iter().map(|&(_, n)| n as u64).sum()
+    }
+
+    /// Invocations per minute as a dense series of `minutes` entries.
+    pub fn dense(&self, minutes: usize) -> Vec<u32> {
+        let mut v = vec![0; minutes];
+        for &(m, n) in &self.active {
+            if let Some(x) = v.get_mut(m as usize) {
+                *x = n;
+            }
+        }
+        v
+    }
+
+    /// Little's law concurrency of one minute with `n` invocations: at least
+    /// one sandbox if anything ran.
+    pub fn concurrency(&self, n: u32) -> f64 {
+        if n == 0 {
+            0.0
+        } else {
+            (n as f64 * self.duration_ms / 60_000.0).ceil().max(1.0)
+        }
+    }
+}
+
+/// A whole workload.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Trace {
+    /// The functions, in file order.
+    pub functions: Vec<FunctionTrace>,
+    /// Length in minutes.
+    pub minutes: usize,
+}
+
+impl Trace {
+    /// The same trace played `times` times back to back.
+    pub fn repeated(&self, times: usize) -> Trace {
+        let times = times.max(1);
+        let functions = self
+            .functions
+            .iter()
+            .map(|f| {
+                let mut active = Vec::with_capacity(f.active.len() * times);
+                for r in 0..times {
+                    let off = (r * self.minutes) as u32;
+                    active.extend(f.active.iter().map(|&(m, n)| (m + off, n)));
+                }
+                FunctionTrace {
+                    active,
+                    ..f.clone()
+                }
+            })
+            .collect();
+        Trace {
+            functions,
+            minutes: self.minutes * times,
+        }
+    }
+
+    /// Total invocations.
+    pub fn invocations(&self) -> u64 {
+        self.functions.iter().map(FunctionTrace::invocations).sum()
+    }
+}
+
+/// A trace file that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be opened or read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A row or header was malformed.
+    #[error("{file}:{line}: {field}: {problem}")]
+    Malformed {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// The column.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn malformed(
+    file: &Path,
+    line: u64,
+    field: impl Into<String>,
+    problem: impl Into<String>,
+) -> TraceError {
+    TraceError::Malformed {
+        file: file.to_path_buf(),
+        line,
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, TraceError> {
+    let file = std::fs::File::open(path).map_err(|source| TraceError::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(file))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> TraceError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => TraceError::Io {
+            file: path.to_path_buf(),
+            source,
+        },
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => malformed(
+            path,
+            line,
+            "row",
+            format!("has {len} fields, the header has {expected_len}"),
+        ),
+        other => malformed(path, line, "row", format!("{other:?}")),
+    }
+}
+
+/// Reads Azure Functions 2019 invocation files (consecutive days) and the
+/// durations and memory files beside the first one.
+pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut functions: Vec<FunctionTrace> = Vec::new();
+    let mut offset = 0usize;
+    for path in paths {
+        let day_minutes = read_invocations(path, offset, &mut index, &mut functions)?;
+        offset += day_minutes;
+    }
+    if let Some(first) = paths.first() {
+        let (dur, mem) = companions(first);
+        if let Some(d) = dur.filter(|p| p.exists()) {
+            for (id, ms) in read_keyed(&d, "HashFunction", "Average")? {
+                if let Some(&i) = index.get(&id) {
+                    functions[i].duration_ms = ms.max(1.0);
+                }
+            }
+        }
+        if let Some(m) = mem.filter(|p| p.exists()) {
+            let by_app: HashMap<String, f64> = read_keyed(&m, "HashApp", "AverageAllocatedMb")?
+                .into_iter()
+                .collect();
+            for f in &mut functions {
+                if let Some(mb) = by_app.get(&f.id) {
+                    f.memory_mb = mb.round().clamp(1.0, 10_240.0) as u32;
+                }
+            }
+        }
+    }
+    Ok(Trace {
+        functions,
+        minutes: offset,
+    })
+}
+
+/// The durations and memory files that belong to an invocations file.
+fn companions(inv: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let name = inv.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let dir = inv.parent().unwrap_or(Path::new("."));
+    if name == "invocations.csv" {
+        return (
+            Some(dir.join("durations.csv")),
+            Some(dir.join("memory.csv")),
+        );
+    }
+    if name.starts_with("invocations_per_function_md") {
+        let day = name.rsplit('.').nth(1).unwrap_or("d01");
+        let mem_day = if day > "d12" { "d12" } else { day }; // memory files stop at d12
+        return (
+            Some(dir.join(format!("function_durations_percentiles.anon.{day}.csv"))),
+            Some(dir.join(format!("app_memory_percentiles.anon.{mem_day}.csv"))),
+        );
+    }
+    (None, None)
+}
+
+/// Reads one invocations file; returns its number of minute columns.
+fn read_invocations(
+    path: &Path,
+    offset: usize,
+    index: &mut HashMap<String, usize>,
+    functions: &mut Vec<FunctionTrace>,
+) -> Result<usize, TraceError> {
+    let mut rdr = reader(path)?;
+    let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
+    let id_col = headers
+        .iter()
+        .position(|h| h == "HashFunction")
+        .ok_or_else(|| {
+            malformed(
+                path,
+                1,
+                "HashFunction",
+                "column missing: not an Azure 2019 invocations file",
+            )
+        })?;
+    let minute_cols: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            h.strip_prefix("minute_")
+                .unwrap_or(h)
+                .parse::<u32>()
+                .is_ok()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if minute_cols.is_empty() {
+        return Err(malformed(
+            path,
+            1,
+            "minute columns",
+            "none found (expected 1..1440 or minute_1..minute_1440)",
+        ));
+    }
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(csv_error(path, e)),
+        }
+        let line = rec.position().map_or(0, |p| p.line());
+        let id = rec.get(id_col).unwrap_or("").trim();
+        if id.is_empty() {
+            return Err(malformed(path, line, "HashFunction", "empty"));
+        }
+        let i = *index.entry(id.to_string()).or_insert_with(|| {
+            functions.push(FunctionTrace {
+                id: id.to_string(),
+                active: Vec::new(),
+                duration_ms: DEFAULT_DURATION_MS,
+                memory_mb: DEFAULT_MEMORY_MB,
+            });
+            functions.len() - 1
+        });
+        for (k, &c) in minute_cols.iter().enumerate() {
+            let cell = rec.get(c).unwrap_or("").trim();
+            let n: u32 = cell.parse().map_err(|_| {
+                malformed(
+                    path,
+                    line,
+                    &headers[c],
+                    format!("`{cell}` is not a whole number of invocations"),
+                )
+            })?;
+            if n > 0 {
+                functions[i].active.push(((offset + k) as u32, n));
+            }
+        }
+    }
+    Ok(minute_cols.len())
+}
+
+/// Reads `key -> value` from a CSV with those two named columns.
+fn read_keyed(path: &Path, key: &str, value: &str) -> Result<Vec<(String, f64)>, TraceError> {
+    let mut rdr = reader(path)?;
+    let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| malformed(path, 1, name, "column missing"))
+    };
+    let (k, v) = (col(key)?, col(value)?);
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_error(path, e))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let cell = rec.get(v).unwrap_or("").trim();
+        let x: f64 = cell
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| {
+                malformed(
+                    path,
+                    line,
+                    value,
+                    format!("`{cell}` is not a non-negative number"),
+                )
+            })?;
+        out.push((rec.get(k).unwrap_or("").trim().to_string(), x));
+    }
+    Ok(out)
+}
+
+/// One invocation of the Azure 2021 trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    /// `app/func` (function names are unique only within an app).
+    pub function: String,
+    /// Start, ms from the trace's start (end minus duration).
+    pub start_ms: u64,
+    /// Duration, ms.
+    pub duration_ms: u64,
+}
+
+/// Reads the Azure 2021 per-invocation trace (`app,func,end_timestamp,duration`,
+/// seconds), sorted by start.
+pub fn read_azure2021(path: &Path) -> Result<Vec<Invocation>, TraceError> {
+    let mut rdr = reader(path)?;
+    let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| malformed(path, 1, name, "column missing"))
+    };
+    let (app, func, end, dur) = (
+        col("app")?,
+        col("func")?,
+        col("end_timestamp")?,
+        col("duration")?,
+    );
+    let mut out = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| csv_error(path, e))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let num = |c: usize, name: &str| {
+            let cell = rec.get(c).unwrap_or("").trim();
+            cell.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    malformed(
+                        path,
+                        line,
+                        name,
+                        format!("`{cell}` is not a non-negative number of seconds"),
+                    )
+                })
+        };
+        let (end_s, dur_s) = (num(end, "end_timestamp")?, num(dur, "duration")?);
+        let end_ms = (end_s * 1_000.0).round() as u64;
+        let duration_ms = (dur_s * 1_000.0).round() as u64;
+        out.push(Invocation {
+            function: format!(
+                "{}/{}",
+                rec.get(app).unwrap_or(""),
+                rec.get(func).unwrap_or("")
+            ),
+            start_ms: end_ms.saturating_sub(duration_ms),
+            duration_ms,
+        });
+    }
+    out.sort_by(|a, b| {
+        a.start_ms
+            .cmp(&b.start_ms)
+            .then_with(|| a.function.cmp(&b.function))
+    });
+    Ok(out)
+}
+
+/// Turns per-invocation records into the per-minute form (for the
+/// forecaster), with each function's mean duration.
+pub fn bin_invocations(invocations: &[Invocation]) -> Trace {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut functions: Vec<FunctionTrace> = Vec::new();
+    let mut totals: Vec<(u64, u64)> = Vec::new();
+    let mut minutes = 0;
+    for inv in invocations {
+        let i = *index.entry(&inv.function).or_insert_with(|| {
+            functions.push(FunctionTrace {
+                id: inv.function.clone(),
+                active: Vec::new(),
+                duration_ms: DEFAULT_DURATION_MS,
+                memory_mb: DEFAULT_MEMORY_MB,
+            });
+            totals.push((0, 0));
+            functions.len() - 1
+        });
+        let m = (inv.start_ms / 60_000) as u32;
+        minutes = minutes.max(m as usize + 1);
+        match functions[i].active.last_mut() {
+            Some((last, n)) if *last == m => *n += 1,
+            _ => functions[i].active.push((m, 1)),
+        }
+        totals[i].0 += inv.duration_ms;
+        totals[i].1 += 1;
+    }
+    for (f, (ms, n)) in functions.iter_mut().zip(totals) {
+        f.duration_ms = (ms as f64 / n.max(1) as f64).max(1.0);
+    }
+    Trace { functions, minutes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("forewarm-trace-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn reads_days_durations_and_memory() {
+        let d = tmp("ok");
+        let inv = write(
+            &d,
+            "invocations.csv",
+            "HashFunction,HashOwner,HashApp,minute_1,minute_2,minute_3\nf1,f1,f1,0,3,0\nf2,f2,f2,1,0,0\n",
+        );
+        write(
+            &d,
+            "durations.csv",
+            "HashOwner,HashApp,HashFunction,Average,Count\nf1,f1,f1,30000,3\n",
+        );
+        write(
+            &d,
+            "memory.csv",
+            "HashOwner,HashApp,SampleCount,AverageAllocatedMb\nf2,f2,10,300.4\n",
+        );
+        let day2 = write(
+            &d,
+            "day2.csv",
+            "HashFunction,HashOwner,HashApp,minute_1,minute_2,minute_3\nf2,f2,f2,0,0,7\n",
+        );
+        let t = read_azure2019(&[inv, day2]).unwrap();
+        assert_eq!(t.minutes, 6);
+        assert_eq!(t.functions[0].active, vec![(1, 3)]);
+        assert_eq!(t.functions[0].duration_ms, 30_000.0);
+        assert_eq!(
+            t.functions[0].concurrency(3),
+            2.0,
+            "3 calls of 30 s in a minute"
+        );
+        assert_eq!(t.functions[1].active, vec![(0, 1), (5, 7)]);
+        assert_eq!(t.functions[1].memory_mb, 300);
+        assert_eq!(t.functions[1].duration_ms, DEFAULT_DURATION_MS);
+        assert_eq!(
+            t.repeated(2).functions[1].active,
+            vec![(0, 1), (5, 7), (6, 1), (11, 7)]
+        );
+    }
+
+    #[test]
+    fn malformed_rows_name_file_line_and_field() {
+        let d = tmp("bad");
+        let inv = write(
+            &d,
+            "x.csv",
+            "HashFunction,minute_1,minute_2\nf1,0,1\nf2,zz,1\n",
+        );
+        let e = read_azure2019(&[inv]).unwrap_err().to_string();
+        assert!(e.contains("x.csv:3: minute_1: `zz`"), "{e}");
+        let short = write(&d, "y.csv", "HashFunction,minute_1,minute_2\nf1,0\n");
+        let e = read_azure2019(&[short]).unwrap_err().to_string();
+        assert!(e.contains("y.csv:2") && e.contains("2 fields"), "{e}");
+        let wrong = write(&d, "z.csv", "a,b\n1,2\n");
+        assert!(
+            read_azure2019(&[wrong])
+                .unwrap_err()
+                .to_string()
+                .contains("HashFunction")
+        );
+        let missing = read_azure2019(&[d.join("nope.csv")])
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope.csv"), "{missing}");
+    }
+
+    #[test]
+    fn reads_the_2021_format_sorted_by_start() {
+        let d = tmp("2021");
+        let p = write(
+            &d,
+            "a.csv",
+            "app,func,end_timestamp,duration\na,f,130.5,0.5\na,f,10.0,1.0\nb,f,61.0,2.0\n",
+        );
+        let inv = read_azure2021(&p).unwrap();
+        assert_eq!(
+            inv.iter().map(|i| i.start_ms).collect::<Vec<_>>(),
+            vec![9_000, 59_000, 130_000]
+        );
+        let t = bin_invocations(&inv);
+        assert_eq!(t.functions.len(), 2);
+        assert_eq!(t.functions[0].active, vec![(0, 1), (2, 1)]);
+        let bad = write(&d, "b.csv", "app,func,end_timestamp,duration\na,f,-1,0.5\n");
+        assert!(
+            read_azure2021(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("b.csv:2: end_timestamp")
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The `forewarm` command line as a user runs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn forewarm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_forewarm"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("forewarm-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A two-function, 30-minute trace in the Azure 2019 layout.
+fn small_trace(dir: &std::path::Path) -> PathBuf {
+    let mut text = String::from("HashFunction,HashOwner,HashApp");
+    for m in 1..=30 {
+        text.push_str(&format!(",minute_{m}"));
+    }
+    text.push('\n');
+    for (id, per_min) in [("busy", 120), ("idle", 0)] {
+        text.push_str(&format!("{id},{id},{id}"));
+        for _ in 1..=30 {
+            text.push_str(&format!(",{per_min}"));
+        }
+        text.push('\n');
+    }
+    let p = dir.join("invocations.csv");
+    std::fs::write(&p, text).unwrap();
+    std::fs::write(
+        dir.join("durations.csv"),
+        "HashOwner,HashApp,HashFunction,Average\nbusy,busy,busy,2000\n",
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn forecast_prints_one_row_per_function_and_window() {
+    let dir = tmp("forecast");
+    let trace = small_trace(&dir);
+    let out = forewarm()
+        .args(["forecast", "--csv", "--window", "10m", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "function,window_start_min,forecast,realized_peak");
+    assert_eq!(rows.len(), 1 + 2 * 3, "{text}");
+    // 120 calls a minute of 2 s: 4 sandboxes by Little's law.
+    assert_eq!(rows[1], "busy,0,0,4");
+    let last_busy: Vec<&str> = rows[3].split(',').collect();
+    assert_eq!(last_busy[..2], ["busy", "20"]);
+    assert!(last_busy[2].parse::<u32>().unwrap() >= 4);
+    assert!(rows[4..].iter().all(|r| r.ends_with(",0,0")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quantile 0.95"));
+}
+
+#[test]
+fn forecast_rejects_bad_input_with_file_line_and_field() {
+    let dir = tmp("bad");
+    let trace = dir.join("invocations.csv");
+    std::fs::write(&trace, "HashFunction,minute_1\nf,1\ng,-4\n").unwrap();
+    let out = forewarm()
+        .args(["forecast", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invocations.csv:3: minute_1"), "{err}");
+
+    let policy = dir.join("p.json");
+    std::fs::write(&policy, r#"{"quantile": 2, "min": 9, "max": 3}"#).unwrap();
+    let good = small_trace(&dir);
+    let out = forewarm()
+        .args(["forecast", "--trace"])
+        .arg(&good)
+        .arg("--policy-file")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max (3) is below min (9)") && err.contains("quantile (2)"),
+        "{err}"
+    );
+
+    let out = forewarm()
+        .args(["forecast", "--window", "90s", "--trace"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("whole number of minutes"));
+}
