@@ -9,7 +9,8 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use forewarm::decision::policy::{Policy, PolicyDoc, Season};
 use forewarm::decision::{
-    self, Action, FunctionState, Limits, MinuteMetrics, Observation, PingOutcome, WarmReport,
+    self, Action, FunctionState, Limits, MetricsStatus, MinuteMetrics, Observation, PingOutcome,
+    WarmReport,
 };
 use forewarm::ports::memory::MemoryStore;
 use forewarm::ports::{FunctionRef, MetricsRequest, MetricsSource, PortError, WarmPlan, Warmer};
@@ -47,7 +48,7 @@ fn trained(policy: &Policy, f: u64) -> (FunctionState, u64) {
         minutes: (0..7 * 1_440).map(|m| minute(f, m)).collect(),
         complete_until_minute: 7 * 1_440,
         limits: Limits::default(),
-        metrics_ok: true,
+        metrics: MetricsStatus::Fresh,
     };
     // Fold the week in one-day steps (the backfill cap is a day).
     let mut st = state.clone();
@@ -79,7 +80,7 @@ fn next_obs(f: u64, state: &FunctionState, now: u64) -> Observation {
             reserved: Some(500),
             ..Limits::default()
         },
-        metrics_ok: true,
+        metrics: MetricsStatus::Fresh,
     }
 }
 

@@ -25,9 +25,50 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay traces against a model of Lambda and compare warming policies.
-    Simulate,
+    Simulate(SimulateArgs),
     /// Replay a trace through the forecaster alone: what would have been warmed, window by window.
     Forecast(ForecastArgs),
+}
+
+/// `forewarm simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A scenario file; default: the bundled simulations/default.toml.
+    pub scenario: Option<PathBuf>,
+    /// Azure Functions 2019 invocations CSV (replaces the scenario's traces); several are consecutive days.
+    #[arg(long = "trace")]
+    pub traces: Vec<PathBuf>,
+    /// Play the trace N times; the report covers the plays after the first.
+    #[arg(long)]
+    pub repeat: Option<usize>,
+    /// A policy to compare (replaces the scenario's list): none, fixed:n=N,every=5m,delay=300ms,
+    /// lambda-warmer:n=N,every=5m, provisioned:n=N, provisioned:auto, forewarm[:k=v,...], oracle.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Also run each parametric baseline at every n of the scenario's sweep (its cost/cold-start frontier).
+    #[arg(long)]
+    pub sweep: bool,
+    /// Platform model: lambda-2021, lambda-2019, vpc-2018, or a model file.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Override idle reaping: a fixed TTL (10m) or a range (5m..7m).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Show the N busiest functions' cold-start rates under each policy.
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
+    /// Seed of every random draw.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON (the keys of DESIGN §5).
+    #[arg(long)]
+    pub json: bool,
+    /// Write per-minute CSV timelines and SVG plots here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The function whose timeline --out plots (its id); default: the busiest.
+    #[arg(long)]
+    pub function: Option<String>,
 }
 
 /// `forewarm forecast`.
@@ -87,10 +128,7 @@ pub fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Simulate => {
-            println!("forewarm simulate: the simulator is not built yet");
-            Ok(())
-        }
+        Command::Simulate(args) => crate::cli_sim::simulate(args),
         Command::Forecast(args) => forecast(args),
     }
 }

@@ -9,6 +9,9 @@
 //! * [`evaluate`]: scores the forecaster alone on a trace (`forewarm forecast`).
 //! * [`ports`]: the three seams between the tick and the world (state store,
 //!   metrics source, warmer), plus an in-memory store with DynamoDB's rules.
+//! * [`sim`]: the offline simulator: a model of the Lambda platform, the
+//!   workloads, the policies compared, and the real tick behind simulated
+//!   ports for `forewarm`.
 //! * [`tick`]: one controller cycle, `observe → decide → warm → save`, with
 //!   the pure error policy. The Lambda, the CLI and the simulator all run it.
 //! * [`trace`]: workload traces (Azure Functions 2019 per-minute, 2021
@@ -25,10 +28,15 @@ pub mod decision;
 pub mod evaluate;
 pub mod ports;
 pub mod protocol;
+pub mod sim;
 pub mod tick;
 pub mod trace;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+mod cli_sim;
+#[cfg(feature = "cli")]
+mod plot;
 #[cfg(feature = "shim")]
 pub mod shim;

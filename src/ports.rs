@@ -123,6 +123,10 @@ pub struct Target {
     pub function: FunctionRef,
     /// Its policy merged over the account defaults, or every problem with it.
     pub policy: Result<Parsed, PolicyError>,
+    /// When its state asks to be looked at next, epoch ms (0: now). Read
+    /// with the policies, so a tick skips resting functions without reading
+    /// or writing their state.
+    pub next_check_ms: u64,
 }
 
 /// A function's stored state and the version a save must match.
@@ -162,7 +166,7 @@ pub trait StateStore {
         &self,
         f: &FunctionRef,
         owner: &str,
-        state: &FunctionState,
+        state: FunctionState,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
 

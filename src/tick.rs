@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use serde::Serialize;
 
 use crate::decision::{
-    self, Action, Decision, FunctionState, Limits, Mode, Observation, ReportSummary,
+    self, Action, Decision, FunctionState, Limits, MetricsStatus, Mode, Observation, ReportSummary,
 };
 use crate::ports::{
     ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Stored, WarmPlan, Warmer,
@@ -40,6 +40,11 @@ pub struct TickConfig {
     pub metrics_lag_minutes: u64,
     /// History read for a function seen for the first time, minutes.
     pub first_history_minutes: u64,
+    /// Minutes of new data a function's metrics are read in: one read per
+    /// this many minutes. GetMetricData bills per metric requested, whatever
+    /// the span, so reading every window would cost three times as much for
+    /// a forecast that learns the same windows, only later.
+    pub metrics_every_minutes: u64,
     /// Decide, but send no pings and save nothing.
     pub dry_run: bool,
 }
@@ -52,6 +57,7 @@ impl TickConfig {
             lease_ms: 50_000,
             metrics_lag_minutes: 2,
             first_history_minutes: 180,
+            metrics_every_minutes: 15,
             dry_run: false,
         }
     }
@@ -135,6 +141,8 @@ pub struct TickReport {
     pub functions: Vec<FunctionOutcome>,
     /// A failure that stopped the whole tick (the policy list could not be read).
     pub error: Option<String>,
+    /// Functions not due for a look this tick (left untouched).
+    pub resting: usize,
 }
 
 impl TickReport {
@@ -187,6 +195,10 @@ where
     // Lease (or, on a dry run, just read) every enabled function.
     let mut work = Vec::new();
     for t in targets {
+        if t.next_check_ms > now_ms {
+            report.resting += 1;
+            continue;
+        }
         let name = t.function.to_string();
         let parsed = match t.policy {
             Ok(p) => p,
@@ -216,7 +228,7 @@ where
                 .lease(&t.function, &cfg.owner, now_ms, now_ms + cfg.lease_ms)
                 .await
         };
-        let stored = match stored {
+        let mut stored = match stored {
             Ok(s) => s,
             Err(e) => {
                 let note = match error_policy(Stage::Lease, e.kind) {
@@ -237,7 +249,7 @@ where
         let policy = parsed.policy;
         let state = stored
             .state
-            .clone()
+            .take()
             .unwrap_or_else(|| FunctionState::new(&policy));
         work.push(Work {
             function: t.function,
@@ -302,7 +314,7 @@ where
                 w.state.last_error = w.note.clone();
             }
             match store
-                .save(&w.function, &cfg.owner, &w.state, w.stored.version)
+                .save(&w.function, &cfg.owner, w.state, w.stored.version)
                 .await
             {
                 Ok(_) => saved = true,
@@ -337,7 +349,10 @@ fn skipped(function: String, note: String) -> FunctionOutcome {
     }
 }
 
-/// One batched metrics read for every leased function.
+/// One batched metrics read for the functions that need one: those with
+/// `metrics_every_minutes` of unread minutes, and new ones. GetMetricData
+/// bills per metric requested, so reading every function every minute would
+/// cost far more than the pings.
 async fn observe_all<M: MetricsSource>(
     metrics: &M,
     cfg: &TickConfig,
@@ -345,32 +360,47 @@ async fn observe_all<M: MetricsSource>(
     work: &mut [Work],
 ) {
     let until = (now_ms / 60_000).saturating_sub(cfg.metrics_lag_minutes);
-    let requests: Vec<MetricsRequest> = work
-        .iter()
-        .map(|w| MetricsRequest {
+    let mut wanted = Vec::new();
+    let mut requests = Vec::new();
+    for (i, w) in work.iter().enumerate() {
+        let fresh_enough = w
+            .state
+            .watermark_minute
+            .is_some_and(|m| until < m + 1 + cfg.metrics_every_minutes.max(1));
+        if fresh_enough {
+            continue;
+        }
+        let from = w
+            .state
+            .watermark_minute
+            .map_or(until.saturating_sub(cfg.first_history_minutes), |m| m + 1)
+            .max(until.saturating_sub(decision::MAX_BACKFILL_MINUTES));
+        if from >= until {
+            continue;
+        }
+        wanted.push(i);
+        requests.push(MetricsRequest {
             function: w.function.clone(),
-            from_minute: w
-                .state
-                .watermark_minute
-                .map_or(until.saturating_sub(cfg.first_history_minutes), |m| m + 1)
-                .max(until.saturating_sub(decision::MAX_BACKFILL_MINUTES)),
+            from_minute: from,
             until_minute: until,
-        })
-        .collect();
+        });
+    }
     if requests.is_empty() {
         return;
     }
     match metrics.observe(&requests).await {
         Ok(results) => {
-            for (w, r) in work.iter_mut().zip(results) {
+            for (&i, r) in wanted.iter().zip(results) {
+                let w = &mut work[i];
                 match r {
                     Ok(minutes) => {
                         w.obs.minutes = minutes;
                         w.obs.complete_until_minute = until;
-                        w.obs.metrics_ok = true;
+                        w.obs.metrics = MetricsStatus::Fresh;
                     }
                     Err(e) => {
                         tracing::warn!(function = %w.function, error = %e, "metrics unavailable, using last forecast");
+                        w.obs.metrics = MetricsStatus::Unavailable;
                         w.note = Some(format!("metrics unavailable: {e}"));
                     }
                 }
@@ -382,8 +412,9 @@ async fn observe_all<M: MetricsSource>(
                 Recovery::UseLastForecast
             );
             tracing::warn!(error = %e, "metrics unavailable, using last forecasts");
-            for w in work.iter_mut() {
-                w.note = Some(format!("metrics unavailable: {e}"));
+            for &i in &wanted {
+                work[i].obs.metrics = MetricsStatus::Unavailable;
+                work[i].note = Some(format!("metrics unavailable: {e}"));
             }
         }
     }

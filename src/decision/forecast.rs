@@ -21,7 +21,7 @@
 //! large ones (statrs does the math).
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, DiscreteCDF, NegativeBinomial, Normal, Poisson};
+use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::policy::{Policy, WINDOW_MINUTES};
 
@@ -314,17 +314,7 @@ pub fn peak_quantile(mean: f64, var: f64, q: f64) -> u32 {
     };
     let var = var.max(floor);
     let n = if mean <= DISCRETE_LIMIT && var >= mean {
-        if var > mean * (1.0 + 1e-6) {
-            let r = mean * mean / (var - mean);
-            let p = r / (r + mean);
-            NegativeBinomial::new(r, p)
-                .map(|d| d.inverse_cdf(q) as f64)
-                .unwrap_or(f64::NAN)
-        } else {
-            Poisson::new(mean)
-                .map(|d| d.inverse_cdf(q) as f64)
-                .unwrap_or(f64::NAN)
-        }
+        count_quantile(mean, var, q) as f64
     } else {
         (mean + Normal::standard().inverse_cdf(q) * var.sqrt()).ceil()
     };
@@ -333,6 +323,34 @@ pub fn peak_quantile(mean: f64, var: f64, q: f64) -> u32 {
     } else {
         mean.ceil() as u32
     }
+}
+
+/// The `q`-quantile of a count with this mean and variance (`var >= mean`):
+/// Poisson when they are equal, else negative binomial with the same two
+/// moments. Summed term by term from zero (the pmf recurrence), which for
+/// means up to [`DISCRETE_LIMIT`] takes at most a few hundred steps;
+/// statrs's generic quantile search needs dozens of incomplete-beta
+/// evaluations for the same answer (a test checks the two agree).
+fn count_quantile(mean: f64, var: f64, q: f64) -> u32 {
+    // Term ratio p(k+1)/p(k): Poisson λ/(k+1); NB (k+r)/(k+1)·(1-p).
+    let (mut term, ratio): (f64, Box<dyn Fn(f64) -> f64>) = if var > mean * (1.0 + 1e-6) {
+        let r = mean * mean / (var - mean);
+        let p = r / (r + mean);
+        (
+            (r * p.ln()).exp(),
+            Box::new(move |k: f64| (k + r) / (k + 1.0) * (1.0 - p)),
+        )
+    } else {
+        ((-mean).exp(), Box::new(move |k: f64| mean / (k + 1.0)))
+    };
+    let mut cdf = term;
+    let mut k = 0u32;
+    while cdf < q && k < 100_000 {
+        term *= ratio(k as f64);
+        cdf += term;
+        k += 1;
+    }
+    k
 }
 
 /// Packs buckets as base64 of 5 bytes each: mean and sd as 16-bit log-scale
@@ -536,6 +554,23 @@ mod tests {
             (a.mean - b.mean).abs() < 0.01 * a.mean.max(1.0),
             "{a:?} vs {b:?}"
         );
+    }
+
+    #[test]
+    fn count_quantiles_agree_with_statrs() {
+        use statrs::distribution::{DiscreteCDF, NegativeBinomial, Poisson};
+        for &mean in &[0.05, 0.3, 1.0, 2.5, 7.0, 19.0, 49.0] {
+            for &q in &[0.5, 0.8, 0.95, 0.99, 0.999] {
+                let p = Poisson::new(mean).unwrap().inverse_cdf(q) as u32;
+                assert_eq!(count_quantile(mean, mean, q), p, "Poisson({mean}) q={q}");
+                let var = mean * 3.0 + 1.0;
+                let r = mean * mean / (var - mean);
+                let nb = NegativeBinomial::new(r, r / (r + mean))
+                    .unwrap()
+                    .inverse_cdf(q) as u32;
+                assert_eq!(count_quantile(mean, var, q), nb, "NB({mean}, {var}) q={q}");
+            }
+        }
     }
 
     #[test]

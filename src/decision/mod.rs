@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use caps::{Cap, Limits};
 pub use demand::{MinuteMetrics, WarmRecord};
+pub use forecast::Forecast;
 pub use forecast::Forecaster;
 pub use policy::{Mode, Policy};
 pub use report::{PingFailure, PingOutcome, ReportSummary, Survival, WarmReport};
@@ -58,6 +59,12 @@ const WARMS_KEPT_MS: u64 = 30 * 60_000;
 const DECISIONS_KEPT: usize = 5;
 /// Weight of each tick's observed cold-start share in its running average.
 const COLD_RATE_WEIGHT: f64 = 0.2;
+/// How often a function with traffic or warm sandboxes is looked at: once
+/// per forecast window.
+pub const ACTIVE_CHECK_MS: u64 = policy::WINDOW_MINUTES as u64 * 60_000;
+/// How often an idle function (nothing forecast, nothing warm, no recent
+/// traffic) is looked at.
+pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
 /// The hold a new function starts with: the seed's hand-tuned 300 ms.
 pub const INITIAL_DELAY_MS: u32 = 300;
 
@@ -76,6 +83,9 @@ pub struct FunctionState {
     pub delay_ms: u32,
     /// When the next warm is due, epoch ms.
     pub next_due_ms: u64,
+    /// When the controller should next look at the function, epoch ms.
+    #[serde(default)]
+    pub next_check_ms: u64,
     /// What is known about sandbox survival.
     pub survival: Survival,
     /// Recent warms: for the own-traffic correction, and to know what was
@@ -91,6 +101,10 @@ pub struct FunctionState {
     pub decisions: Vec<DecisionRecord>,
     /// The last error met while handling this function, for people.
     pub last_error: Option<String>,
+    /// The last forecast and what it depended on (not stored: recomputed
+    /// after a load, reused while its inputs are unchanged).
+    #[serde(skip)]
+    pub forecast_cache: Option<(ForecastKey, forecast::Forecast)>,
 }
 
 /// One window's realized peak against what was warm.
@@ -129,6 +143,7 @@ impl FunctionState {
             margin: 0.0,
             delay_ms: INITIAL_DELAY_MS.clamp(policy.delay_ms_min, policy.delay_ms_max),
             next_due_ms: 0,
+            next_check_ms: 0,
             survival: Survival::default(),
             warms: Vec::new(),
             last_warm: None,
@@ -136,6 +151,7 @@ impl FunctionState {
             cold_rate: 0.0,
             decisions: Vec::new(),
             last_error: None,
+            forecast_cache: None,
         }
     }
 
@@ -171,9 +187,23 @@ pub struct Observation {
     pub complete_until_minute: u64,
     /// The function's concurrency limits and memory.
     pub limits: Limits,
-    /// False when the metrics could not be read this tick: the decision then
-    /// rests on what the forecaster already knows.
-    pub metrics_ok: bool,
+    /// Whether `minutes` is fresh, not read this tick, or failed to read.
+    pub metrics: MetricsStatus,
+}
+
+/// Whether an observation carries fresh metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsStatus {
+    /// Read this tick.
+    Fresh,
+    /// Not read this tick: less than a window of new minutes, and not due.
+    /// Reading metrics costs money (GetMetricData bills per metric
+    /// requested), so a function is read once per window, not per tick.
+    #[default]
+    NotRead,
+    /// The read failed: the decision rests on what the forecaster knows.
+    Unavailable,
 }
 
 /// Why a decision came out as it did.
@@ -231,6 +261,8 @@ pub struct Decision {
     pub margin: f64,
     /// When the next warm is due, epoch ms.
     pub next_due_ms: u64,
+    /// When the function should next be looked at, epoch ms.
+    pub next_check_ms: u64,
 }
 
 impl Decision {
@@ -244,6 +276,7 @@ impl Decision {
             capped_by: None,
             margin: state.margin,
             next_due_ms: state.next_due_ms,
+            next_check_ms: state.next_check_ms,
         }
     }
 
@@ -270,18 +303,13 @@ pub fn decide(
     state.delay_ms = state
         .delay_ms
         .clamp(policy.delay_ms_min, policy.delay_ms_max);
-    if obs.metrics_ok {
+    if obs.metrics == MetricsStatus::Fresh {
         observe(policy, state, obs);
     }
     state.warms.retain(|w| w.at_ms + WARMS_KEPT_MS > now_ms);
 
     let interval_s = state.survival.interval_s(policy);
-    let forecast = state.forecaster.forecast(
-        now_ms / 60_000,
-        interval_s.div_ceil(60),
-        policy.quantile,
-        state.margin,
-    );
+    let forecast = cached_forecast(policy, state, now_ms / 60_000, interval_s.div_ceil(60));
     let warm_now = state.pool_at(policy, now_ms);
     let (target, capped_by) = caps::apply(
         policy,
@@ -293,6 +321,7 @@ pub fn decide(
 
     let due = now_ms >= state.next_due_ms;
     let rising = target > warm_now;
+    let idle = target == 0 && warm_now == 0 && state.recent_peak() == 0.0;
     let mut d = Decision {
         action: Action::Nothing,
         reason: Reason::NotDue,
@@ -302,6 +331,7 @@ pub fn decide(
         capped_by,
         margin: state.margin,
         next_due_ms: state.next_due_ms,
+        next_check_ms: 0,
     };
     if policy.mode == Mode::Observe {
         d.reason = Reason::Observe;
@@ -311,7 +341,7 @@ pub fn decide(
         if target == 0 {
             d.reason = Reason::NothingForecast;
         } else {
-            d.reason = if !obs.metrics_ok {
+            d.reason = if obs.metrics == MetricsStatus::Unavailable {
                 Reason::StaleMetrics
             } else if due {
                 Reason::Due
@@ -332,6 +362,18 @@ pub fn decide(
             });
         }
     }
+    // The next look: at the next window boundary (when a window of new
+    // minutes can be read and the forecast horizon moves), sooner if a warm
+    // falls due; idle functions only every half hour. Each look costs
+    // CloudWatch reads and a state write, so nothing is looked at every tick.
+    let cadence = if idle { IDLE_CHECK_MS } else { ACTIVE_CHECK_MS };
+    let boundary = (now_ms / cadence + 1) * cadence;
+    d.next_check_ms = if policy.mode == Mode::Observe {
+        boundary
+    } else {
+        boundary.min(state.next_due_ms.max(now_ms + 1))
+    };
+    state.next_check_ms = d.next_check_ms;
     state.decisions.push(DecisionRecord {
         at_ms: now_ms,
         reason: d.reason,
@@ -343,6 +385,47 @@ pub fn decide(
         state.decisions.remove(0);
     }
     d
+}
+
+/// What a forecast depends on. Between windows, with no new minutes, the
+/// forecast is the same; most ticks of most functions are such ticks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ForecastKey {
+    watermark: Option<u64>,
+    first_window: u64,
+    last_window: u64,
+    quantile: u64,
+    margin: u64,
+    bucket_minutes: u32,
+    season_minutes: u32,
+}
+
+fn cached_forecast(
+    policy: &Policy,
+    state: &mut FunctionState,
+    now_minute: u64,
+    horizon: u32,
+) -> forecast::Forecast {
+    let w = policy::WINDOW_MINUTES as u64;
+    let key = ForecastKey {
+        watermark: state.watermark_minute,
+        first_window: now_minute / w,
+        last_window: (now_minute + horizon as u64) / w,
+        quantile: policy.quantile.to_bits(),
+        margin: state.margin.to_bits(),
+        bucket_minutes: state.forecaster.bucket_minutes,
+        season_minutes: state.forecaster.season_minutes,
+    };
+    if let Some((k, f)) = state.forecast_cache
+        && k == key
+    {
+        return f;
+    }
+    let f = state
+        .forecaster
+        .forecast(now_minute, horizon, policy.quantile, state.margin);
+    state.forecast_cache = Some((key, f));
+    f
 }
 
 /// Folds the observation's final minutes into the forecaster, runs feedback on

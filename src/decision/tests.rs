@@ -101,7 +101,7 @@ impl Loop {
             minutes: (from..complete).map(|m| self.metrics(m)).collect(),
             complete_until_minute: complete,
             limits: self.limits,
-            metrics_ok: true,
+            metrics: MetricsStatus::Fresh,
         };
         let d = decide(&self.policy, &mut self.state, &obs, self.now);
         if let Action::Warm { n, delay_ms } = d.action {
@@ -287,7 +287,7 @@ fn a_metrics_outage_falls_back_to_the_last_forecast() {
     l.run_minutes(DAY);
     let mut state = l.state.clone();
     let outage = Observation {
-        metrics_ok: false,
+        metrics: MetricsStatus::Unavailable,
         ..Observation::default()
     };
     let due = state.next_due_ms;
@@ -308,7 +308,7 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
         &l.policy,
         &mut state,
         &Observation {
-            metrics_ok: false,
+            metrics: MetricsStatus::Unavailable,
             ..Default::default()
         },
         now,
@@ -379,7 +379,7 @@ proptest! {
             now += gap * MIN;
             let base = now / MIN - 8;
             let minutes = minutes.into_iter().enumerate().map(|(i, mut m)| { m.minute = base + i as u64; m }).collect();
-            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics_ok: true };
+            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics: MetricsStatus::Fresh };
             let d = decide(&policy, &mut state, &obs, now);
             prop_assert!(d.target <= policy.max);
             prop_assert!(d.forecast.is_finite() && d.forecast >= 0.0);

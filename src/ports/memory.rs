@@ -19,6 +19,7 @@ struct Item {
     lease_owner: Option<String>,
     lease_until_ms: u64,
     last_error: Option<String>,
+    next_check_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +117,7 @@ impl StateStore for MemoryStore {
             .map(|(f, doc)| Target {
                 function: f.clone(),
                 policy: Policy::from_items(defaults.as_ref(), doc),
+                next_check_ms: g.items.get(f).map_or(0, |i| i.next_check_ms),
             })
             .collect()))
     }
@@ -158,7 +160,7 @@ impl StateStore for MemoryStore {
         &self,
         f: &FunctionRef,
         owner: &str,
-        state: &FunctionState,
+        state: FunctionState,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
         let mut g = self.lock();
@@ -175,11 +177,12 @@ impl StateStore for MemoryStore {
                 ),
             )));
         }
-        item.state_json = Some(serde_json::to_string(state).expect("state serializes"));
+        item.state_json = Some(serde_json::to_string(&state).expect("state serializes"));
         item.version += 1;
         item.lease_owner = None;
         item.lease_until_ms = 0;
         item.last_error = state.last_error.clone();
+        item.next_check_ms = state.next_check_ms;
         ready(Ok(item.version))
     }
 

@@ -259,7 +259,7 @@ fn a_metrics_outage_falls_back_to_the_last_forecast() {
         down: true,
         ..Metrics::default()
     };
-    let r = tick(&store, &down, &lambda, "run-2", NOW + 600_000);
+    let r = tick(&store, &down, &lambda, "run-2", NOW + 20 * 60_000);
     let d = r.functions[0].decision.unwrap();
     assert_eq!(d.reason, Reason::StaleMetrics);
     assert!(d.target >= 8);
