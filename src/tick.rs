@@ -25,7 +25,7 @@ use crate::decision::{
     self, Action, Decision, FunctionState, Limits, MetricsStatus, Mode, Observation, ReportSummary,
 };
 use crate::ports::{
-    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Stored, WarmPlan, Warmer,
+    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, WarmPlan, Warmer,
 };
 
 /// Settings of one tick.
@@ -160,8 +160,10 @@ impl TickReport {
 struct Work {
     function: FunctionRef,
     policy: decision::Policy,
-    stored: Stored,
-    state: FunctionState,
+    /// The version the save must match.
+    version: u64,
+    /// Boxed: a tick moves its work list about, and the state is the bulk.
+    state: Box<FunctionState>,
     obs: Observation,
     decision: Option<Decision>,
     warm: Option<ReportSummary>,
@@ -184,7 +186,10 @@ where
 {
     let mut report = TickReport::default();
     let targets = match store.targets().await {
-        Ok(t) => t,
+        Ok(t) => {
+            report.functions.reserve(t.len());
+            t
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read policies");
             report.error = Some(format!("cannot read policies: {e}"));
@@ -193,7 +198,7 @@ where
     };
 
     // Lease (or, on a dry run, just read) every enabled function.
-    let mut work = Vec::new();
+    let mut work = Vec::with_capacity(targets.len());
     for t in targets {
         if t.next_check_ms > now_ms {
             report.resting += 1;
@@ -247,14 +252,16 @@ where
             }
         };
         let policy = parsed.policy;
-        let state = stored
-            .state
-            .take()
-            .unwrap_or_else(|| FunctionState::new(&policy));
+        let state = Box::new(
+            stored
+                .state
+                .take()
+                .unwrap_or_else(|| FunctionState::new(&policy)),
+        );
         work.push(Work {
             function: t.function,
             policy,
-            stored,
+            version: stored.version,
             state,
             obs: Observation::default(),
             decision: None,
@@ -314,7 +321,7 @@ where
                 w.state.last_error = w.note.clone();
             }
             match store
-                .save(&w.function, &cfg.owner, w.state, w.stored.version)
+                .save(&w.function, &cfg.owner, *w.state, w.version)
                 .await
             {
                 Ok(_) => saved = true,

@@ -149,7 +149,7 @@ pub struct FnSim {
     /// Real arrivals not yet processed, `(at, duration)`, ascending.
     queued: std::collections::VecDeque<(u64, u64)>,
     /// Recorded minutes (only those in which something ran), ascending.
-    pub history: Vec<MinuteMetrics>,
+    pub history: std::collections::VecDeque<MinuteMetrics>,
     /// Highest concurrency of real requests in the current hour (for
     /// scheduled Provisioned Concurrency).
     pub hour_peak: u32,
@@ -194,7 +194,7 @@ impl FnSim {
             stats: Stats::default(),
             minute: None,
             queued: std::collections::VecDeque::new(),
-            history: Vec::new(),
+            history: std::collections::VecDeque::new(),
             hour_peak: 0,
         }
     }
@@ -429,7 +429,7 @@ impl FnSim {
             self.stats.idle_gb_ms += self.clip(i.free_ms, i.reap_ms.min(t)) * self.setup.gb;
         }
         if let Some(m) = self.minute.take() {
-            self.history.push(m.into_metrics());
+            self.history.push_back(m.into_metrics());
         }
     }
 
@@ -444,7 +444,7 @@ impl FnSim {
             Some(m) if m.minute > minute => {}
             _ => {
                 if let Some(m) = self.minute.take() {
-                    self.history.push(m.into_metrics());
+                    self.history.push_back(m.into_metrics());
                 }
                 let c = self.concurrency();
                 self.minute = Some(MinuteAcc {
@@ -465,15 +465,14 @@ impl FnSim {
         self.advance(until * 60_000);
         let start = self.history.partition_point(|m| m.minute < from);
         let end = self.history.partition_point(|m| m.minute < until);
-        self.history[start..end].to_vec()
+        self.history.range(start..end).copied().collect()
     }
 
     /// Drops recorded minutes before `minute` (the controller never reads
     /// further back than a day).
     pub fn forget_before(&mut self, minute: u64) {
-        let cut = self.history.partition_point(|m| m.minute < minute);
-        if cut > 0 {
-            self.history.drain(..cut);
+        while self.history.front().is_some_and(|m| m.minute < minute) {
+            self.history.pop_front();
         }
     }
 }

@@ -15,11 +15,24 @@ use crate::trace::FunctionTrace;
 /// One function, Poisson arrivals at `rate` per second, service times from
 /// `service` (ms), a fixed TTL and a fixed cold-start latency, no warming:
 /// the share of requests that start cold.
-fn p_cold(rate: f64, ttl_s: f64, cold_ms: f64, seconds: f64, seed: u64, service: impl Fn(&mut Pcg64Mcg) -> u64) -> (f64, u64) {
+fn p_cold(
+    rate: f64,
+    ttl_s: f64,
+    cold_ms: f64,
+    seconds: f64,
+    seed: u64,
+    service: impl Fn(&mut Pcg64Mcg) -> u64,
+) -> (f64, u64) {
     let mut model = Model::load("lambda-2021").unwrap().with_ttl(ttl_s, ttl_s);
     model.cold_start.median_ms = cold_ms;
     model.cold_start.p95_ms = cold_ms;
-    let setup = Setup { gb: 1.0, limit: 100_000, report_from_ms: 0, oracle: false, record_metrics: false };
+    let setup = Setup {
+        gb: 1.0,
+        limit: 100_000,
+        report_from_ms: 0,
+        oracle: false,
+        record_metrics: false,
+    };
     let mut f = FnSim::new(&model, setup, seed);
     let mut rng = Pcg64Mcg::new(seed as u128 * 7 + 1);
     let gap = Exp::new(rate / 1_000.0).unwrap();
@@ -33,7 +46,10 @@ fn p_cold(rate: f64, ttl_s: f64, cold_ms: f64, seconds: f64, seed: u64, service:
         let s = service(&mut rng);
         f.request(t as u64, s);
     }
-    (f.stats.cold_starts as f64 / f.stats.requests as f64, f.stats.requests)
+    (
+        f.stats.cold_starts as f64 / f.stats.requests as f64,
+        f.stats.requests,
+    )
 }
 
 /// SimFaaS (Mahmoudi & Khazaei, CLOSER 2021; simfaas 0.2.2, run in
@@ -45,10 +61,18 @@ fn p_cold(rate: f64, ttl_s: f64, cold_ms: f64, seconds: f64, seed: u64, service:
 fn matches_simfaas_steady_state_cold_probability() {
     let exp: Exp<f64> = Exp::new(1.0 / 1_991.0).unwrap();
     // (rate /s, ttl s, SimFaaS P(cold), its run length s)
-    let table = [(0.01, 60.0, 0.566, 2e5), (0.1, 60.0, 0.075, 5e4), (0.1, 600.0, 0.0077, 5e4), (0.9, 60.0, 0.017, 5e4), (0.01, 300.0, 0.066, 2e5)];
+    let table = [
+        (0.01, 60.0, 0.566, 2e5),
+        (0.1, 60.0, 0.075, 5e4),
+        (0.1, 600.0, 0.0077, 5e4),
+        (0.9, 60.0, 0.017, 5e4),
+        (0.01, 300.0, 0.066, 2e5),
+    ];
     for (rate, ttl, simfaas, their_s) in table {
         let ours_s = their_s * 10.0;
-        let (p, n) = p_cold(rate, ttl, 253.0, ours_s, 11, |r| exp.sample(r).round() as u64);
+        let (p, n) = p_cold(rate, ttl, 253.0, ours_s, 11, |r| {
+            exp.sample(r).round() as u64
+        });
         // Sampling error of both runs (binomial), three standard deviations.
         let theirs_n = rate * their_s;
         let sd = (simfaas * (1.0 - simfaas) / theirs_n + p * (1.0 - p) / n as f64).sqrt();
@@ -66,18 +90,35 @@ fn matches_simfaas_steady_state_cold_probability() {
 /// P(cold) = e^(-λ(T+s)) + (1 - e^(-λs)).
 #[test]
 fn matches_the_closed_form_for_one_sandbox_and_a_fixed_ttl() {
-    for (rate, ttl, s) in [(0.002f64, 300.0f64, 1.0f64), (0.01, 60.0, 0.5), (0.0005, 600.0, 2.0)] {
+    for (rate, ttl, s) in [
+        (0.002f64, 300.0f64, 1.0f64),
+        (0.01, 60.0, 0.5),
+        (0.0005, 600.0, 2.0),
+    ] {
         let expected = (-rate * (ttl + s)).exp() + (1.0 - (-rate * s).exp());
         let (p, n) = p_cold(rate, ttl, 0.0, 20_000.0 / rate, 5, |_| (s * 1_000.0) as u64);
         let sd = (expected * (1.0 - expected) / n as f64).sqrt();
-        assert!((p - expected).abs() <= 4.0 * sd, "rate {rate}, TTL {ttl}: {p:.4} vs {expected:.4} over {n}");
+        assert!(
+            (p - expected).abs() <= 4.0 * sd,
+            "rate {rate}, TTL {ttl}: {p:.4} vs {expected:.4} over {n}"
+        );
     }
 }
 
 fn tiny_trace(per_minute: &[u32], duration_ms: f64) -> Trace {
-    let active = per_minute.iter().enumerate().filter(|(_, n)| **n > 0).map(|(m, n)| (m as u32, *n)).collect();
+    let active = per_minute
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(m, n)| (m as u32, *n))
+        .collect();
     Trace {
-        functions: vec![FunctionTrace { id: "f".into(), active, duration_ms, memory_mb: 1_024 }],
+        functions: vec![FunctionTrace {
+            id: "f".into(),
+            active,
+            duration_ms,
+            memory_mb: 1_024,
+        }],
         minutes: per_minute.len(),
     }
 }
@@ -106,16 +147,32 @@ fn a_fixed_warmer_on_an_idle_function_counted_by_hand() {
     let mut model = Model::load("lambda-2019").unwrap();
     model.cold_start.median_ms = 0.0;
     model.cold_start.p95_ms = 0.0;
-    let r = run_model(&tiny_trace(&[0; 15], 100.0), model, "fixed:n=2,every=5m,delay=300ms").report;
-    assert_eq!((r.warm_pings, r.ping_cold_starts, r.requests, r.cold_starts), (6, 2, 0, 0));
+    let r = run_model(
+        &tiny_trace(&[0; 15], 100.0),
+        model,
+        "fixed:n=2,every=5m,delay=300ms",
+    )
+    .report;
+    assert_eq!(
+        (r.warm_pings, r.ping_cold_starts, r.requests, r.cold_starts),
+        (6, 2, 0, 0)
+    );
     // Cost: 6 requests and 6 holds of 300 ms at 1 GB.
     let expected = 6.0 * 0.000_000_2 + 6.0 * 0.3 * 0.000_016_666_7;
-    assert!((r.warm_cost_usd - expected).abs() < 1e-9, "{} vs {expected}", r.warm_cost_usd);
+    assert!(
+        (r.warm_cost_usd - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        r.warm_cost_usd
+    );
     // Idle, newest-idle first: sandbox 0 (pinged at 0 ms) is idle 0.300-300.002,
     // 300.302-600.000 and 600.300-900 s; sandbox 1 (pinged at 2 ms) 0.302-300.000,
     // 300.300-600.002 and 600.302-900 s.
     let idle_s = (299.702 + 299.698 + 299.7) + (299.698 + 299.702 + 299.698);
-    assert!((r.idle_gb_s - idle_s).abs() < 1e-6, "{} vs {idle_s}", r.idle_gb_s);
+    assert!(
+        (r.idle_gb_s - idle_s).abs() < 1e-6,
+        "{} vs {idle_s}",
+        r.idle_gb_s
+    );
 }
 
 #[test]
@@ -138,8 +195,16 @@ fn forewarm_in_the_simulator_runs_the_real_tick() {
     let none = run_one(&trace, "lambda-2021", "none").report;
     let fw = run_one(&trace, "lambda-2021", "forewarm");
     assert!(fw.report.warm_pings > 0);
-    assert!(fw.report.cold_starts <= none.cold_starts, "{} vs {}", fw.report.cold_starts, none.cold_starts);
-    assert!(fw.timeline.iter().skip(30).any(|p| p.target >= 2), "the controller targeted the real concurrency");
+    assert!(
+        fw.report.cold_starts <= none.cold_starts,
+        "{} vs {}",
+        fw.report.cold_starts,
+        none.cold_starts
+    );
+    assert!(
+        fw.timeline.iter().skip(30).any(|p| p.target >= 2),
+        "the controller targeted the real concurrency"
+    );
     assert!(fw.report.warm_cost_usd > 0.0);
 }
 
@@ -150,14 +215,23 @@ fn fleet(seed: u64) -> Trace {
             let rate: f64 = [0.02, 0.2, 2.0, 30.0][i % 4];
             let active = (0..720u32)
                 .filter_map(|m| {
-                    let n = (rate * (1.0 + (m as f64 / 120.0).sin()) * rng.random::<f64>()).round() as u32;
+                    let n = (rate * (1.0 + (m as f64 / 120.0).sin()) * rng.random::<f64>()).round()
+                        as u32;
                     (n > 0).then_some((m, n))
                 })
                 .collect();
-            FunctionTrace { id: format!("fn{i}"), active, duration_ms: 300.0 + 100.0 * (i % 7) as f64, memory_mb: 256 }
+            FunctionTrace {
+                id: format!("fn{i}"),
+                active,
+                duration_ms: 300.0 + 100.0 * (i % 7) as f64,
+                memory_mb: 256,
+            }
         })
         .collect();
-    Trace { functions, minutes: 720 }
+    Trace {
+        functions,
+        minutes: 720,
+    }
 }
 
 #[test]
@@ -168,10 +242,17 @@ fn the_same_seed_gives_a_byte_identical_report() {
         model: Model::load("lambda-2021").unwrap(),
         seed,
         repeat: 2,
-        policies: ["none", "fixed:n=2,every=5m,delay=300ms", "lambda-warmer:n=3,every=5m", "provisioned:auto", "forewarm", "oracle"]
-            .iter()
-            .map(|s| PolicySpec::parse(s).unwrap())
-            .collect(),
+        policies: [
+            "none",
+            "fixed:n=2,every=5m,delay=300ms",
+            "lambda-warmer:n=3,every=5m",
+            "provisioned:auto",
+            "forewarm",
+            "oracle",
+        ]
+        .iter()
+        .map(|s| PolicySpec::parse(s).unwrap())
+        .collect(),
         timeline_function: None,
     };
     // Wall-clock figures measure the machine, not the simulation.
@@ -185,26 +266,41 @@ fn the_same_seed_gives_a_byte_identical_report() {
     assert_eq!(a, json(42));
     assert_ne!(a, json(43), "the seed matters");
     let v: serde_json::Value = serde_json::from_str(&a).unwrap();
-    let mut keys: Vec<&str> = v["policies"][0].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = v["policies"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     let mut want = vec![
-            "name",
-            "requests",
-            "cold_starts",
-            "cold_start_rate",
-            "ping_cold_starts",
-            "interference_cold_starts",
-            "throttles",
-            "warm_pings",
-            "warm_cost_usd",
-            "idle_gb_s",
-            "p99_added_latency_ms",
+        "name",
+        "requests",
+        "cold_starts",
+        "cold_start_rate",
+        "ping_cold_starts",
+        "interference_cold_starts",
+        "throttles",
+        "warm_pings",
+        "warm_cost_usd",
+        "idle_gb_s",
+        "p99_added_latency_ms",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);
     let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     top.sort_unstable();
-    assert_eq!(top, ["events_per_second", "functions", "policies", "scenario", "sim_seconds", "wall_seconds"]);
+    assert_eq!(
+        top,
+        [
+            "events_per_second",
+            "functions",
+            "policies",
+            "scenario",
+            "sim_seconds",
+            "wall_seconds"
+        ]
+    );
 }
 
 #[test]
@@ -221,11 +317,21 @@ fn policies_order_as_they_must() {
                 policies: vec![PolicySpec::parse(s).unwrap()],
                 timeline_function: None,
             };
-            run_policy(&trace, &minute_index(&trace), &cfg, &cfg.policies[0], &|_| {}).report
+            run_policy(
+                &trace,
+                &minute_index(&trace),
+                &cfg,
+                &cfg.policies[0],
+                &|_| {},
+            )
+            .report
         })
         .collect();
     let (none, fixed, oracle) = (&runs[0], &runs[1], &runs[2]);
-    assert_eq!(none.requests, fixed.requests, "the same workload under every policy");
+    assert_eq!(
+        none.requests, fixed.requests,
+        "the same workload under every policy"
+    );
     assert!(fixed.cold_starts < none.cold_starts);
     assert_eq!(oracle.cold_starts, 0);
     assert_eq!(none.warm_cost_usd, 0.0);
