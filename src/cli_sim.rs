@@ -257,6 +257,18 @@ fn standing(r: &Report) -> String {
                 fw.warm_cost_usd,
                 100.0 * rate
             )),
+            (_, None) if pts.iter().all(|p| p.0 > fw.warm_cost_usd) => {
+                let cheapest = pts
+                    .iter()
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .copied()
+                    .unwrap_or_default();
+                s.push_str(&format!(
+                    "  {family:<14} costs more at every n: its cheapest point is {:.4} % cold for ${:.4}\n",
+                    100.0 * cheapest.1,
+                    cheapest.0
+                ));
+            }
             (_, None) => {
                 let best = pts
                     .iter()

@@ -281,9 +281,9 @@ pub fn run_policy(
             let f = &fns[i];
             timeline.push(TimelinePoint {
                 minute: m as u32,
-                requests: (f.stats.requests - r) as u32,
-                cold_starts: (f.stats.cold_starts - c) as u32,
-                pings: (f.stats.pings - p) as u32,
+                requests: (f.raw.0 - r) as u32,
+                cold_starts: (f.raw.1 - c) as u32,
+                pings: (f.raw.2 - p) as u32,
                 warm_pool: pool,
                 target,
             });
@@ -329,12 +329,7 @@ fn totals(fns: &[FnSim]) -> (u64, u64, u64) {
 
 fn snapshot(fns: &[FnSim], i: Option<usize>) -> Option<(u64, u64, u64, u32)> {
     let f = &fns[i?];
-    Some((
-        f.stats.requests,
-        f.stats.cold_starts,
-        f.stats.pings,
-        f.idle_count(),
-    ))
+    Some((f.raw.0, f.raw.1, f.raw.2, f.idle_count()))
 }
 
 /// lambda-warmer's fan-out: one ping reaches the function, which then invokes

@@ -143,8 +143,11 @@ pub struct FnSim {
     tokens: f64,
     tokens_ms: u64,
     now_ms: u64,
-    /// Totals so far.
+    /// Totals so far (over the report period).
     pub stats: Stats,
+    /// Real requests, real cold starts and pings since the start, report
+    /// period or not (for timelines).
+    pub raw: (u64, u64, u64),
     minute: Option<MinuteAcc>,
     /// Real arrivals not yet processed, `(at, duration)`, ascending.
     queued: std::collections::VecDeque<(u64, u64)>,
@@ -192,6 +195,7 @@ impl FnSim {
             tokens_ms: 0,
             now_ms: 0,
             stats: Stats::default(),
+            raw: (0, 0, 0),
             minute: None,
             queued: std::collections::VecDeque::new(),
             history: std::collections::VecDeque::new(),
@@ -251,6 +255,7 @@ impl FnSim {
         self.advance(t);
         self.stats.events += 1;
         let counted = self.counted(t);
+        self.raw.0 += 1;
         if counted {
             self.stats.requests += 1;
         }
@@ -274,6 +279,9 @@ impl FnSim {
             }
             Some((id, init)) => {
                 let added = if self.setup.oracle { 0 } else { init };
+                if !self.setup.oracle {
+                    self.raw.1 += 1;
+                }
                 if counted {
                     if self.setup.oracle {
                         self.stats.oracle_init_gb_ms += init as f64 * self.setup.gb;
@@ -333,6 +341,7 @@ impl FnSim {
         self.advance(t);
         self.stats.events += 1;
         let counted = self.counted(t);
+        self.raw.2 += 1;
         if counted {
             self.stats.pings += 1;
             self.stats.ping_gb_ms += hold_ms.max(1) as f64 * self.setup.gb;
