@@ -103,3 +103,108 @@ fn forecast_rejects_bad_input_with_file_line_and_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("whole number of minutes"));
 }
+
+#[test]
+fn simulate_prints_the_report_keys_as_json() {
+    let dir = tmp("simulate");
+    let trace = small_trace(&dir);
+    let out = forewarm()
+        .args([
+            "simulate", "--repeat", "2", "--policy", "none", "--policy", "forewarm", "--policy",
+            "oracle", "--json", "--trace",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["functions"], 2);
+    assert_eq!(
+        v["sim_seconds"], 1_800.0,
+        "the report covers the second play"
+    );
+    let names: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["none", "forewarm", "oracle"]);
+    assert_eq!(v["policies"][2]["cold_starts"], 0);
+}
+
+#[test]
+fn simulate_writes_timelines_and_plots() {
+    let dir = tmp("simulate-out");
+    let trace = small_trace(&dir);
+    let out_dir = dir.join("out");
+    let out = forewarm()
+        .args([
+            "simulate",
+            "--policy",
+            "fixed:n=2",
+            "--policy",
+            "forewarm",
+            "--trace",
+        ])
+        .arg(&trace)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "report.json",
+        "fleet-timeline.csv",
+        "function-timeline.csv",
+        "cost-vs-cold-starts.svg",
+        "function-timeline.svg",
+    ] {
+        let meta = std::fs::metadata(out_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(meta.len() > 100, "{f} is empty");
+    }
+    let svg = std::fs::read_to_string(out_dir.join("cost-vs-cold-starts.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("forewarm"));
+}
+
+#[test]
+fn simulate_rejects_bad_input_clearly() {
+    let dir = tmp("simulate-bad");
+    let trace = small_trace(&dir);
+    let run = |args: &[&str]| {
+        let out = forewarm()
+            .arg("simulate")
+            .args(args)
+            .arg("--trace")
+            .arg(&trace)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["--policy", "warmest"]).contains("unknown policy `warmest`"));
+    assert!(run(&["--policy", "fixed:n=lots"]).contains("n must be a whole number"));
+    assert!(run(&["--model", "lambda-1999"]).contains("unknown model"));
+    let model = dir.join("m.toml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/lambda-2021.toml"
+    ))
+    .unwrap();
+    std::fs::write(&model, text.replace("p95_ms = 600", "p95_ms = -1")).unwrap();
+    let err = run(&["--model", model.to_str().unwrap()]);
+    assert!(
+        err.contains("m.toml: cold_start.p95_ms must be at least median_ms, not -1"),
+        "{err}"
+    );
+    assert!(run(&["--ttl", "7m..5m"]).contains("--ttl"));
+    assert!(!err.contains("panicked"));
+}
