@@ -31,6 +31,19 @@ pub enum Command {
     /// Work with traces.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Run one controller cycle from this machine (the same code as the Lambda).
+    #[cfg(feature = "aws")]
+    Tick(crate::cli_aws::TickArgs),
+    /// Warm a function once, now (before a launch, right after a deploy).
+    #[cfg(feature = "aws")]
+    Warm(crate::cli_aws::WarmArgs),
+    /// Read, write, check and list policy items.
+    #[cfg(feature = "aws")]
+    #[command(subcommand)]
+    Policy(crate::cli_aws::PolicyCommand),
+    /// The controller's view of each function: last decisions, forecast, delay, survival, last error.
+    #[cfg(feature = "aws")]
+    Status(crate::cli_aws::StatusArgs),
 }
 
 /// `forewarm trace ...`.
@@ -158,6 +171,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => crate::cli_sim::simulate(args),
         Command::Forecast(args) => forecast(args),
         Command::Trace(TraceCommand::Synth(args)) => synth(args),
+        #[cfg(feature = "aws")]
+        Command::Tick(a) => crate::cli_aws::tick(a),
+        #[cfg(feature = "aws")]
+        Command::Warm(a) => crate::cli_aws::warm(a),
+        #[cfg(feature = "aws")]
+        Command::Policy(c) => crate::cli_aws::policy(c),
+        #[cfg(feature = "aws")]
+        Command::Status(a) => crate::cli_aws::status(a),
     }
 }
 

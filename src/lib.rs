@@ -20,10 +20,17 @@
 //!   functions: the ping, the reply, and the classifier that tells a ping from
 //!   a real event (also recognizing lambda-warmer's and
 //!   serverless-plugin-warmup's markers).
+//! * `aws` (feature `aws`): the DynamoDB, CloudWatch and Lambda adapters
+//!   behind the ports; SDK types stay inside. `controller`: one tick over
+//!   AWS, configured from the environment, for the Lambda and the CLI.
 //! * `shim` (feature `shim`): the wrapper a Rust target function puts around
 //!   its handler, so that pings are answered without running the handler.
 //! * `cli` (feature `cli`): the `forewarm` command line.
 
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod controller;
 pub mod decision;
 pub mod evaluate;
 pub mod ports;
@@ -34,6 +41,8 @@ pub mod trace;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(all(feature = "cli", feature = "aws"))]
+mod cli_aws;
 #[cfg(feature = "cli")]
 mod cli_sim;
 #[cfg(feature = "cli")]

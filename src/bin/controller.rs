@@ -1,17 +1,56 @@
 //! The controller Lambda: one tick per scheduled event.
 //!
-//! Not wired to AWS yet: it logs that it is not configured and returns.
+//! Clients are built once per sandbox and borrowed by every invocation.
+//! Configuration comes from the environment (see `forewarm::controller`);
+//! logs are JSON lines, and each function's decision is also one Embedded
+//! Metric Format line.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use forewarm::aws::AwsPorts;
+use forewarm::controller::{self, ControllerConfig};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
-async fn handler(_event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::warn!("controller not configured");
-    Ok(json!({"status": "not configured"}))
+async fn handler(event: LambdaEvent<Value>, ports: &AwsPorts, cfg: &ControllerConfig) -> Result<Value, Error> {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let tick = cfg.tick(event.context.request_id.clone(), false);
+    let report = controller::run(ports, &tick, now_ms).await;
+    for line in controller::emf_lines(&report, now_ms, |_| None) {
+        println!("{line}");
+    }
+    if let Some(e) = report.error {
+        // Failing the invocation lets the schedule's retry policy, the
+        // dead-letter queue and the error alarm see it.
+        return Err(e.into());
+    }
+    let problems: Vec<Value> = report
+        .functions
+        .iter()
+        .filter_map(|f| f.note.as_ref().map(|n| json!({"function": f.function, "note": n})))
+        .collect();
+    Ok(json!({
+        "functions": report.functions.len(),
+        "resting": report.resting,
+        "pings": report.pings(),
+        "notes": problems,
+    }))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(handler)).await
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let cfg = ControllerConfig::from_env()?;
+    let sdk = forewarm::aws::load_config().await;
+    let ports = AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer);
+    let (ports, cfg) = (&ports, &cfg);
+    lambda_runtime::run(service_fn(move |ev| async move { handler(ev, ports, cfg).await })).await
 }

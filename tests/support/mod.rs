@@ -117,3 +117,101 @@ pub fn lambda_client(endpoint: &str) -> aws_sdk_lambda::Client {
         .build();
     aws_sdk_lambda::Client::from_conf(conf)
 }
+
+/// The Python with the stand-ins installed: `$FOREWARM_TEST_PYTHON`, else the
+/// test command's `.ci/venv`, else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("FOREWARM_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python");
+    if venv.exists() { venv } else { PathBuf::from("python3") }
+}
+
+/// moto (DynamoDB, CloudWatch behind a CBOR front door, the Lambda control
+/// plane), optionally forwarding Lambda invokes to a `cargo lambda watch`.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    log: PathBuf,
+}
+
+impl Moto {
+    /// Starts a fresh moto on a free port.
+    pub fn start(invoke_upstream: Option<&str>) -> Moto {
+        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let port = free_port();
+        let log_dir = manifest_dir.join("target").join("test-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log = log_dir.join(format!("moto-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(python());
+        cmd.arg(manifest_dir.join("tests/support/moto_cbor.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        if let Some(u) = invoke_upstream {
+            cmd.args(["--invoke-upstream", u]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto ({e}); run the tests with scripts/test, which installs it"));
+        let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}"), log };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let until = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto exited with {status}:\n{}", std::fs::read_to_string(&moto.log).unwrap_or_default());
+            }
+            assert!(Instant::now() < until, "moto did not open port {port} within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    /// Creates a Lambda function in moto's control plane (an IAM role
+    /// first, as moto requires), with its memory and reserved concurrency.
+    pub fn create_function(&self, name: &str, memory_mb: u32, reserved: u32) {
+        let script = r##"
+import boto3, io, sys, zipfile
+ep, name, mem, reserved = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+kw = dict(endpoint_url=ep, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+iam, lam = boto3.client("iam", **kw), boto3.client("lambda", **kw)
+try:
+    role = iam.create_role(RoleName="forewarm-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+except iam.exceptions.EntityAlreadyExistsException:
+    role = iam.get_role(RoleName="forewarm-test")["Role"]["Arn"]
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("bootstrap", "#!/bin/sh\n")
+lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap",
+                    Code={"ZipFile": buf.getvalue()}, MemorySize=mem)
+lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+"##;
+        let out = Command::new(python())
+            .args(["-c", script, &self.endpoint, name, &memory_mb.to_string(), &reserved.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "create_function: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// An SDK configuration pointing every client at this moto.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new("test", "test", None, None, "static"))
+            .endpoint_url(&self.endpoint)
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,447 @@
+//! The state store on DynamoDB: one table, two item kinds (DESIGN §3).
+//!
+//! Key: `pk` (S) = `name` or `name:qualifier`, `sk` (S) = `policy` | `state`;
+//! `pk = "*"` with `sk = "policy"` holds account-wide defaults.
+//!
+//! * **policy** items are written by people: plain scalar attributes
+//!   (strings, numbers, booleans) that read and edit well in the console.
+//! * **state** items are written only by the controller: `version` (every
+//!   write is conditional on it), the lease (`lease_owner`, `lease_until`),
+//!   `next_check_ms` (read with the policies, so resting functions cost no
+//!   state read or write), `last_error`, and `state`, the controller's memory
+//!   as a JSON string, small enough to read at a glance.
+//!
+//! The lease is taken with one conditional `UpdateItem` (free, expired, or
+//! already ours), so two overlapping ticks never handle the same function;
+//! the save is conditional on the version and the lease, so a run that lost
+//! either writes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
+};
+
+use super::port_error;
+use crate::decision::policy::{Policy, PolicyDoc, Scalar};
+use crate::decision::{FunctionState, STATE_SCHEMA};
+use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target};
+
+/// The `pk` of the account-wide defaults item.
+pub const DEFAULTS_PK: &str = "*";
+
+/// The DynamoDB state store.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_u64(item: &Item, k: &str) -> Option<u64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse::<f64>().ok()).map(|x| x.max(0.0) as u64)
+}
+
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// A policy item's attributes (keys removed) as the core reads them. Types a
+/// person cannot mean for a knob (lists, maps, sets) become a description
+/// that validation then rejects with the attribute's name.
+pub fn policy_doc(item: &Item) -> PolicyDoc {
+    let mut doc = BTreeMap::new();
+    for (k, v) in item {
+        if k == "pk" || k == "sk" {
+            continue;
+        }
+        let scalar = match v {
+            AttributeValue::S(x) => Scalar::Str(x.clone()),
+            AttributeValue::N(x) => x.parse::<f64>().map_or_else(|_| Scalar::Str(x.clone()), Scalar::Num),
+            AttributeValue::Bool(b) => Scalar::Bool(*b),
+            AttributeValue::Null(_) => Scalar::Str("null".into()),
+            AttributeValue::L(_) => Scalar::Str("<a list>".into()),
+            AttributeValue::M(_) => Scalar::Str("<a map>".into()),
+            _ => Scalar::Str("<a set or binary value>".into()),
+        };
+        doc.insert(k.clone(), scalar);
+    }
+    doc
+}
+
+fn doc_item(pk: &str, doc: &PolicyDoc) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(pk));
+    item.insert("sk".into(), s("policy"));
+    for (k, v) in doc {
+        let av = match v {
+            Scalar::Bool(b) => AttributeValue::Bool(*b),
+            Scalar::Num(x) => n(x),
+            Scalar::Str(x) => s(x.clone()),
+        };
+        item.insert(k.clone(), av);
+    }
+    item
+}
+
+/// What `forewarm status` shows of a state item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateItem {
+    /// The function.
+    pub function: String,
+    /// Item version.
+    pub version: u64,
+    /// The controller's memory (None when unreadable or of another layout).
+    pub state: Option<FunctionState>,
+    /// The last error recorded.
+    pub last_error: Option<String>,
+    /// The lease holder, if the lease is held.
+    pub lease_owner: Option<String>,
+    /// When the lease ends, epoch ms.
+    pub lease_until_ms: u64,
+}
+
+impl DynamoStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(pk: &str, sk: &str) -> Item {
+        HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+    }
+
+    fn parse_state(f: &str, item: &Item) -> Option<FunctionState> {
+        let json = get_s(item, "state")?;
+        match serde_json::from_str::<FunctionState>(json) {
+            Ok(st) if st.schema == STATE_SCHEMA => Some(st),
+            Ok(st) => {
+                tracing::warn!(function = %f, schema = st.schema, "state of another layout, starting afresh");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(function = %f, error = %e, "unreadable state, starting afresh");
+                None
+            }
+        }
+    }
+
+    /// Every item of the table, page by page.
+    async fn scan_all(&self) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_error(&format!("scan table {}", self.table), e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Creates the table (on-demand billing), for local stand-ins and first
+    /// runs; the SAM template creates it in real accounts.
+    pub async fn create_table(&self) -> Result<(), PortError> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))
+        };
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("create table {}", self.table), e))?;
+        Ok(())
+    }
+
+    /// Writes a function's policy item (or the defaults item for `*`),
+    /// replacing the previous one.
+    pub async fn put_policy(&self, pk: &str, doc: &PolicyDoc) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(doc_item(pk, doc)))
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("put policy {pk}"), e))?;
+        Ok(())
+    }
+
+    /// Reads a policy item.
+    pub async fn get_policy(&self, pk: &str) -> Result<Option<PolicyDoc>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, "policy")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("get policy {pk}"), e))?;
+        Ok(out.item().map(policy_doc))
+    }
+
+    /// Every policy item, by `pk`.
+    pub async fn list_policies(&self) -> Result<Vec<(String, PolicyDoc)>, PortError> {
+        let mut out: Vec<(String, PolicyDoc)> = self
+            .scan_all()
+            .await?
+            .iter()
+            .filter(|i| get_s(i, "sk") == Some("policy"))
+            .filter_map(|i| Some((get_s(i, "pk")?.to_string(), policy_doc(i))))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Every state item (or one function's).
+    pub async fn states(&self, only: Option<&str>) -> Result<Vec<StateItem>, PortError> {
+        let items: Vec<Item> = match only {
+            Some(pk) => {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key(pk, "state")))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(&format!("get state of {pk}"), e))?;
+                out.item().cloned().into_iter().collect()
+            }
+            None => self.scan_all().await?.into_iter().filter(|i| get_s(i, "sk") == Some("state")).collect(),
+        };
+        let mut out: Vec<StateItem> = items
+            .iter()
+            .filter_map(|i| {
+                let f = get_s(i, "pk")?.to_string();
+                Some(StateItem {
+                    version: get_u64(i, "version").unwrap_or(0),
+                    state: Self::parse_state(&f, i),
+                    last_error: get_s(i, "last_error").map(str::to_string),
+                    lease_owner: get_s(i, "lease_owner").map(str::to_string),
+                    lease_until_ms: get_u64(i, "lease_until").unwrap_or(0),
+                    function: f,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.function.cmp(&b.function));
+        Ok(out)
+    }
+}
+
+impl StateStore for DynamoStore {
+    fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
+        async move {
+            let items = self.scan_all().await?;
+            let mut defaults = None;
+            let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
+            let mut next_check: HashMap<String, u64> = HashMap::new();
+            for item in &items {
+                let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) else { continue };
+                match sk {
+                    "policy" if pk == DEFAULTS_PK => defaults = Some(policy_doc(item)),
+                    "policy" => {
+                        policies.insert(pk.to_string(), policy_doc(item));
+                    }
+                    "state" => {
+                        next_check.insert(pk.to_string(), get_u64(item, "next_check_ms").unwrap_or(0));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(policies
+                .into_iter()
+                .map(|(pk, doc)| Target {
+                    next_check_ms: next_check.get(&pk).copied().unwrap_or(0),
+                    function: FunctionRef::parse(&pk),
+                    policy: Policy::from_items(defaults.as_ref(), &doc),
+                })
+                .collect())
+        }
+    }
+
+    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send {
+        async move {
+            let pk = f.to_string();
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&pk, "state")))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| port_error(&format!("read state of {pk}"), e))?;
+            Ok(match out.item() {
+                Some(i) => Stored { state: Self::parse_state(&pk, i), version: get_u64(i, "version").unwrap_or(0) },
+                None => Stored { state: None, version: 0 },
+            })
+        }
+    }
+
+    fn lease(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<Stored, PortError>> + Send {
+        let owner = owner.to_string();
+        async move {
+            let pk = f.to_string();
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&pk, "state")))
+                .update_expression("SET #lo = :o, #lu = :u, #v = if_not_exists(#v, :zero)")
+                .condition_expression("attribute_not_exists(#lu) OR #lu <= :now OR #lo = :o")
+                .expression_attribute_names("#lo", "lease_owner")
+                .expression_attribute_names("#lu", "lease_until")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":o", s(owner.clone()))
+                .expression_attribute_values(":u", n(until_ms))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":zero", n(0))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await
+                .map_err(|e| {
+                    let mut pe = port_error(&format!("lease {pk}"), e);
+                    if pe.kind == ErrorKind::Conflict {
+                        pe.message = format!("{pk} is leased by another controller run");
+                    }
+                    pe
+                })?;
+            let item = out.attributes().cloned().unwrap_or_default();
+            Ok(Stored { state: Self::parse_state(&pk, &item), version: get_u64(&item, "version").unwrap_or(0) })
+        }
+    }
+
+    fn save(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        state: FunctionState,
+        version: u64,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send {
+        let owner = owner.to_string();
+        async move {
+            let pk = f.to_string();
+            let json = serde_json::to_string(&state)
+                .map_err(|e| PortError::new(ErrorKind::Invalid, format!("serialize state of {pk}: {e}")))?;
+            let (set_err, values) = match &state.last_error {
+                Some(e) => (", #le = :err", Some(s(e.clone()))),
+                None => ("", None),
+            };
+            let remove = if values.is_some() { "REMOVE #lo, #lu" } else { "REMOVE #lo, #lu, #le" };
+            let mut req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&pk, "state")))
+                .update_expression(format!("SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"))
+                .condition_expression("#v = :v AND #lo = :o")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#nc", "next_check_ms")
+                .expression_attribute_names("#lo", "lease_owner")
+                .expression_attribute_names("#lu", "lease_until")
+                .expression_attribute_names("#le", "last_error")
+                .expression_attribute_values(":state", s(json))
+                .expression_attribute_values(":next", n(version + 1))
+                .expression_attribute_values(":v", n(version))
+                .expression_attribute_values(":nc", n(state.next_check_ms))
+                .expression_attribute_values(":o", s(owner));
+            if let Some(v) = values {
+                req = req.expression_attribute_values(":err", v);
+            }
+            req.send().await.map_err(|e| {
+                let mut pe = port_error(&format!("save state of {pk}"), e);
+                if pe.kind == ErrorKind::Conflict {
+                    pe.message = format!("state of {pk} changed since version {version}, or the lease was lost");
+                }
+                pe
+            })?;
+            Ok(version + 1)
+        }
+    }
+
+    fn record_error(&self, f: &FunctionRef, owner: &str, error: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+        let (owner, error) = (owner.to_string(), error.to_string());
+        async move {
+            let pk = f.to_string();
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&pk, "state")))
+                .update_expression("SET #le = :err")
+                .expression_attribute_names("#le", "last_error")
+                .expression_attribute_values(":err", s(error))
+                .send()
+                .await
+                .map_err(|e| port_error(&format!("record error on {pk}"), e))?;
+            // Release our lease if we hold it; someone else's stays.
+            let released = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(&pk, "state")))
+                .update_expression("REMOVE #lo, #lu")
+                .condition_expression("#lo = :o")
+                .expression_attribute_names("#lo", "lease_owner")
+                .expression_attribute_names("#lu", "lease_until")
+                .expression_attribute_values(":o", s(owner))
+                .send()
+                .await;
+            match released {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let pe = port_error(&format!("release lease of {pk}"), e);
+                    if pe.kind == ErrorKind::Conflict { Ok(()) } else { Err(pe) }
+                }
+            }
+        }
+    }
+}

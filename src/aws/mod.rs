@@ -1,0 +1,100 @@
+//! The AWS adapters: DynamoDB, CloudWatch and Lambda behind the core's ports.
+//!
+//! SDK types never leave this module: each adapter converts requests and
+//! answers at its border, and SDK errors become [`PortError`]s of the kinds
+//! the tick's error policy knows. Clients are built once from one
+//! `SdkConfig` (`aws_config::defaults(BehaviorVersion::latest())`, which
+//! honours `AWS_REGION`, `AWS_PROFILE` and `AWS_ENDPOINT_URL_*`) and
+//! borrowed by every tick.
+
+pub mod cloudwatch;
+pub mod dynamodb;
+pub mod lambda;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::ports::{ErrorKind, PortError};
+
+pub use cloudwatch::CloudWatchMetrics;
+pub use dynamodb::DynamoStore;
+pub use lambda::{LambdaWarmer, WarmerConfig};
+
+/// The three adapters over one SDK configuration.
+#[derive(Debug, Clone)]
+pub struct AwsPorts {
+    /// Policies and state (DynamoDB).
+    pub store: DynamoStore,
+    /// Metrics (CloudWatch).
+    pub metrics: CloudWatchMetrics,
+    /// Pings (Lambda).
+    pub warmer: LambdaWarmer,
+}
+
+impl AwsPorts {
+    /// Builds every client once from a shared configuration.
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>, warmer: WarmerConfig) -> AwsPorts {
+        AwsPorts {
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table),
+            metrics: CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(sdk)),
+            warmer: LambdaWarmer::new(aws_sdk_lambda::Client::new(sdk), warmer),
+        }
+    }
+}
+
+/// Loads the standard AWS configuration from the environment.
+pub async fn load_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// Maps any SDK error to a port error: `what` names the call and resource.
+pub(crate) fn port_error<E>(what: &str, err: SdkError<E>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = match &err {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            kind_of(se.err().code(), status)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ErrorKind::Unavailable
+        }
+        _ => ErrorKind::Invalid,
+    };
+    PortError::new(kind, format!("{what}: {}", DisplayErrorContext(&err)))
+}
+
+/// The kind of a service error, by its code (or HTTP status).
+pub(crate) fn kind_of(code: Option<&str>, status: u16) -> ErrorKind {
+    match code.unwrap_or("") {
+        "ConditionalCheckFailedException" | "TransactionConflictException" => ErrorKind::Conflict,
+        "ResourceNotFoundException" | "ResourceNotFound" => ErrorKind::NotFound,
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "ProvisionedThroughputExceededException"
+        | "RequestLimitExceeded"
+        | "LimitExceededException" => ErrorKind::Throttled,
+        "ServiceUnavailable" | "InternalServerError" | "InternalFailure" | "ServiceException"
+        | "InternalServiceError" => ErrorKind::Unavailable,
+        _ if status == 429 => ErrorKind::Throttled,
+        _ if status >= 500 => ErrorKind::Unavailable,
+        _ if status == 404 => ErrorKind::NotFound,
+        _ => ErrorKind::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_codes_map_to_kinds() {
+        assert_eq!(kind_of(Some("ConditionalCheckFailedException"), 400), ErrorKind::Conflict);
+        assert_eq!(kind_of(Some("ResourceNotFoundException"), 400), ErrorKind::NotFound);
+        assert_eq!(kind_of(Some("TooManyRequestsException"), 429), ErrorKind::Throttled);
+        assert_eq!(kind_of(Some("AccessDeniedException"), 400), ErrorKind::Invalid);
+        assert_eq!(kind_of(None, 503), ErrorKind::Unavailable);
+        assert_eq!(kind_of(None, 429), ErrorKind::Throttled);
+    }
+}

@@ -1,0 +1,156 @@
+//! The controller: one tick over real AWS, shared by the controller Lambda
+//! (`src/bin/controller.rs`) and `forewarm tick`.
+//!
+//! Configuration comes from the environment, each variable with its default:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `FOREWARM_TABLE` | `forewarm` | the DynamoDB table of policies and state |
+//! | `FOREWARM_MAX_IN_FLIGHT` | 1000 | invokes in flight at once, across functions |
+//! | `FOREWARM_METRICS_EVERY_MINUTES` | 15 | minutes of new data per metrics read |
+//! | `FOREWARM_LEASE_SECONDS` | 50 | how long a run owns a function (below the schedule's minute) |
+//! | `FOREWARM_TIMEOUT_MARGIN_MS` | 5000 | time allowed beyond a ping's hold |
+
+use serde_json::json;
+
+use crate::aws::{AwsPorts, WarmerConfig};
+use crate::tick::{TickConfig, TickReport, run_tick};
+
+/// The controller's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// DynamoDB table.
+    pub table: String,
+    /// Warmer settings.
+    pub warmer: WarmerConfig,
+    /// Minutes of new data per metrics read.
+    pub metrics_every_minutes: u64,
+    /// Lease length, ms.
+    pub lease_ms: u64,
+}
+
+/// A bad configuration value.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: `{value}` is not {expected}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it should be.
+    pub expected: &'static str,
+}
+
+impl ControllerConfig {
+    /// Reads the environment through `get` (so tests need not touch the
+    /// process environment).
+    pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> Result<ControllerConfig, ConfigError> {
+        let num = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(variable) {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<u64>().ok().filter(|x| *x > 0).ok_or(ConfigError {
+                    variable,
+                    value: v,
+                    expected: "a positive whole number",
+                }),
+            }
+        };
+        Ok(ControllerConfig {
+            table: get("FOREWARM_TABLE").filter(|t| !t.is_empty()).unwrap_or_else(|| "forewarm".into()),
+            warmer: WarmerConfig {
+                max_in_flight: num("FOREWARM_MAX_IN_FLIGHT", 1_000)? as usize,
+                timeout_margin_ms: num("FOREWARM_TIMEOUT_MARGIN_MS", 5_000)?,
+            },
+            metrics_every_minutes: num("FOREWARM_METRICS_EVERY_MINUTES", 15)?,
+            lease_ms: num("FOREWARM_LEASE_SECONDS", 50)? * 1_000,
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<ControllerConfig, ConfigError> {
+        ControllerConfig::from_env_with(|k| std::env::var(k).ok())
+    }
+
+    /// The tick settings for a run named `owner`.
+    pub fn tick(&self, owner: impl Into<String>, dry_run: bool) -> TickConfig {
+        TickConfig {
+            lease_ms: self.lease_ms,
+            metrics_every_minutes: self.metrics_every_minutes,
+            dry_run,
+            ..TickConfig::new(owner)
+        }
+    }
+}
+
+/// One tick over AWS at `now_ms`.
+pub async fn run(ports: &AwsPorts, cfg: &TickConfig, now_ms: u64) -> TickReport {
+    ports.warmer.new_tick();
+    run_tick(&ports.store, &ports.metrics, &ports.warmer, cfg, now_ms).await
+}
+
+/// Lambda's on-demand price per request and per GB-s (us-east-1 x86), for
+/// the `WarmCostUsd` figure; see models/lambda-2021.toml for the source.
+const REQUEST_USD: f64 = 0.000_000_2;
+const GB_SECOND_USD: f64 = 0.000_016_666_7;
+
+/// One Embedded Metric Format line per function with a decision: what the
+/// controller forecast and did, for dashboards and alarms.
+pub fn emf_lines(report: &TickReport, now_ms: u64, memory_mb: impl Fn(&str) -> Option<u32>) -> Vec<String> {
+    report
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let d = f.decision?;
+            let w = f.warm.unwrap_or_default();
+            let gb = memory_mb(&f.function).unwrap_or(128) as f64 / 1_024.0;
+            let cost = w.requested as f64 * (REQUEST_USD + gb * w.delay_ms as f64 / 1_000.0 * GB_SECOND_USD);
+            Some(
+                json!({
+                    "_aws": {
+                        "Timestamp": now_ms,
+                        "CloudWatchMetrics": [{
+                            "Namespace": "Forewarm",
+                            "Dimensions": [["FunctionName"]],
+                            "Metrics": [
+                                {"Name": "Forecast", "Unit": "Count"},
+                                {"Name": "Warmed", "Unit": "Count"},
+                                {"Name": "Distinct", "Unit": "Count"},
+                                {"Name": "ColdPings", "Unit": "Count"},
+                                {"Name": "DelayMs", "Unit": "Milliseconds"},
+                                {"Name": "Margin", "Unit": "None"},
+                                {"Name": "WarmCostUsd", "Unit": "None"}
+                            ]
+                        }]
+                    },
+                    "FunctionName": f.function,
+                    "Forecast": d.forecast,
+                    "Warmed": d.pings(),
+                    "Distinct": w.distinct,
+                    "ColdPings": w.cold,
+                    "DelayMs": w.delay_ms,
+                    "Margin": d.margin,
+                    "WarmCostUsd": cost,
+                    "Reason": d.reason,
+                })
+                .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn configuration_has_defaults_and_clear_errors() {
+        let c = ControllerConfig::from_env_with(|_| None).unwrap();
+        assert_eq!((c.table.as_str(), c.metrics_every_minutes, c.lease_ms), ("forewarm", 15, 50_000));
+        let env: HashMap<&str, &str> = [("FOREWARM_TABLE", "t1"), ("FOREWARM_MAX_IN_FLIGHT", "64")].into();
+        let c = ControllerConfig::from_env_with(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!((c.table.as_str(), c.warmer.max_in_flight), ("t1", 64));
+        let e = ControllerConfig::from_env_with(|k| (k == "FOREWARM_LEASE_SECONDS").then(|| "soon".into())).unwrap_err();
+        assert_eq!(e.to_string(), "FOREWARM_LEASE_SECONDS: `soon` is not a positive whole number");
+    }
+}

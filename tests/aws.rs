@@ -1,0 +1,218 @@
+//! The controller against real-protocol stand-ins on loopback: moto for
+//! DynamoDB, CloudWatch and Lambda's control plane, and `cargo lambda watch`
+//! running `demo-target` (a real function built with the shim) for Invoke.
+#![cfg(all(feature = "aws", feature = "shim", feature = "cli"))]
+
+mod support;
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use forewarm::aws::{DynamoStore, LambdaWarmer, WarmerConfig};
+use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
+use forewarm::decision::report::tune_delay;
+use forewarm::ports::{FunctionRef, WarmPlan};
+use serde_json::Value;
+use support::{LambdaWatch, Moto};
+
+/// One scenario at a time: each starts its own stand-ins and function
+/// instances contend for cargo's build lock.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const FUNCTION: &str = "demo-target";
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn doc(pairs: &[(&str, f64)]) -> PolicyDoc {
+    pairs.iter().map(|(k, v)| (k.to_string(), Scalar::Num(*v))).collect()
+}
+
+/// The last 90 minutes of a function running 3 sandboxes: 180 one-second
+/// calls a minute, as Lambda would have reported them.
+async fn seed_metrics(sdk: &aws_config::SdkConfig, name: &str) {
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let now_min = now_ms() / 60_000;
+    let mut data = Vec::new();
+    for m in now_min - 90..now_min {
+        for (metric, value, unit) in [
+            ("ConcurrentExecutions", 3.0, StandardUnit::Count),
+            ("Invocations", 180.0, StandardUnit::Count),
+            ("Duration", 1_000.0, StandardUnit::Milliseconds),
+        ] {
+            data.push(
+                MetricDatum::builder()
+                    .metric_name(metric)
+                    .dimensions(Dimension::builder().name("FunctionName").value(name).build())
+                    .timestamp(DateTime::from_secs((m * 60) as i64))
+                    .value(value)
+                    .unit(unit)
+                    .build(),
+            );
+        }
+    }
+    for chunk in data.chunks(500) {
+        cw.put_metric_data().namespace("AWS/Lambda").set_metric_data(Some(chunk.to_vec())).send().await.unwrap();
+    }
+}
+
+/// The stand-ins plus a table, a function and its policy.
+struct Stack {
+    watch: LambdaWatch,
+    moto: Moto,
+    sdk: aws_config::SdkConfig,
+    table: String,
+}
+
+impl Stack {
+    async fn start(concurrency: usize, table: &str) -> Stack {
+        let watch = LambdaWatch::start(concurrency);
+        let moto = Moto::start(Some(&watch.endpoint));
+        moto.create_function(FUNCTION, 256, 20);
+        let sdk = moto.sdk_config().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+        store.create_table().await.unwrap();
+        seed_metrics(&sdk, FUNCTION).await;
+        Stack { watch, moto, sdk, table: table.to_string() }
+    }
+
+    fn store(&self) -> DynamoStore {
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.table)
+    }
+
+    /// `forewarm ARGS` as a user runs it, against the stand-ins.
+    fn forewarm(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_forewarm"));
+        c.args(args)
+            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("FOREWARM_TABLE", &self.table)
+            .env_remove("AWS_PROFILE");
+        c
+    }
+
+    fn tick(&self) -> Value {
+        let out = self.forewarm(&["tick", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "tick failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.watch.log_text()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn outcome<'a>(report: &'a Value, function: &str) -> &'a Value {
+    report["functions"].as_array().unwrap().iter().find(|f| f["function"] == function).unwrap_or(&Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tick_warms_the_forecast_and_saves_state() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(8, "fw-tick").await;
+    stack.store().put_policy(FUNCTION, &doc(&[("max", 8.0)])).await.unwrap();
+
+    let report = stack.tick();
+    let f = outcome(&report, FUNCTION);
+    let target = f["decision"]["target"].as_u64().unwrap();
+    assert!((3..=8).contains(&target), "three sandboxes busy, forecast {target}: {report:#}");
+    assert_eq!(f["decision"]["action"]["n"], target);
+    assert_eq!(f["warm"]["requested"], target);
+    let distinct = f["warm"]["distinct"].as_u64().unwrap();
+    assert!(distinct >= 1 && distinct <= target, "{report:#}");
+    assert_eq!(f["saved"], true, "{report:#}");
+
+    let states = stack.store().states(Some(FUNCTION)).await.unwrap();
+    let st = states[0].state.as_ref().expect("readable state");
+    assert_eq!(states[0].version, 1);
+    assert_eq!(st.last_warm.unwrap().requested as u64, target);
+    assert!(states[0].lease_owner.is_none(), "lease released");
+
+    // `forewarm status` shows it.
+    let out = stack.forewarm(&["status", FUNCTION]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(FUNCTION));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_policy_is_reported_and_other_functions_still_warm() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(8, "fw-malformed").await;
+    stack.store().put_policy(FUNCTION, &doc(&[("max", 6.0)])).await.unwrap();
+    stack.store().put_policy("broken", &doc(&[("min", 10.0), ("max", 5.0)])).await.unwrap();
+
+    let report = stack.tick();
+    assert!(outcome(&report, FUNCTION)["decision"]["action"]["n"].as_u64().unwrap() > 0, "{report:#}");
+    let broken = stack.store().states(Some("broken")).await.unwrap();
+    let err = broken[0].last_error.clone().unwrap_or_default();
+    assert!(err.contains("max (5) is below min (10)"), "{err}");
+    assert!(broken[0].state.is_none(), "nothing but last_error written");
+
+    // `forewarm policy list` flags it too.
+    let out = stack.forewarm(&["policy", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("broken") && text.contains("INVALID"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_ticks_at_once_warm_each_function_once() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(8, "fw-race").await;
+    stack.store().put_policy(FUNCTION, &doc(&[("max", 6.0)])).await.unwrap();
+    let a = stack.forewarm(&["tick", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let b = stack.forewarm(&["tick", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let reports: Vec<Value> = [a, b]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let warmed: Vec<u64> = reports
+        .iter()
+        .map(|r| outcome(r, FUNCTION)["decision"]["action"]["n"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(warmed.iter().filter(|&&n| n > 0).count(), 1, "exactly one run warmed it: {reports:#?}");
+    assert_eq!(stack.store().states(Some(FUNCTION)).await.unwrap()[0].version, 1, "saved once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
+    let _serial = SERIAL.lock().await;
+    const N: u32 = 4;
+    let stack = Stack::start(N as usize, "fw-delay").await;
+    let warmer = LambdaWarmer::new(aws_sdk_lambda::Client::new(&stack.sdk), WarmerConfig::default());
+    let policy = Policy { delay_ms_min: 50, delay_ms_max: 8_000, ..Policy::default() };
+    let mut delay = 50;
+    let mut history = Vec::new();
+    for round in 0..8 {
+        let plan = WarmPlan { function: FunctionRef::unqualified(FUNCTION), n: N, delay_ms: delay, run: format!("r{round}"), at_ms: now_ms() };
+        let report = warmer.warm_one(&plan).await.unwrap();
+        let s = report.summary();
+        history.push((delay, s.distinct, s.spread_ms));
+        if s.distinct == N {
+            break;
+        }
+        delay = tune_delay(&policy, delay, &report).0;
+    }
+    let (_, distinct, _) = *history.last().unwrap();
+    assert_eq!(distinct, N, "(delay, distinct, spread) per round: {history:?}\n{}", stack.watch.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn warming_an_unknown_function_says_so() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(1, "fw-unknown").await;
+    let out = stack.forewarm(&["warm", "no-such-function", "-n", "2"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-function"), "{err}");
+}

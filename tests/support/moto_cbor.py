@@ -1,0 +1,126 @@
+"""moto_server with a CBOR front door, for the integration tests.
+
+aws-sdk-cloudwatch (1.100 and later) speaks Smithy RPC v2 CBOR, which moto
+does not; this WSGI wrapper turns such requests into moto's awsJson1_0 form
+and the answers back into CBOR (timestamps as tag 1), using botocore's model
+to find timestamp and blob fields. Everything else passes straight to moto.
+It can also stand in for the Lambda Invoke API: with --invoke-upstream URL,
+`POST /2015-03-31/functions/NAME/invocations` is forwarded there (to `cargo
+lambda watch`), while moto answers the control plane (GetFunctionConfiguration,
+GetFunctionConcurrency), so one endpoint serves every client. A handler error,
+which cargo-lambda answers with HTTP 500, is turned into what Lambda answers:
+200 with `X-Amz-Function-Error: Unhandled`.
+Usage: python moto_cbor.py --host 127.0.0.1 --port 4566 [--invoke-upstream http://127.0.0.1:9000]
+"""
+import argparse
+import base64
+import datetime as dt
+import gzip
+import io
+import json
+import re
+import urllib.error
+import urllib.request
+
+import botocore.session
+import cbor2
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+
+UTC = dt.timezone.utc
+SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
+MODELS = {k: botocore.session.get_session().get_service_model(v) for k, v in SERVICES.items()}
+
+
+def convert(shape, value, outgoing):
+    """outgoing=True: JSON values to CBOR values; False: the reverse."""
+    if shape is None or value is None:
+        return value
+    kind = shape.type_name
+    if kind == "structure":
+        return {k: convert(shape.members.get(k), v, outgoing) for k, v in value.items()}
+    if kind == "list":
+        return [convert(shape.member, v, outgoing) for v in value]
+    if kind == "map":
+        return {k: convert(shape.value, v, outgoing) for k, v in value.items()}
+    if kind == "timestamp":
+        if not outgoing:
+            return value.timestamp() if isinstance(value, dt.datetime) else value
+        if isinstance(value, (int, float)):
+            return dt.datetime.fromtimestamp(value, UTC)
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if kind == "blob":
+        return base64.b64decode(value) if outgoing else base64.b64encode(value).decode()
+    return value
+
+
+INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+
+
+def forward_invoke(upstream, environ, start_response):
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    req = urllib.request.Request(upstream + environ["PATH_INFO"], data=body, method="POST")
+    for h in ("HTTP_X_AMZ_INVOCATION_TYPE", "HTTP_X_AMZ_CLIENT_CONTEXT", "HTTP_X_AMZ_LOG_TYPE"):
+        if h in environ:
+            req.add_header(h[5:].replace("_", "-").title(), environ[h])
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            status, payload, error = resp.status, resp.read(), None
+    except urllib.error.HTTPError as e:
+        status, payload = e.code, e.read()
+        error = "Unhandled" if e.code == 500 else None
+    if error:
+        status = 200
+    if status == 404:
+        # cargo-lambda answers unknown names with a problem document; Lambda
+        # with ResourceNotFoundException.
+        payload = json.dumps({"Type": "User", "message": "Function not found"}).encode()
+        headers = [("Content-Type", "application/json"), ("X-Amzn-ErrorType", "ResourceNotFoundException")]
+    else:
+        headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+    if error:
+        headers.append(("X-Amz-Function-Error", error))
+    start_response(f"{status} {'OK' if status == 200 else 'Error'}", headers + [("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+def front_door(app, upstream=None):
+    def wsgi(environ, start_response):
+        if upstream and environ.get("REQUEST_METHOD") == "POST" and INVOKE.match(environ.get("PATH_INFO", "")):
+            return forward_invoke(upstream, environ, start_response)
+        parts = environ.get("PATH_INFO", "").strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "service" or parts[2] != "operation" or parts[1] not in SERVICES:
+            return app(environ, start_response)
+        op = MODELS[parts[1]].operation_model(parts[3])
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        if "gzip" in environ.get("HTTP_CONTENT_ENCODING", ""):
+            raw = gzip.decompress(raw)  # the SDK gzips bodies of 10 KiB and more
+        body = json.dumps(convert(op.input_shape, cbor2.loads(raw) if raw else {}, False) or {}).encode()
+        env = {k: v for k, v in environ.items() if k not in ("HTTP_SMITHY_PROTOCOL", "HTTP_ACCEPT", "HTTP_CONTENT_ENCODING")}
+        env.update(
+            PATH_INFO="/", REQUEST_URI="/", RAW_URI="/", QUERY_STRING="", CONTENT_LENGTH=str(len(body)),
+            CONTENT_TYPE="application/x-amz-json-1.0", HTTP_X_AMZ_TARGET=f"{parts[1]}.{parts[3]}",
+            **{"wsgi.input": io.BytesIO(body)},
+        )
+        got = {}
+        out = b"".join(app(env, lambda status, headers, exc=None: got.update(status=status, headers=headers)))
+        doc = json.loads(out) if out.strip() else {}
+        if got["status"].startswith("2"):
+            doc = convert(op.output_shape, doc, True) if op.output_shape else {}
+        payload = cbor2.dumps(doc, datetime_as_timestamp=True, timezone=UTC)
+        headers = [(k, v) for k, v in got["headers"] if k.lower() not in ("content-type", "content-length")]
+        start_response(got["status"], headers + [
+            ("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor"), ("Content-Length", str(len(payload))),
+        ])
+        return [payload]
+    return wsgi
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=4566)
+    ap.add_argument("--invoke-upstream", default=None)
+    a = ap.parse_args()
+    app = front_door(DomainDispatcherApplication(create_backend_app), a.invoke_upstream)
+    run_simple(a.host, a.port, app, threaded=True)
