@@ -103,7 +103,10 @@ pub struct StatusArgs {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn config(table: &TableArg) -> anyhow::Result<ControllerConfig> {
@@ -115,7 +118,9 @@ fn config(table: &TableArg) -> anyhow::Result<ControllerConfig> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn ports(cfg: &ControllerConfig) -> AwsPorts {
@@ -134,11 +139,14 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{:<32} {:>9} {:>7} {:>6} {:>8} {:>6} {:>6}  note", "function", "reason", "target", "pings", "distinct", "cold", "saved");
+        println!(
+            "{:<32} {:>9} {:>7} {:>6} {:>8} {:>6} {:>6}  note",
+            "function", "reason", "target", "pings", "distinct", "cold", "saved"
+        );
         for f in &report.functions {
-            let (reason, target, pings) = f
-                .decision
-                .map_or(("-".to_string(), 0, 0), |d| (format!("{:?}", d.reason), d.target, d.pings()));
+            let (reason, target, pings) = f.decision.map_or(("-".to_string(), 0, 0), |d| {
+                (format!("{:?}", d.reason), d.target, d.pings())
+            });
             let (distinct, cold) = f.warm.map_or((0, 0), |w| (w.distinct, w.cold));
             println!(
                 "{:<32} {:>9} {:>7} {:>6} {:>8} {:>6} {:>6}  {}",
@@ -168,7 +176,11 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
     let delay = parse_duration(&args.delay).map_err(anyhow::Error::msg)?;
     let delay_ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
     if delay_ms as u64 > crate::protocol::MAX_DELAY_MS {
-        bail!("--delay {} is above the {} ms a shim holds", args.delay, crate::protocol::MAX_DELAY_MS);
+        bail!(
+            "--delay {} is above the {} ms a shim holds",
+            args.delay,
+            crate::protocol::MAX_DELAY_MS
+        );
     }
     let cfg = ControllerConfig::from_env()?;
     let f = FunctionRef::parse(&args.function);
@@ -177,9 +189,18 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
         let sdk = crate::aws::load_config().await;
         let warmer = crate::aws::LambdaWarmer::new(
             aws_sdk_lambda::Client::new(&sdk),
-            WarmerConfig { max_in_flight: (args.n as usize).max(cfg.warmer.max_in_flight), ..cfg.warmer },
+            WarmerConfig {
+                max_in_flight: (args.n as usize).max(cfg.warmer.max_in_flight),
+                ..cfg.warmer
+            },
         );
-        let plan = WarmPlan { function: f.clone(), n: args.n, delay_ms, run: format!("cli-warm-{}", now_ms()), at_ms: now_ms() };
+        let plan = WarmPlan {
+            function: f.clone(),
+            n: args.n,
+            delay_ms,
+            run: format!("cli-warm-{}", now_ms()),
+            at_ms: now_ms(),
+        };
         warmer.warm_one(&plan).await
     });
     let wall_ms = started.elapsed().as_millis() as u64;
@@ -187,7 +208,8 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
     let s = report.summary();
     // Cost at Lambda's on-demand prices for a 128 MB function (memory is not
     // read here); scale by memory/128 for bigger ones.
-    let cost = s.requested as f64 * (0.000_000_2 + 0.125 * delay_ms as f64 / 1_000.0 * 0.000_016_666_7);
+    let cost =
+        s.requested as f64 * (0.000_000_2 + 0.125 * delay_ms as f64 / 1_000.0 * 0.000_016_666_7);
     if args.json {
         println!(
             "{}",
@@ -202,10 +224,21 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
         println!(
             "{f}: {} pings, {} distinct sandboxes reached ({} answered without identity), {} cold, {} failed\n\
              start spread {} ms with a hold of {} ms; took {} ms; about ${:.8} at 128 MB",
-            s.requested, s.distinct, s.anonymous, s.cold, s.failed, s.spread_ms, delay_ms, wall_ms, cost
+            s.requested,
+            s.distinct,
+            s.anonymous,
+            s.cold,
+            s.failed,
+            s.spread_ms,
+            delay_ms,
+            wall_ms,
+            cost
         );
         if s.distinct + s.anonymous < s.ok {
-            println!("some pings shared a sandbox: a longer --delay (about {} ms) would reach more", s.spread_ms * 5 / 4 + 30);
+            println!(
+                "some pings shared a sandbox: a longer --delay (about {} ms) would reach more",
+                s.spread_ms * 5 / 4 + 30
+            );
         }
     }
     if s.ok == 0 {
@@ -217,22 +250,31 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
 fn pairs_doc(pairs: &[String], file: Option<&PathBuf>) -> anyhow::Result<PolicyDoc> {
     let mut doc = match file {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             policy::doc_from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => PolicyDoc::new(),
     };
     for p in pairs {
-        let (k, v) = p.split_once('=').with_context(|| format!("`{p}` must look like key=value"))?;
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("`{p}` must look like key=value"))?;
         let v = v.trim();
-        let scalar = v.parse::<f64>().map(Scalar::Num).unwrap_or_else(|_| Scalar::Str(v.to_string()));
+        let scalar = v
+            .parse::<f64>()
+            .map(Scalar::Num)
+            .unwrap_or_else(|_| Scalar::Str(v.to_string()));
         doc.insert(k.trim().to_string(), scalar);
     }
     Ok(doc)
 }
 
 fn show_doc(doc: &PolicyDoc) -> String {
-    doc.iter().map(|(k, v)| format!("  {k} = {v}")).collect::<Vec<_>>().join("\n")
+    doc.iter()
+        .map(|(k, v)| format!("  {k} = {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs `forewarm policy ...`.
@@ -244,22 +286,38 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             for w in &parsed.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("valid; with defaults:\n{}", show_doc(&parsed.policy.to_doc()));
+            println!(
+                "valid; with defaults:\n{}",
+                show_doc(&parsed.policy.to_doc())
+            );
             Ok(())
         }
-        PolicyCommand::Put { function, pairs, file, table } => {
+        PolicyCommand::Put {
+            function,
+            pairs,
+            file,
+            table,
+        } => {
             let cfg = config(&table)?;
             let doc = pairs_doc(&pairs, file.as_ref())?;
             runtime()?.block_on(async {
                 let ports = ports(&cfg).await;
-                let defaults = if function == "*" { None } else { ports.store.get_policy("*").await? };
+                let defaults = if function == "*" {
+                    None
+                } else {
+                    ports.store.get_policy("*").await?
+                };
                 let parsed = Policy::from_items(defaults.as_ref(), &doc)
                     .map_err(|e| anyhow::anyhow!("not written: {e}"))?;
                 for w in &parsed.warnings {
                     eprintln!("warning: {w}");
                 }
                 ports.store.put_policy(&function, &doc).await?;
-                println!("wrote policy for {function} to {}; in effect, with defaults:\n{}", cfg.table, show_doc(&parsed.policy.to_doc()));
+                println!(
+                    "wrote policy for {function} to {}; in effect, with defaults:\n{}",
+                    cfg.table,
+                    show_doc(&parsed.policy.to_doc())
+                );
                 Ok(())
             })
         }
@@ -270,10 +328,17 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 let Some(doc) = ports.store.get_policy(&function).await? else {
                     bail!("no policy item for {function} in {}", cfg.table);
                 };
-                let defaults = if function == "*" { None } else { ports.store.get_policy("*").await? };
+                let defaults = if function == "*" {
+                    None
+                } else {
+                    ports.store.get_policy("*").await?
+                };
                 println!("item:\n{}", show_doc(&doc));
                 match Policy::from_items(defaults.as_ref(), &doc) {
-                    Ok(p) => println!("in effect, with defaults:\n{}", show_doc(&p.policy.to_doc())),
+                    Ok(p) => println!(
+                        "in effect, with defaults:\n{}",
+                        show_doc(&p.policy.to_doc())
+                    ),
                     Err(e) => println!("INVALID: {e}"),
                 }
                 Ok(())
@@ -305,7 +370,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         ports.store.states(args.function.as_deref()).await
     })?;
     if args.function.is_some() && items.is_empty() {
-        bail!("no state for {} in {} (the controller has not looked at it yet)", args.function.unwrap_or_default(), cfg.table);
+        bail!(
+            "no state for {} in {} (the controller has not looked at it yet)",
+            args.function.unwrap_or_default(),
+            cfg.table
+        );
     }
     if args.json {
         let v: Vec<serde_json::Value> = items
@@ -326,12 +395,20 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     );
     for i in &items {
         let Some(st) = &i.state else {
-            println!("{:<28} (no readable state) {}", i.function, i.last_error.as_deref().unwrap_or(""));
+            println!(
+                "{:<28} (no readable state) {}",
+                i.function,
+                i.last_error.as_deref().unwrap_or("")
+            );
             continue;
         };
         let d = st.decisions.last();
         let survives = st.survival.died_s.map_or_else(
-            || st.survival.survived_s.map_or("?".into(), |s| format!(">={s}s")),
+            || {
+                st.survival
+                    .survived_s
+                    .map_or("?".into(), |s| format!(">={s}s"))
+            },
             |d| format!("<{d}s"),
         );
         println!(

@@ -44,19 +44,28 @@ pub struct ConfigError {
 impl ControllerConfig {
     /// Reads the environment through `get` (so tests need not touch the
     /// process environment).
-    pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> Result<ControllerConfig, ConfigError> {
+    pub fn from_env_with(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<ControllerConfig, ConfigError> {
         let num = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(variable) {
                 None => Ok(default),
-                Some(v) => v.trim().parse::<u64>().ok().filter(|x| *x > 0).ok_or(ConfigError {
-                    variable,
-                    value: v,
-                    expected: "a positive whole number",
-                }),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|x| *x > 0)
+                    .ok_or(ConfigError {
+                        variable,
+                        value: v,
+                        expected: "a positive whole number",
+                    }),
             }
         };
         Ok(ControllerConfig {
-            table: get("FOREWARM_TABLE").filter(|t| !t.is_empty()).unwrap_or_else(|| "forewarm".into()),
+            table: get("FOREWARM_TABLE")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "forewarm".into()),
             warmer: WarmerConfig {
                 max_in_flight: num("FOREWARM_MAX_IN_FLIGHT", 1_000)? as usize,
                 timeout_margin_ms: num("FOREWARM_TIMEOUT_MARGIN_MS", 5_000)?,
@@ -95,7 +104,11 @@ const GB_SECOND_USD: f64 = 0.000_016_666_7;
 
 /// One Embedded Metric Format line per function with a decision: what the
 /// controller forecast and did, for dashboards and alarms.
-pub fn emf_lines(report: &TickReport, now_ms: u64, memory_mb: impl Fn(&str) -> Option<u32>) -> Vec<String> {
+pub fn emf_lines(
+    report: &TickReport,
+    now_ms: u64,
+    memory_mb: impl Fn(&str) -> Option<u32>,
+) -> Vec<String> {
     report
         .functions
         .iter()
@@ -103,7 +116,8 @@ pub fn emf_lines(report: &TickReport, now_ms: u64, memory_mb: impl Fn(&str) -> O
             let d = f.decision?;
             let w = f.warm.unwrap_or_default();
             let gb = memory_mb(&f.function).unwrap_or(128) as f64 / 1_024.0;
-            let cost = w.requested as f64 * (REQUEST_USD + gb * w.delay_ms as f64 / 1_000.0 * GB_SECOND_USD);
+            let cost = w.requested as f64
+                * (REQUEST_USD + gb * w.delay_ms as f64 / 1_000.0 * GB_SECOND_USD);
             Some(
                 json!({
                     "_aws": {
@@ -146,11 +160,21 @@ mod tests {
     #[test]
     fn configuration_has_defaults_and_clear_errors() {
         let c = ControllerConfig::from_env_with(|_| None).unwrap();
-        assert_eq!((c.table.as_str(), c.metrics_every_minutes, c.lease_ms), ("forewarm", 15, 50_000));
-        let env: HashMap<&str, &str> = [("FOREWARM_TABLE", "t1"), ("FOREWARM_MAX_IN_FLIGHT", "64")].into();
+        assert_eq!(
+            (c.table.as_str(), c.metrics_every_minutes, c.lease_ms),
+            ("forewarm", 15, 50_000)
+        );
+        let env: HashMap<&str, &str> =
+            [("FOREWARM_TABLE", "t1"), ("FOREWARM_MAX_IN_FLIGHT", "64")].into();
         let c = ControllerConfig::from_env_with(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!((c.table.as_str(), c.warmer.max_in_flight), ("t1", 64));
-        let e = ControllerConfig::from_env_with(|k| (k == "FOREWARM_LEASE_SECONDS").then(|| "soon".into())).unwrap_err();
-        assert_eq!(e.to_string(), "FOREWARM_LEASE_SECONDS: `soon` is not a positive whole number");
+        let e = ControllerConfig::from_env_with(|k| {
+            (k == "FOREWARM_LEASE_SECONDS").then(|| "soon".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "FOREWARM_LEASE_SECONDS: `soon` is not a positive whole number"
+        );
     }
 }

@@ -24,11 +24,17 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const FUNCTION: &str = "demo-target";
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn doc(pairs: &[(&str, f64)]) -> PolicyDoc {
-    pairs.iter().map(|(k, v)| (k.to_string(), Scalar::Num(*v))).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Scalar::Num(*v)))
+        .collect()
 }
 
 /// The last 90 minutes of a function running 3 sandboxes: 180 one-second
@@ -46,7 +52,12 @@ async fn seed_metrics(sdk: &aws_config::SdkConfig, name: &str) {
             data.push(
                 MetricDatum::builder()
                     .metric_name(metric)
-                    .dimensions(Dimension::builder().name("FunctionName").value(name).build())
+                    .dimensions(
+                        Dimension::builder()
+                            .name("FunctionName")
+                            .value(name)
+                            .build(),
+                    )
                     .timestamp(DateTime::from_secs((m * 60) as i64))
                     .value(value)
                     .unit(unit)
@@ -55,7 +66,12 @@ async fn seed_metrics(sdk: &aws_config::SdkConfig, name: &str) {
         }
     }
     for chunk in data.chunks(500) {
-        cw.put_metric_data().namespace("AWS/Lambda").set_metric_data(Some(chunk.to_vec())).send().await.unwrap();
+        cw.put_metric_data()
+            .namespace("AWS/Lambda")
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
     }
 }
 
@@ -76,7 +92,12 @@ impl Stack {
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
         store.create_table().await.unwrap();
         seed_metrics(&sdk, FUNCTION).await;
-        Stack { watch, moto, sdk, table: table.to_string() }
+        Stack {
+            watch,
+            moto,
+            sdk,
+            table: table.to_string(),
+        }
     }
 
     fn store(&self) -> DynamoStore {
@@ -110,19 +131,31 @@ impl Stack {
 }
 
 fn outcome<'a>(report: &'a Value, function: &str) -> &'a Value {
-    report["functions"].as_array().unwrap().iter().find(|f| f["function"] == function).unwrap_or(&Value::Null)
+    report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == function)
+        .unwrap_or(&Value::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tick_warms_the_forecast_and_saves_state() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(8, "fw-tick").await;
-    stack.store().put_policy(FUNCTION, &doc(&[("max", 8.0)])).await.unwrap();
+    stack
+        .store()
+        .put_policy(FUNCTION, &doc(&[("max", 8.0)]))
+        .await
+        .unwrap();
 
     let report = stack.tick();
     let f = outcome(&report, FUNCTION);
     let target = f["decision"]["target"].as_u64().unwrap();
-    assert!((3..=8).contains(&target), "three sandboxes busy, forecast {target}: {report:#}");
+    assert!(
+        (3..=8).contains(&target),
+        "three sandboxes busy, forecast {target}: {report:#}"
+    );
     assert_eq!(f["decision"]["action"]["n"], target);
     assert_eq!(f["warm"]["requested"], target);
     let distinct = f["warm"]["distinct"].as_u64().unwrap();
@@ -137,7 +170,11 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
 
     // `forewarm status` shows it.
     let out = stack.forewarm(&["status", FUNCTION]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(FUNCTION));
 }
 
@@ -145,11 +182,25 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
 async fn a_malformed_policy_is_reported_and_other_functions_still_warm() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(8, "fw-malformed").await;
-    stack.store().put_policy(FUNCTION, &doc(&[("max", 6.0)])).await.unwrap();
-    stack.store().put_policy("broken", &doc(&[("min", 10.0), ("max", 5.0)])).await.unwrap();
+    stack
+        .store()
+        .put_policy(FUNCTION, &doc(&[("max", 6.0)]))
+        .await
+        .unwrap();
+    stack
+        .store()
+        .put_policy("broken", &doc(&[("min", 10.0), ("max", 5.0)]))
+        .await
+        .unwrap();
 
     let report = stack.tick();
-    assert!(outcome(&report, FUNCTION)["decision"]["action"]["n"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        outcome(&report, FUNCTION)["decision"]["action"]["n"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{report:#}"
+    );
     let broken = stack.store().states(Some("broken")).await.unwrap();
     let err = broken[0].last_error.clone().unwrap_or_default();
     assert!(err.contains("max (5) is below min (10)"), "{err}");
@@ -158,16 +209,31 @@ async fn a_malformed_policy_is_reported_and_other_functions_still_warm() {
     // `forewarm policy list` flags it too.
     let out = stack.forewarm(&["policy", "list"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("broken") && text.contains("INVALID"), "{text}");
+    assert!(
+        text.contains("broken") && text.contains("INVALID"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_ticks_at_once_warm_each_function_once() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(8, "fw-race").await;
-    stack.store().put_policy(FUNCTION, &doc(&[("max", 6.0)])).await.unwrap();
-    let a = stack.forewarm(&["tick", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let b = stack.forewarm(&["tick", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    stack
+        .store()
+        .put_policy(FUNCTION, &doc(&[("max", 6.0)]))
+        .await
+        .unwrap();
+    let a = stack
+        .forewarm(&["tick", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = stack
+        .forewarm(&["tick", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let reports: Vec<Value> = [a, b]
         .into_iter()
         .map(|c| {
@@ -178,10 +244,22 @@ async fn two_ticks_at_once_warm_each_function_once() {
         .collect();
     let warmed: Vec<u64> = reports
         .iter()
-        .map(|r| outcome(r, FUNCTION)["decision"]["action"]["n"].as_u64().unwrap_or(0))
+        .map(|r| {
+            outcome(r, FUNCTION)["decision"]["action"]["n"]
+                .as_u64()
+                .unwrap_or(0)
+        })
         .collect();
-    assert_eq!(warmed.iter().filter(|&&n| n > 0).count(), 1, "exactly one run warmed it: {reports:#?}");
-    assert_eq!(stack.store().states(Some(FUNCTION)).await.unwrap()[0].version, 1, "saved once");
+    assert_eq!(
+        warmed.iter().filter(|&&n| n > 0).count(),
+        1,
+        "exactly one run warmed it: {reports:#?}"
+    );
+    assert_eq!(
+        stack.store().states(Some(FUNCTION)).await.unwrap()[0].version,
+        1,
+        "saved once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -189,12 +267,25 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
     let _serial = SERIAL.lock().await;
     const N: u32 = 4;
     let stack = Stack::start(N as usize, "fw-delay").await;
-    let warmer = LambdaWarmer::new(aws_sdk_lambda::Client::new(&stack.sdk), WarmerConfig::default());
-    let policy = Policy { delay_ms_min: 50, delay_ms_max: 8_000, ..Policy::default() };
+    let warmer = LambdaWarmer::new(
+        aws_sdk_lambda::Client::new(&stack.sdk),
+        WarmerConfig::default(),
+    );
+    let policy = Policy {
+        delay_ms_min: 50,
+        delay_ms_max: 8_000,
+        ..Policy::default()
+    };
     let mut delay = 50;
     let mut history = Vec::new();
     for round in 0..8 {
-        let plan = WarmPlan { function: FunctionRef::unqualified(FUNCTION), n: N, delay_ms: delay, run: format!("r{round}"), at_ms: now_ms() };
+        let plan = WarmPlan {
+            function: FunctionRef::unqualified(FUNCTION),
+            n: N,
+            delay_ms: delay,
+            run: format!("r{round}"),
+            at_ms: now_ms(),
+        };
         let report = warmer.warm_one(&plan).await.unwrap();
         let s = report.summary();
         history.push((delay, s.distinct, s.spread_ms));
@@ -204,14 +295,22 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
         delay = tune_delay(&policy, delay, &report).0;
     }
     let (_, distinct, _) = *history.last().unwrap();
-    assert_eq!(distinct, N, "(delay, distinct, spread) per round: {history:?}\n{}", stack.watch.log_text());
+    assert_eq!(
+        distinct,
+        N,
+        "(delay, distinct, spread) per round: {history:?}\n{}",
+        stack.watch.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn warming_an_unknown_function_says_so() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1, "fw-unknown").await;
-    let out = stack.forewarm(&["warm", "no-such-function", "-n", "2"]).output().unwrap();
+    let out = stack
+        .forewarm(&["warm", "no-such-function", "-n", "2"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-function"), "{err}");

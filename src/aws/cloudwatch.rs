@@ -10,7 +10,6 @@
 //! core counts such minutes (below the observation's end) as idle.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_cloudwatch::Client;
@@ -44,7 +43,10 @@ pub struct CloudWatchMetrics {
 
 impl Clone for CloudWatchMetrics {
     fn clone(&self) -> Self {
-        CloudWatchMetrics { client: self.client.clone(), calls: AtomicU64::new(0) }
+        CloudWatchMetrics {
+            client: self.client.clone(),
+            calls: AtomicU64::new(0),
+        }
     }
 }
 
@@ -63,7 +65,10 @@ fn dimension(name: &str, value: &str) -> Dimension {
 fn query(id: String, f: &FunctionRef, series: usize) -> MetricDataQuery {
     let (namespace, metric, stat) = SERIES[series];
     let name = function_name(f);
-    let mut m = Metric::builder().namespace(namespace).metric_name(metric).dimensions(dimension("FunctionName", name));
+    let mut m = Metric::builder()
+        .namespace(namespace)
+        .metric_name(metric)
+        .dimensions(dimension("FunctionName", name));
     // Lambda publishes per-qualifier series with a `Resource` dimension; the
     // shims' cold starts only carry the function name.
     if let (Some(q), "AWS/Lambda") = (&f.qualifier, namespace) {
@@ -71,7 +76,13 @@ fn query(id: String, f: &FunctionRef, series: usize) -> MetricDataQuery {
     }
     MetricDataQuery::builder()
         .id(id)
-        .metric_stat(MetricStat::builder().metric(m.build()).period(60).stat(stat).build())
+        .metric_stat(
+            MetricStat::builder()
+                .metric(m.build())
+                .period(60)
+                .stat(stat)
+                .build(),
+        )
         .return_data(true)
         .build()
 }
@@ -79,7 +90,10 @@ fn query(id: String, f: &FunctionRef, series: usize) -> MetricDataQuery {
 impl CloudWatchMetrics {
     /// A source over `client`.
     pub fn new(client: Client) -> Self {
-        CloudWatchMetrics { client, calls: AtomicU64::new(0) }
+        CloudWatchMetrics {
+            client,
+            calls: AtomicU64::new(0),
+        }
     }
 
     /// `GetMetricData` calls made so far (one per page).
@@ -94,13 +108,19 @@ impl CloudWatchMetrics {
         (MAX_QUERIES / SERIES.len()).min(by_points).max(1)
     }
 
-    async fn fetch(&self, batch: &[MetricsRequest], first: usize) -> Result<HashMap<String, Vec<(u64, f64)>>, PortError> {
+    async fn fetch(
+        &self,
+        batch: &[MetricsRequest],
+        first: usize,
+    ) -> Result<HashMap<String, Vec<(u64, f64)>>, PortError> {
         let from = batch.iter().map(|r| r.from_minute).min().unwrap_or(0);
         let until = batch.iter().map(|r| r.until_minute).max().unwrap_or(0);
         let queries: Vec<MetricDataQuery> = batch
             .iter()
             .enumerate()
-            .flat_map(|(i, r)| (0..SERIES.len()).map(move |k| query(format!("f{}s{k}", first + i), &r.function, k)))
+            .flat_map(|(i, r)| {
+                (0..SERIES.len()).map(move |k| query(format!("f{}s{k}", first + i), &r.function, k))
+            })
             .collect();
         let mut out: HashMap<String, Vec<(u64, f64)>> = HashMap::new();
         let mut token: Option<String> = None;
@@ -115,10 +135,15 @@ impl CloudWatchMetrics {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| port_error(&format!("GetMetricData for {} functions", batch.len()), e))?;
+                .map_err(|e| {
+                    port_error(&format!("GetMetricData for {} functions", batch.len()), e)
+                })?;
             for r in resp.metric_data_results() {
                 let Some(id) = r.id() else { continue };
-                if matches!(r.status_code(), Some(StatusCode::Forbidden | StatusCode::InternalError)) {
+                if matches!(
+                    r.status_code(),
+                    Some(StatusCode::Forbidden | StatusCode::InternalError)
+                ) {
                     return Err(PortError::new(
                         ErrorKind::Unavailable,
                         format!("GetMetricData: query {id} returned {:?}", r.status_code()),
@@ -138,40 +163,49 @@ impl CloudWatchMetrics {
 }
 
 impl MetricsSource for CloudWatchMetrics {
-    fn observe(
+    async fn observe(
         &self,
         requests: &[MetricsRequest],
-    ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send {
-        async move {
-            let span = requests.iter().map(|r| r.until_minute.saturating_sub(r.from_minute)).max().unwrap_or(1);
-            let per_call = Self::functions_per_call(span);
-            let mut results = Vec::with_capacity(requests.len());
-            for (c, batch) in requests.chunks(per_call).enumerate() {
-                let first = c * per_call;
-                let points = self.fetch(batch, first).await?;
-                for (i, r) in batch.iter().enumerate() {
-                    let mut minutes: BTreeMap<u64, MinuteMetrics> = BTreeMap::new();
-                    for k in 0..SERIES.len() {
-                        for &(minute, v) in points.get(&format!("f{}s{k}", first + i)).into_iter().flatten() {
-                            if minute < r.from_minute || minute >= r.until_minute {
-                                continue;
-                            }
-                            let m = minutes.entry(minute).or_insert(MinuteMetrics { minute, ..MinuteMetrics::default() });
-                            let slot = match k {
-                                0 => &mut m.concurrency_max,
-                                1 => &mut m.invocations,
-                                2 => &mut m.duration_avg_ms,
-                                3 => &mut m.throttles,
-                                _ => &mut m.cold_starts,
-                            };
-                            *slot = Some(v);
+    ) -> Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError> {
+        let span = requests
+            .iter()
+            .map(|r| r.until_minute.saturating_sub(r.from_minute))
+            .max()
+            .unwrap_or(1);
+        let per_call = Self::functions_per_call(span);
+        let mut results = Vec::with_capacity(requests.len());
+        for (c, batch) in requests.chunks(per_call).enumerate() {
+            let first = c * per_call;
+            let points = self.fetch(batch, first).await?;
+            for (i, r) in batch.iter().enumerate() {
+                let mut minutes: BTreeMap<u64, MinuteMetrics> = BTreeMap::new();
+                for k in 0..SERIES.len() {
+                    for &(minute, v) in points
+                        .get(&format!("f{}s{k}", first + i))
+                        .into_iter()
+                        .flatten()
+                    {
+                        if minute < r.from_minute || minute >= r.until_minute {
+                            continue;
                         }
+                        let m = minutes.entry(minute).or_insert(MinuteMetrics {
+                            minute,
+                            ..MinuteMetrics::default()
+                        });
+                        let slot = match k {
+                            0 => &mut m.concurrency_max,
+                            1 => &mut m.invocations,
+                            2 => &mut m.duration_avg_ms,
+                            3 => &mut m.throttles,
+                            _ => &mut m.cold_starts,
+                        };
+                        *slot = Some(v);
                     }
-                    results.push(Ok(minutes.into_values().collect()));
                 }
+                results.push(Ok(minutes.into_values().collect()));
             }
-            Ok(results)
         }
+        Ok(results)
     }
 }
 
@@ -181,9 +215,21 @@ mod tests {
 
     #[test]
     fn batches_respect_both_limits() {
-        assert_eq!(CloudWatchMetrics::functions_per_call(15), 100, "500 queries");
-        assert_eq!(CloudWatchMetrics::functions_per_call(180), 100, "90,000 points");
-        assert_eq!(CloudWatchMetrics::functions_per_call(1_440), 14, "backfilling a day");
+        assert_eq!(
+            CloudWatchMetrics::functions_per_call(15),
+            100,
+            "500 queries"
+        );
+        assert_eq!(
+            CloudWatchMetrics::functions_per_call(180),
+            100,
+            "90,000 points"
+        );
+        assert_eq!(
+            CloudWatchMetrics::functions_per_call(1_440),
+            14,
+            "backfilling a day"
+        );
     }
 
     #[test]

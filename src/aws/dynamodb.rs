@@ -21,7 +21,8 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType,
 };
 
 use super::port_error;
@@ -50,7 +51,10 @@ fn n(v: impl ToString) -> AttributeValue {
 }
 
 fn get_u64(item: &Item, k: &str) -> Option<u64> {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse::<f64>().ok()).map(|x| x.max(0.0) as u64)
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|x| x.parse::<f64>().ok())
+        .map(|x| x.max(0.0) as u64)
 }
 
 fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
@@ -68,7 +72,9 @@ pub fn policy_doc(item: &Item) -> PolicyDoc {
         }
         let scalar = match v {
             AttributeValue::S(x) => Scalar::Str(x.clone()),
-            AttributeValue::N(x) => x.parse::<f64>().map_or_else(|_| Scalar::Str(x.clone()), Scalar::Num),
+            AttributeValue::N(x) => x
+                .parse::<f64>()
+                .map_or_else(|_| Scalar::Str(x.clone()), Scalar::Num),
             AttributeValue::Bool(b) => Scalar::Bool(*b),
             AttributeValue::Null(_) => Scalar::Str("null".into()),
             AttributeValue::L(_) => Scalar::Str("<a list>".into()),
@@ -115,7 +121,10 @@ pub struct StateItem {
 impl DynamoStore {
     /// A store on `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
     }
 
     /// The table name.
@@ -249,7 +258,12 @@ impl DynamoStore {
                     .map_err(|e| port_error(&format!("get state of {pk}"), e))?;
                 out.item().cloned().into_iter().collect()
             }
-            None => self.scan_all().await?.into_iter().filter(|i| get_s(i, "sk") == Some("state")).collect(),
+            None => self
+                .scan_all()
+                .await?
+                .into_iter()
+                .filter(|i| get_s(i, "sk") == Some("state"))
+                .collect(),
         };
         let mut out: Vec<StateItem> = items
             .iter()
@@ -271,53 +285,57 @@ impl DynamoStore {
 }
 
 impl StateStore for DynamoStore {
-    fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
-        async move {
-            let items = self.scan_all().await?;
-            let mut defaults = None;
-            let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
-            let mut next_check: HashMap<String, u64> = HashMap::new();
-            for item in &items {
-                let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) else { continue };
-                match sk {
-                    "policy" if pk == DEFAULTS_PK => defaults = Some(policy_doc(item)),
-                    "policy" => {
-                        policies.insert(pk.to_string(), policy_doc(item));
-                    }
-                    "state" => {
-                        next_check.insert(pk.to_string(), get_u64(item, "next_check_ms").unwrap_or(0));
-                    }
-                    _ => {}
+    async fn targets(&self) -> Result<Vec<Target>, PortError> {
+        let items = self.scan_all().await?;
+        let mut defaults = None;
+        let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
+        let mut next_check: HashMap<String, u64> = HashMap::new();
+        for item in &items {
+            let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) else {
+                continue;
+            };
+            match sk {
+                "policy" if pk == DEFAULTS_PK => defaults = Some(policy_doc(item)),
+                "policy" => {
+                    policies.insert(pk.to_string(), policy_doc(item));
                 }
+                "state" => {
+                    next_check.insert(pk.to_string(), get_u64(item, "next_check_ms").unwrap_or(0));
+                }
+                _ => {}
             }
-            Ok(policies
-                .into_iter()
-                .map(|(pk, doc)| Target {
-                    next_check_ms: next_check.get(&pk).copied().unwrap_or(0),
-                    function: FunctionRef::parse(&pk),
-                    policy: Policy::from_items(defaults.as_ref(), &doc),
-                })
-                .collect())
         }
+        Ok(policies
+            .into_iter()
+            .map(|(pk, doc)| Target {
+                next_check_ms: next_check.get(&pk).copied().unwrap_or(0),
+                function: FunctionRef::parse(&pk),
+                policy: Policy::from_items(defaults.as_ref(), &doc),
+            })
+            .collect())
     }
 
-    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send {
-        async move {
-            let pk = f.to_string();
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&pk, "state")))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| port_error(&format!("read state of {pk}"), e))?;
-            Ok(match out.item() {
-                Some(i) => Stored { state: Self::parse_state(&pk, i), version: get_u64(i, "version").unwrap_or(0) },
-                None => Stored { state: None, version: 0 },
-            })
-        }
+    async fn load(&self, f: &FunctionRef) -> Result<Stored, PortError> {
+        let pk = f.to_string();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&pk, "state")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("read state of {pk}"), e))?;
+        Ok(match out.item() {
+            Some(i) => Stored {
+                state: Self::parse_state(&pk, i),
+                version: get_u64(i, "version").unwrap_or(0),
+            },
+            None => Stored {
+                state: None,
+                version: 0,
+            },
+        })
     }
 
     fn lease(
@@ -355,7 +373,10 @@ impl StateStore for DynamoStore {
                     pe
                 })?;
             let item = out.attributes().cloned().unwrap_or_default();
-            Ok(Stored { state: Self::parse_state(&pk, &item), version: get_u64(&item, "version").unwrap_or(0) })
+            Ok(Stored {
+                state: Self::parse_state(&pk, &item),
+                version: get_u64(&item, "version").unwrap_or(0),
+            })
         }
     }
 
@@ -369,19 +390,26 @@ impl StateStore for DynamoStore {
         let owner = owner.to_string();
         async move {
             let pk = f.to_string();
-            let json = serde_json::to_string(&state)
-                .map_err(|e| PortError::new(ErrorKind::Invalid, format!("serialize state of {pk}: {e}")))?;
+            let json = serde_json::to_string(&state).map_err(|e| {
+                PortError::new(ErrorKind::Invalid, format!("serialize state of {pk}: {e}"))
+            })?;
             let (set_err, values) = match &state.last_error {
                 Some(e) => (", #le = :err", Some(s(e.clone()))),
                 None => ("", None),
             };
-            let remove = if values.is_some() { "REMOVE #lo, #lu" } else { "REMOVE #lo, #lu, #le" };
+            let remove = if values.is_some() {
+                "REMOVE #lo, #lu"
+            } else {
+                "REMOVE #lo, #lu, #le"
+            };
             let mut req = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(&pk, "state")))
-                .update_expression(format!("SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"))
+                .update_expression(format!(
+                    "SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"
+                ))
                 .condition_expression("#v = :v AND #lo = :o")
                 .expression_attribute_names("#s", "state")
                 .expression_attribute_names("#v", "version")
@@ -400,7 +428,9 @@ impl StateStore for DynamoStore {
             req.send().await.map_err(|e| {
                 let mut pe = port_error(&format!("save state of {pk}"), e);
                 if pe.kind == ErrorKind::Conflict {
-                    pe.message = format!("state of {pk} changed since version {version}, or the lease was lost");
+                    pe.message = format!(
+                        "state of {pk} changed since version {version}, or the lease was lost"
+                    );
                 }
                 pe
             })?;
@@ -408,7 +438,12 @@ impl StateStore for DynamoStore {
         }
     }
 
-    fn record_error(&self, f: &FunctionRef, owner: &str, error: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+    fn record_error(
+        &self,
+        f: &FunctionRef,
+        owner: &str,
+        error: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
         let (owner, error) = (owner.to_string(), error.to_string());
         async move {
             let pk = f.to_string();
@@ -439,7 +474,11 @@ impl StateStore for DynamoStore {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     let pe = port_error(&format!("release lease of {pk}"), e);
-                    if pe.kind == ErrorKind::Conflict { Ok(()) } else { Err(pe) }
+                    if pe.kind == ErrorKind::Conflict {
+                        Ok(())
+                    } else {
+                        Err(pe)
+                    }
                 }
             }
         }

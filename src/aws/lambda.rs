@@ -11,7 +11,6 @@
 //! retry strategy (configured on the client).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +35,10 @@ pub struct WarmerConfig {
 
 impl Default for WarmerConfig {
     fn default() -> Self {
-        WarmerConfig { max_in_flight: 1_000, timeout_margin_ms: 5_000 }
+        WarmerConfig {
+            max_in_flight: 1_000,
+            timeout_margin_ms: 5_000,
+        }
     }
 }
 
@@ -71,7 +73,10 @@ impl LambdaWarmer {
     /// Forgets cached limits; the controller calls it at the start of a tick,
     /// so they are read at most once per tick.
     pub fn new_tick(&self) {
-        self.limits.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         *self.unreserved.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -79,8 +84,16 @@ impl LambdaWarmer {
         if let Some(u) = *self.unreserved.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(Some(u));
         }
-        let out = self.client.get_account_settings().send().await.map_err(|e| port_error("GetAccountSettings", e))?;
-        let u = out.account_limit().and_then(|l| l.unreserved_concurrent_executions()).map(|x| x.max(0) as u32);
+        let out = self
+            .client
+            .get_account_settings()
+            .send()
+            .await
+            .map_err(|e| port_error("GetAccountSettings", e))?;
+        let u = out
+            .account_limit()
+            .and_then(|l| l.unreserved_concurrent_executions())
+            .map(|x| x.max(0) as u32);
         *self.unreserved.lock().unwrap_or_else(|e| e.into_inner()) = u;
         Ok(u)
     }
@@ -93,8 +106,13 @@ impl LambdaWarmer {
             let client = self.client.clone();
             let sem = self.in_flight.clone();
             let f = plan.function.clone();
-            let payload = serde_json::to_vec(&Ping::new(plan.run.clone(), seq, plan.n, plan.delay_ms as u64))
-                .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+            let payload = serde_json::to_vec(&Ping::new(
+                plan.run.clone(),
+                seq,
+                plan.n,
+                plan.delay_ms as u64,
+            ))
+            .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
             set.spawn(async move {
                 let Ok(_permit) = sem.acquire_owned().await else {
                     return Sent::Done(PingOutcome::failed(PingFailure::Other));
@@ -153,55 +171,72 @@ impl LambdaWarmer {
         {
             return Err(e);
         }
-        Ok(WarmReport { requested: plan.n, delay_ms: plan.delay_ms, sent_at_ms: plan.at_ms, pings })
+        Ok(WarmReport {
+            requested: plan.n,
+            delay_ms: plan.delay_ms,
+            sent_at_ms: plan.at_ms,
+            pings,
+        })
     }
 }
 
 impl Warmer for LambdaWarmer {
-    fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
-        async move {
-            if let Some(l) = self.limits.lock().unwrap_or_else(|e| e.into_inner()).get(f) {
-                return Ok(*l);
-            }
-            let conc = self
-                .client
-                .get_function_concurrency()
-                .function_name(&f.name)
-                .send()
-                .await
-                .map_err(|e| port_error(&format!("GetFunctionConcurrency {f}"), e))?;
-            let conf = self
-                .client
-                .get_function_configuration()
-                .function_name(&f.name)
-                .set_qualifier(f.qualifier.clone())
-                .send()
-                .await
-                .map_err(|e| port_error(&format!("GetFunctionConfiguration {f}"), e))?;
-            let reserved = conc.reserved_concurrent_executions().map(|x| x.max(0) as u32);
-            let unreserved = if reserved.is_none() { self.account_unreserved().await? } else { None };
-            let l = Limits { reserved, unreserved, memory_mb: conf.memory_size().map(|m| m.max(0) as u32) };
-            self.limits.lock().unwrap_or_else(|e| e.into_inner()).insert(f.clone(), l);
-            Ok(l)
+    async fn limits(&self, f: &FunctionRef) -> Result<Limits, PortError> {
+        if let Some(l) = self.limits.lock().unwrap_or_else(|e| e.into_inner()).get(f) {
+            return Ok(*l);
         }
+        let conc = self
+            .client
+            .get_function_concurrency()
+            .function_name(&f.name)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("GetFunctionConcurrency {f}"), e))?;
+        let conf = self
+            .client
+            .get_function_configuration()
+            .function_name(&f.name)
+            .set_qualifier(f.qualifier.clone())
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("GetFunctionConfiguration {f}"), e))?;
+        let reserved = conc
+            .reserved_concurrent_executions()
+            .map(|x| x.max(0) as u32);
+        let unreserved = if reserved.is_none() {
+            self.account_unreserved().await?
+        } else {
+            None
+        };
+        let l = Limits {
+            reserved,
+            unreserved,
+            memory_mb: conf.memory_size().map(|m| m.max(0) as u32),
+        };
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(f.clone(), l);
+        Ok(l)
     }
 
-    fn warm(&self, plans: &[WarmPlan]) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
-        async move {
-            let mut set = tokio::task::JoinSet::new();
-            for (i, plan) in plans.iter().cloned().enumerate() {
-                let me = self.clone();
-                set.spawn(async move { (i, me.warm_one(&plan).await) });
-            }
-            let mut out: Vec<Option<Result<WarmReport, PortError>>> = (0..plans.len()).map(|_| None).collect();
-            while let Some(r) = set.join_next().await {
-                if let Ok((i, rep)) = r {
-                    out[i] = Some(rep);
-                }
-            }
-            out.into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(PortError::new(ErrorKind::Unavailable, "warm task failed"))))
-                .collect()
+    async fn warm(&self, plans: &[WarmPlan]) -> Vec<Result<WarmReport, PortError>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, plan) in plans.iter().cloned().enumerate() {
+            let me = self.clone();
+            set.spawn(async move { (i, me.warm_one(&plan).await) });
         }
+        let mut out: Vec<Option<Result<WarmReport, PortError>>> =
+            (0..plans.len()).map(|_| None).collect();
+        while let Some(r) = set.join_next().await {
+            if let Ok((i, rep)) = r {
+                out[i] = Some(rep);
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(PortError::new(ErrorKind::Unavailable, "warm task failed")))
+            })
+            .collect()
     }
 }

@@ -32,7 +32,11 @@ pub struct AwsPorts {
 
 impl AwsPorts {
     /// Builds every client once from a shared configuration.
-    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>, warmer: WarmerConfig) -> AwsPorts {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        warmer: WarmerConfig,
+    ) -> AwsPorts {
         AwsPorts {
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table),
             metrics: CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(sdk)),
@@ -43,7 +47,9 @@ impl AwsPorts {
 
 /// Loads the standard AWS configuration from the environment.
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
 }
 
 /// Maps any SDK error to a port error: `what` names the call and resource.
@@ -75,7 +81,10 @@ pub(crate) fn kind_of(code: Option<&str>, status: u16) -> ErrorKind {
         | "ProvisionedThroughputExceededException"
         | "RequestLimitExceeded"
         | "LimitExceededException" => ErrorKind::Throttled,
-        "ServiceUnavailable" | "InternalServerError" | "InternalFailure" | "ServiceException"
+        "ServiceUnavailable"
+        | "InternalServerError"
+        | "InternalFailure"
+        | "ServiceException"
         | "InternalServiceError" => ErrorKind::Unavailable,
         _ if status == 429 => ErrorKind::Throttled,
         _ if status >= 500 => ErrorKind::Unavailable,
@@ -90,10 +99,22 @@ mod tests {
 
     #[test]
     fn service_codes_map_to_kinds() {
-        assert_eq!(kind_of(Some("ConditionalCheckFailedException"), 400), ErrorKind::Conflict);
-        assert_eq!(kind_of(Some("ResourceNotFoundException"), 400), ErrorKind::NotFound);
-        assert_eq!(kind_of(Some("TooManyRequestsException"), 429), ErrorKind::Throttled);
-        assert_eq!(kind_of(Some("AccessDeniedException"), 400), ErrorKind::Invalid);
+        assert_eq!(
+            kind_of(Some("ConditionalCheckFailedException"), 400),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind_of(Some("ResourceNotFoundException"), 400),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_of(Some("TooManyRequestsException"), 429),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            kind_of(Some("AccessDeniedException"), 400),
+            ErrorKind::Invalid
+        );
         assert_eq!(kind_of(None, 503), ErrorKind::Unavailable);
         assert_eq!(kind_of(None, 429), ErrorKind::Throttled);
     }

@@ -12,8 +12,14 @@ use forewarm::controller::{self, ControllerConfig};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
-async fn handler(event: LambdaEvent<Value>, ports: &AwsPorts, cfg: &ControllerConfig) -> Result<Value, Error> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+async fn handler(
+    event: LambdaEvent<Value>,
+    ports: &AwsPorts,
+    cfg: &ControllerConfig,
+) -> Result<Value, Error> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let tick = cfg.tick(event.context.request_id.clone(), false);
     let report = controller::run(ports, &tick, now_ms).await;
     for line in controller::emf_lines(&report, now_ms, |_| None) {
@@ -27,7 +33,11 @@ async fn handler(event: LambdaEvent<Value>, ports: &AwsPorts, cfg: &ControllerCo
     let problems: Vec<Value> = report
         .functions
         .iter()
-        .filter_map(|f| f.note.as_ref().map(|n| json!({"function": f.function, "note": n})))
+        .filter_map(|f| {
+            f.note
+                .as_ref()
+                .map(|n| json!({"function": f.function, "note": n}))
+        })
         .collect();
     Ok(json!({
         "functions": report.functions.len(),
@@ -52,5 +62,8 @@ async fn main() -> Result<(), Error> {
     let sdk = forewarm::aws::load_config().await;
     let ports = AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer);
     let (ports, cfg) = (&ports, &cfg);
-    lambda_runtime::run(service_fn(move |ev| async move { handler(ev, ports, cfg).await })).await
+    lambda_runtime::run(service_fn(move |ev| async move {
+        handler(ev, ports, cfg).await
+    }))
+    .await
 }

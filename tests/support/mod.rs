@@ -125,7 +125,11 @@ pub fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python");
-    if venv.exists() { venv } else { PathBuf::from("python3") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }
 
 /// moto (DynamoDB, CloudWatch behind a CBOR front door, the Lambda control
@@ -147,7 +151,8 @@ impl Moto {
         let log = log_dir.join(format!("moto-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(python());
-        cmd.arg(manifest_dir.join("tests/support/moto_cbor.py")).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        cmd.arg(manifest_dir.join("tests/support/moto_cbor.py"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
         if let Some(u) = invoke_upstream {
             cmd.args(["--invoke-upstream", u]);
         }
@@ -156,15 +161,29 @@ impl Moto {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start moto ({e}); run the tests with scripts/test, which installs it"));
-        let mut moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}"), log };
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto ({e}); run the tests with scripts/test, which installs it"
+                )
+            });
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let until = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto exited with {status}:\n{}", std::fs::read_to_string(&moto.log).unwrap_or_default());
+                panic!(
+                    "moto exited with {status}:\n{}",
+                    std::fs::read_to_string(&moto.log).unwrap_or_default()
+                );
             }
-            assert!(Instant::now() < until, "moto did not open port {port} within 60 s");
+            assert!(
+                Instant::now() < until,
+                "moto did not open port {port} within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         moto
@@ -190,10 +209,21 @@ lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=role, Han
 lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
 "##;
         let out = Command::new(python())
-            .args(["-c", script, &self.endpoint, name, &memory_mb.to_string(), &reserved.to_string()])
+            .args([
+                "-c",
+                script,
+                &self.endpoint,
+                name,
+                &memory_mb.to_string(),
+                &reserved.to_string(),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "create_function: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "create_function: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// An SDK configuration pointing every client at this moto.
@@ -201,7 +231,9 @@ lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=res
         use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_lambda::config::Credentials::new("test", "test", None, None, "static"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "test", "test", None, None, "static",
+            ))
             .endpoint_url(&self.endpoint)
             .retry_config(RetryConfig::disabled())
             .load()
