@@ -60,7 +60,18 @@ where
     let kind = match &err {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            kind_of(se.err().code(), status)
+            // The code from the response metadata, else the modeled error's
+            // name (its variant, e.g. `TooManyRequestsException(..)`), which
+            // is the same code.
+            let debug;
+            let code = match se.err().code() {
+                Some(c) => Some(c),
+                None => {
+                    debug = format!("{:?}", se.err());
+                    debug.split(['(', ' ', '{']).next()
+                }
+            };
+            kind_of(code, status)
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ErrorKind::Unavailable
