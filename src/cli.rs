@@ -75,7 +75,8 @@ pub struct SynthArgs {
 pub struct SimulateArgs {
     /// A scenario file; default: the bundled simulations/default.toml.
     pub scenario: Option<PathBuf>,
-    /// Azure Functions 2019 invocations CSV (replaces the scenario's traces); several are consecutive days.
+    /// Azure Functions 2019 invocations CSV (replaces the scenario's traces; several are consecutive
+    /// days), or Azure 2021 per-invocation CSVs (told apart by their header).
     #[arg(long = "trace")]
     pub traces: Vec<PathBuf>,
     /// Play the trace N times; the report covers the plays after the first.
@@ -213,7 +214,7 @@ fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
         bail!("--repeat must be at least 1");
     }
     let policy = load_policy(args.policy_file.as_ref())?;
-    let trace = crate::trace::read_azure2019(&args.traces)?.repeated(args.repeat);
+    let trace = crate::trace::read_any(&args.traces)?.repeated(args.repeat);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.csv {

@@ -78,7 +78,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     let ttl = args.ttl.as_deref().map(parse_ttl).transpose()?;
     let model = scenario::model_for(args.model.as_deref().unwrap_or(&sc.model), ttl)?;
-    let trace = crate::trace::read_azure2019(&traces)?.repeated(repeat);
+    let trace = crate::trace::read_any(&traces)?.repeated(repeat);
     let timeline_function = match &args.function {
         Some(id) => Some(
             trace

@@ -10,6 +10,7 @@
 //! | `FOREWARM_METRICS_EVERY_MINUTES` | 15 | minutes of new data per metrics read |
 //! | `FOREWARM_LEASE_SECONDS` | 50 | how long a run owns a function (below the schedule's minute) |
 //! | `FOREWARM_TIMEOUT_MARGIN_MS` | 5000 | time allowed beyond a ping's hold |
+//! | `FOREWARM_EMF_PER_FUNCTION` | `false` | per-function decision metrics (custom metrics cost) |
 
 use serde_json::json;
 
@@ -27,6 +28,8 @@ pub struct ControllerConfig {
     pub metrics_every_minutes: u64,
     /// Lease length, ms.
     pub lease_ms: u64,
+    /// Whether decision metrics carry a `FunctionName` dimension.
+    pub emf_per_function: bool,
 }
 
 /// A bad configuration value.
@@ -72,6 +75,17 @@ impl ControllerConfig {
             },
             metrics_every_minutes: num("FOREWARM_METRICS_EVERY_MINUTES", 15)?,
             lease_ms: num("FOREWARM_LEASE_SECONDS", 50)? * 1_000,
+            emf_per_function: match get("FOREWARM_EMF_PER_FUNCTION").as_deref().map(str::trim) {
+                None | Some("") | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "FOREWARM_EMF_PER_FUNCTION",
+                        value: other.to_string(),
+                        expected: "true or false",
+                    });
+                }
+            },
         })
     }
 
@@ -104,11 +118,24 @@ const GB_SECOND_USD: f64 = 0.000_016_666_7;
 
 /// One Embedded Metric Format line per function with a decision: what the
 /// controller forecast and did, for dashboards and alarms.
+///
+/// The metrics are aggregated over all functions (no dimension) unless
+/// `per_function`: each metric with a `FunctionName` dimension is a custom
+/// metric billed monthly (about $0.30 each), so seven per function would cost
+/// more than the warming itself for most fleets. The line still carries the
+/// function's name as a property, so CloudWatch Logs Insights can break the
+/// figures down per function for free.
 pub fn emf_lines(
     report: &TickReport,
     now_ms: u64,
+    per_function: bool,
     memory_mb: impl Fn(&str) -> Option<u32>,
 ) -> Vec<String> {
+    let dimensions = if per_function {
+        json!([["FunctionName"]])
+    } else {
+        json!([[]])
+    };
     report
         .functions
         .iter()
@@ -124,7 +151,7 @@ pub fn emf_lines(
                         "Timestamp": now_ms,
                         "CloudWatchMetrics": [{
                             "Namespace": "Forewarm",
-                            "Dimensions": [["FunctionName"]],
+                            "Dimensions": dimensions,
                             "Metrics": [
                                 {"Name": "Forecast", "Unit": "Count"},
                                 {"Name": "Warmed", "Unit": "Count"},
@@ -156,6 +183,49 @@ pub fn emf_lines(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn decision_metrics_are_aggregated_unless_asked() {
+        use crate::decision::{Action, Decision, Reason};
+        use crate::tick::FunctionOutcome;
+        let d = Decision {
+            action: Action::Warm {
+                n: 3,
+                delay_ms: 200,
+            },
+            reason: Reason::Due,
+            forecast: 2.5,
+            raw_target: 3,
+            target: 3,
+            capped_by: None,
+            margin: 0.0,
+            next_due_ms: 0,
+            next_check_ms: 0,
+        };
+        let report = TickReport {
+            functions: vec![FunctionOutcome {
+                function: "orders".into(),
+                decision: Some(d),
+                warm: None,
+                saved: true,
+                note: None,
+            }],
+            ..TickReport::default()
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&emf_lines(&report, 5, false, |_| None)[0]).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
+        assert_eq!(
+            (v["FunctionName"].as_str(), v["Warmed"].as_u64()),
+            (Some("orders"), Some(3))
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&emf_lines(&report, 5, true, |_| None)[0]).unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName"]])
+        );
+    }
 
     #[test]
     fn configuration_has_defaults_and_clear_errors() {

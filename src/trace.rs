@@ -172,6 +172,31 @@ fn csv_error(path: &Path, e: csv::Error) -> TraceError {
     }
 }
 
+/// Reads workload files of either format, told apart by their header: Azure
+/// 2021 per-invocation files (`app,func,end_timestamp,duration`) are binned
+/// per minute (arrivals are then spread within each minute again, so their
+/// sub-minute timing is not kept); anything else is read as Azure 2019.
+pub fn read_any(paths: &[PathBuf]) -> Result<Trace, TraceError> {
+    let Some(first) = paths.first() else {
+        return Ok(Trace::default());
+    };
+    let mut rdr = reader(first)?;
+    let headers = rdr.headers().map_err(|e| csv_error(first, e))?.clone();
+    if headers.iter().any(|h| h == "end_timestamp") {
+        let mut all = Vec::new();
+        for p in paths {
+            all.extend(read_azure2021(p)?);
+        }
+        all.sort_by(|a, b| {
+            a.start_ms
+                .cmp(&b.start_ms)
+                .then_with(|| a.function.cmp(&b.function))
+        });
+        return Ok(bin_invocations(&all));
+    }
+    read_azure2019(paths)
+}
+
 /// Reads Azure Functions 2019 invocation files (consecutive days) and the
 /// durations and memory files beside the first one.
 pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
@@ -539,6 +564,11 @@ mod tests {
         let t = bin_invocations(&inv);
         assert_eq!(t.functions.len(), 2);
         assert_eq!(t.functions[0].active, vec![(0, 1), (2, 1)]);
+        assert_eq!(
+            read_any(std::slice::from_ref(&p)).unwrap(),
+            t,
+            "told apart by its header"
+        );
         let bad = write(&d, "b.csv", "app,func,end_timestamp,duration\na,f,-1,0.5\n");
         assert!(
             read_azure2021(&bad)

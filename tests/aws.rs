@@ -304,7 +304,7 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn warming_an_unknown_function_says_so() {
+async fn an_unknown_function_or_table_is_named_in_the_error() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1, "fw-unknown").await;
     let out = stack
@@ -314,4 +314,17 @@ async fn warming_an_unknown_function_says_so() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-function"), "{err}");
+
+    // A missing table stops the tick with a message that names it.
+    let out = stack
+        .forewarm(&["tick"])
+        .env("FOREWARM_TABLE", "no-such-table")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read policies") && err.contains("no-such-table"),
+        "{err}"
+    );
 }

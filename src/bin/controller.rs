@@ -22,7 +22,7 @@ async fn handler(
         .map_or(0, |d| d.as_millis() as u64);
     let tick = cfg.tick(event.context.request_id.clone(), false);
     let report = controller::run(ports, &tick, now_ms).await;
-    for line in controller::emf_lines(&report, now_ms, |_| None) {
+    for line in controller::emf_lines(&report, now_ms, cfg.emf_per_function, |_| None) {
         println!("{line}");
     }
     if let Some(e) = report.error {
