@@ -52,6 +52,31 @@ async fn fan_out(client: &aws_sdk_lambda::Client, n: u32, delay_ms: u64) -> Vec<
     reports
 }
 
+/// Like [`fan_out`], but the pings start `gap_ms` apart.
+async fn fan_out_spaced(
+    client: &aws_sdk_lambda::Client,
+    n: u32,
+    delay_ms: u64,
+    gap_ms: u64,
+) -> Vec<SandboxReport> {
+    let mut set = tokio::task::JoinSet::new();
+    for seq in 0..n {
+        let client = client.clone();
+        let ping = serde_json::to_value(Ping::new("spaced", seq, n, delay_ms)).unwrap();
+        set.spawn(async move { invoke(&client, &ping).await });
+        tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+    }
+    let mut reports = Vec::new();
+    while let Some(bytes) = set.join_next().await {
+        reports.push(
+            parse_reply(&bytes.unwrap())
+                .expect("a forewarm reply")
+                .expect("with identity"),
+        );
+    }
+    reports
+}
+
 fn distinct(reports: &[SandboxReport]) -> usize {
     reports
         .iter()
@@ -96,12 +121,25 @@ async fn pings_without_a_hold_collapse_onto_fewer_sandboxes() {
     const K: u32 = 4;
     let watch = LambdaWatch::start(K as usize);
     let client = lambda_client(&watch.endpoint);
+    // One sandbox up and idle.
+    fan_out(&client, 1, 0).await;
 
-    let reports = fan_out(&client, K, 0).await;
-    assert_eq!(reports.len(), K as usize);
+    // A fan-out whose pings start 50 ms apart: with no hold, each ping is
+    // done before the next arrives and finds the same idle sandbox, which is
+    // what happens to any warmer whose start spread exceeds its sleep.
+    let spread = fan_out_spaced(&client, K, 0, 50).await;
     assert!(
-        distinct(&reports) < K as usize,
-        "delay 0 should not overlap on a cold pool: {reports:?}"
+        distinct(&spread) < K as usize,
+        "no hold should collapse: {spread:?}"
+    );
+
+    // The same fan-out holding longer than its spread reaches K sandboxes.
+    let held = fan_out_spaced(&client, K, 4_000, 50).await;
+    assert_eq!(
+        distinct(&held),
+        K as usize,
+        "held: {held:?}\n{}",
+        watch.log_text()
     );
 }
 
