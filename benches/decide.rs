@@ -193,14 +193,9 @@ impl Warmer for Fleet {
             plans
                 .iter()
                 .map(|p| {
-                    Ok(WarmReport {
-                        requested: p.n,
-                        delay_ms: p.delay_ms,
-                        sent_at_ms: p.at_ms,
-                        pings: (0..p.n)
-                            .map(|i| PingOutcome::answered(format!("sb-{i}"), false, p.at_ms))
-                            .collect(),
-                    })
+                    Ok(WarmReport::every_ping_distinct(
+                        p.n, p.delay_ms, p.at_ms, "sb-", 0,
+                    ))
                 })
                 .collect(),
         )

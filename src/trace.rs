@@ -142,6 +142,29 @@ fn malformed(
     }
 }
 
+/// An open CSV file and its header, for column lookups that name the file.
+struct Csv<'a> {
+    path: &'a Path,
+    rdr: csv::Reader<std::fs::File>,
+    headers: csv::StringRecord,
+}
+
+impl<'a> Csv<'a> {
+    fn open(path: &'a Path) -> Result<Csv<'a>, TraceError> {
+        let mut rdr = reader(path)?;
+        let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
+        Ok(Csv { path, rdr, headers })
+    }
+
+    /// The index of a named column, or an error naming the file and column.
+    fn col(&self, name: &str) -> Result<usize, TraceError> {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| malformed(self.path, 1, name, "column missing"))
+    }
+}
+
 fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, TraceError> {
     let file = std::fs::File::open(path).map_err(|source| TraceError::Io {
         file: path.to_path_buf(),
@@ -180,9 +203,7 @@ pub fn read_any(paths: &[PathBuf]) -> Result<Trace, TraceError> {
     let Some(first) = paths.first() else {
         return Ok(Trace::default());
     };
-    let mut rdr = reader(first)?;
-    let headers = rdr.headers().map_err(|e| csv_error(first, e))?.clone();
-    if headers.iter().any(|h| h == "end_timestamp") {
+    if Csv::open(first)?.col("end_timestamp").is_ok() {
         let mut all = Vec::new();
         for p in paths {
             all.extend(read_azure2021(p)?);
@@ -334,17 +355,10 @@ fn read_invocations(
 
 /// Reads `key -> value` from a CSV with those two named columns.
 fn read_keyed(path: &Path, key: &str, value: &str) -> Result<Vec<(String, f64)>, TraceError> {
-    let mut rdr = reader(path)?;
-    let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| malformed(path, 1, name, "column missing"))
-    };
-    let (k, v) = (col(key)?, col(value)?);
+    let mut csv = Csv::open(path)?;
+    let (k, v) = (csv.col(key)?, csv.col(value)?);
     let mut out = Vec::new();
-    for rec in rdr.records() {
+    for rec in csv.rdr.records() {
         let rec = rec.map_err(|e| csv_error(path, e))?;
         let line = rec.position().map_or(0, |p| p.line());
         let cell = rec.get(v).unwrap_or("").trim();
@@ -379,22 +393,15 @@ pub struct Invocation {
 /// Reads the Azure 2021 per-invocation trace (`app,func,end_timestamp,duration`,
 /// seconds), sorted by start.
 pub fn read_azure2021(path: &Path) -> Result<Vec<Invocation>, TraceError> {
-    let mut rdr = reader(path)?;
-    let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| malformed(path, 1, name, "column missing"))
-    };
+    let mut csv = Csv::open(path)?;
     let (app, func, end, dur) = (
-        col("app")?,
-        col("func")?,
-        col("end_timestamp")?,
-        col("duration")?,
+        csv.col("app")?,
+        csv.col("func")?,
+        csv.col("end_timestamp")?,
+        csv.col("duration")?,
     );
     let mut out = Vec::new();
-    for rec in rdr.records() {
+    for rec in csv.rdr.records() {
         let rec = rec.map_err(|e| csv_error(path, e))?;
         let line = rec.position().map_or(0, |p| p.line());
         let num = |c: usize, name: &str| {

@@ -7,6 +7,14 @@ fn forewarm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_forewarm"))
 }
 
+/// Runs `forewarm ARGS`, expecting success; returns stdout and stderr.
+fn ok(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (String::from_utf8(out.stdout).unwrap(), err)
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("forewarm-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -41,17 +49,9 @@ fn small_trace(dir: &std::path::Path) -> PathBuf {
 fn forecast_prints_one_row_per_function_and_window() {
     let dir = tmp("forecast");
     let trace = small_trace(&dir);
-    let out = forewarm()
+    let (text, err) = ok(forewarm()
         .args(["forecast", "--csv", "--window", "10m", "--trace"])
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+        .arg(&trace));
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows[0], "function,window_start_min,forecast,realized_peak");
     assert_eq!(rows.len(), 1 + 2 * 3, "{text}");
@@ -61,7 +61,7 @@ fn forecast_prints_one_row_per_function_and_window() {
     assert_eq!(last_busy[..2], ["busy", "20"]);
     assert!(last_busy[2].parse::<u32>().unwrap() >= 4);
     assert!(rows[4..].iter().all(|r| r.ends_with(",0,0")));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("quantile 0.95"));
+    assert!(err.contains("quantile 0.95"));
 }
 
 #[test]
@@ -108,20 +108,14 @@ fn forecast_rejects_bad_input_with_file_line_and_field() {
 fn simulate_prints_the_report_keys_as_json() {
     let dir = tmp("simulate");
     let trace = small_trace(&dir);
-    let out = forewarm()
-        .args([
-            "simulate", "--repeat", "2", "--policy", "none", "--policy", "forewarm", "--policy",
-            "oracle", "--json", "--trace",
-        ])
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [
+        "simulate", "--repeat", "2", "--policy", "none", "--policy", "forewarm",
+    ];
+    let (json, _) = ok(forewarm()
+        .args(args)
+        .args(["--policy", "oracle", "--json", "--trace"])
+        .arg(&trace));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["functions"], 2);
     assert_eq!(
         v["sim_seconds"], 1_800.0,
@@ -142,7 +136,7 @@ fn simulate_writes_timelines_and_plots() {
     let dir = tmp("simulate-out");
     let trace = small_trace(&dir);
     let out_dir = dir.join("out");
-    let out = forewarm()
+    ok(forewarm()
         .args([
             "simulate",
             "--policy",
@@ -153,14 +147,7 @@ fn simulate_writes_timelines_and_plots() {
         ])
         .arg(&trace)
         .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&out_dir));
     for f in [
         "report.json",
         "fleet-timeline.csv",

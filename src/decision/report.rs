@@ -77,6 +77,30 @@ pub struct WarmReport {
     pub pings: Vec<PingOutcome>,
 }
 
+impl WarmReport {
+    /// A warm in which every ping found its own sandbox (`{prefix}{i}`),
+    /// pings starting `gap_ms` apart: the report of a healthy fan-out, for
+    /// fakes and benchmarks.
+    pub fn every_ping_distinct(
+        n: u32,
+        delay_ms: u32,
+        at_ms: u64,
+        prefix: &str,
+        gap_ms: u64,
+    ) -> WarmReport {
+        WarmReport {
+            requested: n,
+            delay_ms,
+            sent_at_ms: at_ms,
+            pings: (0..n)
+                .map(|i| {
+                    PingOutcome::answered(format!("{prefix}{i}"), false, at_ms + gap_ms * i as u64)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The figures people and the learners look at, small enough for the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ReportSummary {

@@ -108,7 +108,7 @@ impl Loop {
             apply_report(
                 &self.policy,
                 &mut self.state,
-                &WarmReport::distinct(n, delay_ms, self.now),
+                &WarmReport::every_ping_distinct(n, delay_ms, self.now, "sb-", 10),
                 self.now,
             );
         }
@@ -128,20 +128,6 @@ impl Loop {
 
     fn last_day(&self) -> &[Decision] {
         &self.decisions[self.decisions.len().saturating_sub(DAY as usize)..]
-    }
-}
-
-impl WarmReport {
-    /// A warm in which every ping found its own sandbox, 10 ms apart.
-    fn distinct(n: u32, delay_ms: u32, at_ms: u64) -> Self {
-        WarmReport {
-            requested: n,
-            delay_ms,
-            sent_at_ms: at_ms,
-            pings: (0..n)
-                .map(|i| PingOutcome::answered(format!("sb-{i}"), false, at_ms + 10 * i as u64))
-                .collect(),
-        }
     }
 }
 
@@ -316,7 +302,7 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
     let Action::Warm { n, delay_ms } = d.action else {
         panic!("{d:?}")
     };
-    let mut report = WarmReport::distinct(n, delay_ms, now);
+    let mut report = WarmReport::every_ping_distinct(n, delay_ms, now, "sb-", 10);
     for (i, p) in report.pings.iter_mut().enumerate() {
         p.instance = Some(format!("sb-{}", i % 3)); // all on three sandboxes
         p.started_ms = Some(now + 40 * i as u64);
@@ -390,7 +376,7 @@ proptest! {
             if let Action::Warm { n, delay_ms } = d.action {
                 prop_assert!(n > 0 && n == d.target);
                 prop_assert!((policy.delay_ms_min..=policy.delay_ms_max).contains(&delay_ms));
-                apply_report(&policy, &mut state, &WarmReport::distinct(n, delay_ms, now), now);
+                apply_report(&policy, &mut state, &WarmReport::every_ping_distinct(n, delay_ms, now, "sb-", 10), now);
             }
             prop_assert!(state.forecaster.recent.is_finite() && state.forecaster.heat.is_finite());
             prop_assert!(serde_json::to_string(&state).is_ok());

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::decision::policy::{PolicyDoc, Scalar};
-use crate::decision::{MinuteMetrics, PingOutcome, Reason, WarmReport};
+use crate::decision::{MinuteMetrics, Reason, WarmReport};
 use crate::ports::PortError;
 use crate::ports::memory::MemoryStore;
 
@@ -93,20 +93,10 @@ impl Warmer for Lambda {
             plans
                 .iter()
                 .map(|p| {
-                    Ok(WarmReport {
-                        requested: p.n,
-                        delay_ms: p.delay_ms,
-                        sent_at_ms: p.at_ms,
-                        pings: (0..p.n)
-                            .map(|i| {
-                                PingOutcome::answered(
-                                    format!("{}-{i}", p.function),
-                                    true,
-                                    p.at_ms + i as u64,
-                                )
-                            })
-                            .collect(),
-                    })
+                    let prefix = format!("{}-", p.function);
+                    Ok(WarmReport::every_ping_distinct(
+                        p.n, p.delay_ms, p.at_ms, &prefix, 1,
+                    ))
                 })
                 .collect(),
         )
