@@ -368,10 +368,17 @@ pub fn decide(
     // CloudWatch reads and a state write, so nothing is looked at every tick.
     let cadence = if idle { IDLE_CHECK_MS } else { ACTIVE_CHECK_MS };
     let boundary = (now_ms / cadence + 1) * cadence;
-    d.next_check_ms = if policy.mode == Mode::Observe {
+    let due_at = state.next_due_ms.max(now_ms + 1);
+    d.next_check_ms = if policy.mode == Mode::Observe || idle {
+        // An idle function has nothing warm to renew when its interval ends.
         boundary
+    } else if due_at <= now_ms + ACTIVE_CHECK_MS {
+        // A warm falls due within a window: look then, not also at the
+        // boundary before it (the last warm's target already covered the
+        // windows up to its due time).
+        due_at
     } else {
-        boundary.min(state.next_due_ms.max(now_ms + 1))
+        boundary.min(due_at)
     };
     state.next_check_ms = d.next_check_ms;
     state.decisions.push(DecisionRecord {
@@ -438,6 +445,12 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
     }
     .max(end.saturating_sub(MAX_BACKFILL_MINUTES));
     if first >= end {
+        // Nothing new, or a new function with no datapoint at all: every
+        // minute read was idle. Moving the watermark keeps the next read to
+        // the minutes after it, instead of the whole history again.
+        if end > 0 && state.watermark_minute.is_none_or(|w| w < end - 1) {
+            state.watermark_minute = Some(end - 1);
+        }
         return;
     }
     let mut points = obs
@@ -550,3 +563,41 @@ pub fn warm_failed(state: &mut FunctionState, at_ms: u64) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod watermark_tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_function_rests_for_half_an_hour() {
+        let policy = Policy::default();
+        let mut state = FunctionState::new(&policy);
+        let now = 1_000 * 60_000;
+        let obs = Observation {
+            complete_until_minute: 998,
+            metrics: MetricsStatus::Fresh,
+            ..Default::default()
+        };
+        let d = decide(&policy, &mut state, &obs, now);
+        assert_eq!(d.reason, Reason::NothingForecast);
+        assert_eq!(d.next_check_ms, (now / IDLE_CHECK_MS + 1) * IDLE_CHECK_MS);
+    }
+
+    #[test]
+    fn an_idle_new_function_moves_its_watermark() {
+        let policy = Policy::default();
+        let mut state = FunctionState::new(&policy);
+        let obs = Observation {
+            minutes: vec![],
+            complete_until_minute: 1_000,
+            metrics: MetricsStatus::Fresh,
+            ..Default::default()
+        };
+        let _ = decide(&policy, &mut state, &obs, 1_002 * 60_000);
+        assert_eq!(
+            state.watermark_minute,
+            Some(999),
+            "the next read starts after the idle minutes"
+        );
+    }
+}
