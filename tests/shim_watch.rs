@@ -2,9 +2,17 @@
 //!
 //! `demo-target` (a bin of this crate, built with `forewarm::shim::warm`) runs
 //! under `cargo lambda watch`, which starts one OS process per sandbox, up to
-//! `--concurrency`. These are the scenarios behind the delay tuner: pings that
-//! hold their sandbox long enough land on distinct sandboxes; pings that do not
-//! hold collapse onto the first sandbox that is ready.
+//! `--concurrency`: pings that hold their sandbox long enough land on distinct
+//! sandboxes, cold or warm.
+//!
+//! The other half of the story, that pings which do not hold collapse onto
+//! fewer sandboxes, is not asserted here: the emulator hands queued invokes
+//! to its idle instances in turn (a FIFO of waiting pollers), so even pings
+//! that hold nothing spread over idle instances, unlike Lambda, and whether
+//! they do on a cold pool depends on how fast instance processes start. The
+//! simulator's platform (newest idle sandbox first) shows it deterministically
+//! (`sim::platform` tests), and the AWS tests show the delay tuner raising a
+//! too-short hold until N pings reach N sandboxes here.
 #![cfg(all(feature = "shim", feature = "aws"))]
 
 mod support;
@@ -52,31 +60,6 @@ async fn fan_out(client: &aws_sdk_lambda::Client, n: u32, delay_ms: u64) -> Vec<
     reports
 }
 
-/// Like [`fan_out`], but the pings start `gap_ms` apart.
-async fn fan_out_spaced(
-    client: &aws_sdk_lambda::Client,
-    n: u32,
-    delay_ms: u64,
-    gap_ms: u64,
-) -> Vec<SandboxReport> {
-    let mut set = tokio::task::JoinSet::new();
-    for seq in 0..n {
-        let client = client.clone();
-        let ping = serde_json::to_value(Ping::new("spaced", seq, n, delay_ms)).unwrap();
-        set.spawn(async move { invoke(&client, &ping).await });
-        tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
-    }
-    let mut reports = Vec::new();
-    while let Some(bytes) = set.join_next().await {
-        reports.push(
-            parse_reply(&bytes.unwrap())
-                .expect("a forewarm reply")
-                .expect("with identity"),
-        );
-    }
-    reports
-}
-
 fn distinct(reports: &[SandboxReport]) -> usize {
     reports
         .iter()
@@ -113,34 +96,6 @@ async fn pings_held_long_enough_reach_k_distinct_sandboxes() {
     let before: BTreeSet<_> = first.iter().map(|r| &r.instance).collect();
     let after: BTreeSet<_> = second.iter().map(|r| &r.instance).collect();
     assert_eq!(before, after, "the same sandboxes answered again");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn pings_without_a_hold_collapse_onto_fewer_sandboxes() {
-    let _serial = SERIAL.lock().await;
-    const K: u32 = 4;
-    let watch = LambdaWatch::start(K as usize);
-    let client = lambda_client(&watch.endpoint);
-    // One sandbox up and idle.
-    fan_out(&client, 1, 0).await;
-
-    // A fan-out whose pings start 50 ms apart: with no hold, each ping is
-    // done before the next arrives and finds the same idle sandbox, which is
-    // what happens to any warmer whose start spread exceeds its sleep.
-    let spread = fan_out_spaced(&client, K, 0, 50).await;
-    assert!(
-        distinct(&spread) < K as usize,
-        "no hold should collapse: {spread:?}"
-    );
-
-    // The same fan-out holding longer than its spread reaches K sandboxes.
-    let held = fan_out_spaced(&client, K, 4_000, 50).await;
-    assert_eq!(
-        distinct(&held),
-        K as usize,
-        "held: {held:?}\n{}",
-        watch.log_text()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -572,6 +572,32 @@ mod tests {
     }
 
     #[test]
+    fn pings_without_a_hold_collapse_and_held_pings_spread() {
+        // Four idle sandboxes; a fan-out of four pings 2 ms apart.
+        let mut f = FnSim::new(&model(600.0, 0.0), setup(), 1);
+        for i in 0..4 {
+            f.ping(i, 10_000);
+        }
+        f.advance(20_000);
+        let reached = |f: &mut FnSim, t0: u64, hold: u64| {
+            let mut ids: Vec<u32> = (0..4)
+                .map(|i| match f.ping(t0 + 2 * i, hold) {
+                    PingResult::Reached { id, .. } => id,
+                    PingResult::Throttled => panic!("throttled"),
+                })
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        // No hold: each ping is done before the next arrives and takes the
+        // sandbox just freed.
+        assert_eq!(reached(&mut f, 30_000, 0), 1);
+        // A hold longer than the 6 ms spread: four sandboxes.
+        assert_eq!(reached(&mut f, 40_000, 10), 4);
+    }
+
+    #[test]
     fn limits_and_the_scaling_rate_throttle() {
         let mut s = setup();
         s.limit = 2;
