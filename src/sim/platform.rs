@@ -472,8 +472,16 @@ impl FnSim {
     /// `from..until` (CloudWatch's view: minutes with no datapoint are absent).
     pub fn metrics(&mut self, from: u64, until: u64) -> Vec<MinuteMetrics> {
         self.advance(until * 60_000);
-        let start = self.history.partition_point(|m| m.minute < from);
-        let end = self.history.partition_point(|m| m.minute < until);
+        // Reads ask for the latest minutes: walk back from the end rather than
+        // search the whole day kept.
+        let mut end = self.history.len();
+        while end > 0 && self.history[end - 1].minute >= until {
+            end -= 1;
+        }
+        let mut start = end;
+        while start > 0 && self.history[start - 1].minute >= from {
+            start -= 1;
+        }
         self.history.range(start..end).copied().collect()
     }
 
