@@ -210,8 +210,7 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
     let s = report.summary();
     // Cost at Lambda's on-demand prices for a 128 MB function (memory is not
     // read here); scale by memory/128 for bigger ones.
-    let cost =
-        s.requested as f64 * (0.000_000_2 + 0.125 * delay_ms as f64 / 1_000.0 * 0.000_016_666_7);
+    let cost = controller::ping_cost_usd(s.requested, 128, delay_ms);
     if args.json {
         println!(
             "{}",

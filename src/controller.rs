@@ -116,6 +116,13 @@ pub async fn run(ports: &AwsPorts, cfg: &TickConfig, now_ms: u64) -> TickReport 
 const REQUEST_USD: f64 = 0.000_000_2;
 const GB_SECOND_USD: f64 = 0.000_016_666_7;
 
+/// What `pings` pings holding `delay_ms` each cost on a function of
+/// `memory_mb`, at on-demand prices.
+pub fn ping_cost_usd(pings: u32, memory_mb: u32, delay_ms: u32) -> f64 {
+    let gb = memory_mb as f64 / 1_024.0;
+    pings as f64 * (REQUEST_USD + gb * delay_ms as f64 / 1_000.0 * GB_SECOND_USD)
+}
+
 /// One Embedded Metric Format line per function with a decision: what the
 /// controller forecast and did, for dashboards and alarms.
 ///
@@ -142,9 +149,11 @@ pub fn emf_lines(
         .filter_map(|f| {
             let d = f.decision?;
             let w = f.warm.unwrap_or_default();
-            let gb = memory_mb(&f.function).unwrap_or(128) as f64 / 1_024.0;
-            let cost = w.requested as f64
-                * (REQUEST_USD + gb * w.delay_ms as f64 / 1_000.0 * GB_SECOND_USD);
+            let cost = ping_cost_usd(
+                w.requested,
+                memory_mb(&f.function).unwrap_or(128),
+                w.delay_ms,
+            );
             Some(
                 json!({
                     "_aws": {

@@ -460,7 +460,7 @@ async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &m
         let w = &mut work[i];
         match r {
             Ok(rep) => {
-                let s = rep.summary();
+                let s = decision::apply_report(&w.policy, &mut w.state, &rep, now_ms);
                 tracing::info!(
                     function = %w.function,
                     requested = s.requested,
@@ -470,7 +470,6 @@ async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &m
                     spread_ms = s.spread_ms,
                     "warmed"
                 );
-                decision::apply_report(&w.policy, &mut w.state, &rep, now_ms);
                 if s.failed > 0 {
                     w.note = Some(format!("{} of {} pings failed", s.failed, s.requested));
                 }

@@ -292,7 +292,7 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
         if s.distinct == N {
             break;
         }
-        delay = tune_delay(&policy, delay, &report).0;
+        delay = tune_delay(&policy, delay, &s).0;
     }
     let (_, distinct, _) = *history.last().unwrap();
     assert_eq!(

@@ -216,18 +216,27 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Reads a policy item.
-    pub async fn get_policy(&self, pk: &str) -> Result<Option<PolicyDoc>, PortError> {
+    /// One item, read consistently; `what` names it in errors.
+    async fn get(&self, pk: &str, sk: &str, what: &str) -> Result<Option<Item>, PortError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(pk, "policy")))
+            .set_key(Some(Self::key(pk, sk)))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| port_error(&format!("get policy {pk}"), e))?;
-        Ok(out.item().map(policy_doc))
+            .map_err(|e| port_error(&format!("{what} {pk}"), e))?;
+        Ok(out.item().cloned())
+    }
+
+    /// Reads a policy item.
+    pub async fn get_policy(&self, pk: &str) -> Result<Option<PolicyDoc>, PortError> {
+        Ok(self
+            .get(pk, "policy", "get policy")
+            .await?
+            .as_ref()
+            .map(policy_doc))
     }
 
     /// Every policy item, by `pk`.
@@ -246,18 +255,11 @@ impl DynamoStore {
     /// Every state item (or one function's).
     pub async fn states(&self, only: Option<&str>) -> Result<Vec<StateItem>, PortError> {
         let items: Vec<Item> = match only {
-            Some(pk) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key(pk, "state")))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| port_error(&format!("get state of {pk}"), e))?;
-                out.item().cloned().into_iter().collect()
-            }
+            Some(pk) => self
+                .get(pk, "state", "get state of")
+                .await?
+                .into_iter()
+                .collect(),
             None => self
                 .scan_all()
                 .await?
@@ -317,16 +319,8 @@ impl StateStore for DynamoStore {
 
     async fn load(&self, f: &FunctionRef) -> Result<Stored, PortError> {
         let pk = f.to_string();
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(&pk, "state")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error(&format!("read state of {pk}"), e))?;
-        Ok(match out.item() {
+        let item = self.get(&pk, "state", "read state of").await?;
+        Ok(match item.as_ref() {
             Some(i) => Stored {
                 state: Self::parse_state(&pk, i),
                 version: get_u64(i, "version").unwrap_or(0),

@@ -535,9 +535,16 @@ fn feedback(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindo
 
 /// Feeds a warm's outcome back into the state: the delay tuner, the
 /// interval learner, the pool size, and the record of the warm itself.
-pub fn apply_report(policy: &Policy, state: &mut FunctionState, report: &WarmReport, now_ms: u64) {
+///
+/// Returns the report's summary, so callers need not sum it up again.
+pub fn apply_report(
+    policy: &Policy,
+    state: &mut FunctionState,
+    report: &WarmReport,
+    now_ms: u64,
+) -> ReportSummary {
     let summary = report.summary();
-    let (delay, _) = report::tune_delay(policy, state.delay_ms, report);
+    let (delay, _) = report::tune_delay(policy, state.delay_ms, &summary);
     state.delay_ms = delay;
     state.survival.learn(report, now_ms);
     if let Some(rec) = state
@@ -553,6 +560,7 @@ pub fn apply_report(policy: &Policy, state: &mut FunctionState, report: &WarmRep
         rec.reached = summary.distinct + summary.anonymous;
     }
     state.last_warm = Some(summary);
+    summary
 }
 
 /// Forgets a warm that never went out (the invoke failed as a whole), so its

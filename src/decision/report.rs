@@ -206,13 +206,9 @@ const SPREAD_SLACK_MS: f64 = 30.0;
 /// starts, so the hold must cover the start spread. The target is the measured
 /// spread plus margin; a collapse (two pings on one sandbox) raises the hold by
 /// half at once, slack lowers it by a fifth per warm, so it settles from above.
-pub fn tune_delay(policy: &Policy, current_ms: u32, report: &WarmReport) -> (u32, DelayChange) {
-    let s = report.summary();
-    let identified = report
-        .pings
-        .iter()
-        .filter(|p| p.failure.is_none() && p.instance.is_some())
-        .count() as u32;
+pub fn tune_delay(policy: &Policy, current_ms: u32, s: &ReportSummary) -> (u32, DelayChange) {
+    // Answered pings that named their sandbox.
+    let identified = s.ok - s.anonymous;
     let clamp = |x: f64| (x.round() as u32).clamp(policy.delay_ms_min, policy.delay_ms_max);
     if identified < 2 || identified * 2 < s.ok {
         return (
@@ -400,18 +396,22 @@ mod tests {
 
     #[test]
     fn a_collapse_raises_the_delay_at_once() {
-        let (d, why) = tune_delay(&Policy::default(), 100, &report(20, 12, 400, 100));
+        let (d, why) = tune_delay(&Policy::default(), 100, &report(20, 12, 400, 100).summary());
         assert_eq!(why, DelayChange::Raised);
         assert!(d >= 530, "covers 1.25 x 400 ms + slack: {d}");
     }
 
     #[test]
     fn slack_lowers_the_delay_gently_toward_the_spread() {
-        let (d, why) = tune_delay(&Policy::default(), 1_000, &report(20, 20, 100, 1_000));
+        let (d, why) = tune_delay(
+            &Policy::default(),
+            1_000,
+            &report(20, 20, 100, 1_000).summary(),
+        );
         assert_eq!((d, why), (800, DelayChange::Lowered));
         let mut cur = 1_000;
         for _ in 0..30 {
-            cur = tune_delay(&Policy::default(), cur, &report(20, 20, 100, cur)).0;
+            cur = tune_delay(&Policy::default(), cur, &report(20, 20, 100, cur).summary()).0;
         }
         assert_eq!(cur, 155, "settles at 1.25 x spread + 30 ms");
     }
@@ -423,8 +423,14 @@ mod tests {
             delay_ms_max: 600,
             ..Policy::default()
         };
-        assert_eq!(tune_delay(&p, 100, &report(10, 10, 0, 100)).0, 200);
-        assert_eq!(tune_delay(&p, 500, &report(10, 3, 2_000, 500)).0, 600);
+        assert_eq!(
+            tune_delay(&p, 100, &report(10, 10, 0, 100).summary()).0,
+            200
+        );
+        assert_eq!(
+            tune_delay(&p, 500, &report(10, 3, 2_000, 500).summary()).0,
+            600
+        );
     }
 
     #[test]
@@ -436,7 +442,7 @@ mod tests {
             pings: vec![PingOutcome::anonymous(); 5],
         };
         assert_eq!(
-            tune_delay(&Policy::default(), 300, &r),
+            tune_delay(&Policy::default(), 300, &r.summary()),
             (300, DelayChange::NoEvidence)
         );
     }
