@@ -1,16 +1,21 @@
-//! Error paths the local stand-ins cannot produce, through SDK-level mocks
-//! (aws-smithy-mocks): throttling storms, 5xx, replies a shim would never
-//! send. And a black-hole endpoint for timeouts.
+//! Error paths `cargo lambda watch` and moto cannot produce. Pings: a
+//! scripted Invoke endpoint on loopback (tests/support/invoke.rs) that
+//! throttles, fails with 5xx, answers errors as Lambda does, or never
+//! answers. DynamoDB and CloudWatch: SDK-level mocks (aws-smithy-mocks).
 #![cfg(feature = "aws")]
 
+#[path = "support/invoke.rs"]
+mod invoke;
+
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Mutex;
+
+use invoke::{InvokeStub, Reply};
 
 use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
-use aws_sdk_lambda::operation::invoke::{InvokeError, InvokeOutput};
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::error::{ResourceNotFoundException, TooManyRequestsException};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
 use forewarm::decision::{FunctionState, PingFailure, Policy};
@@ -37,13 +42,11 @@ fn block<F: Future>(f: F) -> F::Output {
 }
 
 #[test]
-fn a_throttling_storm_marks_every_ping_throttled() {
-    let rule = mock!(aws_sdk_lambda::Client::invoke).then_error(|| {
-        InvokeError::TooManyRequestsException(TooManyRequestsException::builder().build())
-    });
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, &[&rule]);
-    let report =
-        block(LambdaWarmer::new(client, WarmerConfig::default()).warm_one(&plan(5))).unwrap();
+fn a_throttling_storm_is_retried_then_marks_every_ping_throttled() {
+    let stub =
+        InvokeStub::start(|_| Reply::error(429, "TooManyRequestsException", "Rate exceeded"));
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let report = block(warmer.warm_one(&plan(5))).unwrap();
     assert_eq!(report.pings.len(), 5);
     assert!(
         report
@@ -52,33 +55,56 @@ fn a_throttling_storm_marks_every_ping_throttled() {
             .all(|p| p.failure == Some(PingFailure::Throttled))
     );
     assert_eq!(report.summary().failed, 5);
+    assert_eq!(
+        stub.requests(),
+        15,
+        "3 attempts per ping, the SDK's standard"
+    );
+}
+
+#[test]
+fn a_5xx_is_retried_and_the_retry_reaches_the_sandbox() {
+    let failed_once = Mutex::new(HashSet::new());
+    let stub = InvokeStub::start(move |req| {
+        let seq = req.body["forewarm"]["seq"].as_u64().unwrap();
+        if failed_once.lock().unwrap().insert(seq) {
+            Reply::error(500, "ServiceException", "internal error")
+        } else {
+            Reply::shim(&req.body, &format!("sandbox-{seq}"))
+        }
+    });
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let report = block(warmer.warm_one(&plan(4))).unwrap();
+    let s = report.summary();
+    assert_eq!((s.ok, s.distinct, s.failed), (4, 4, 0), "{report:?}");
+    assert_eq!(stub.requests(), 8);
+}
+
+#[test]
+fn with_retries_off_a_5xx_is_one_failed_ping() {
+    let stub = InvokeStub::start(|_| Reply::error(503, "ServiceException", "unavailable"));
+    let warmer = LambdaWarmer::new(
+        invoke::client_without_retries(&stub.endpoint),
+        WarmerConfig::default(),
+    );
+    let report = block(warmer.warm_one(&plan(2))).unwrap();
+    assert_eq!(report.summary().failed, 2);
+    assert_eq!(
+        stub.requests(),
+        2,
+        "RetryConfig::disabled() means one attempt"
+    );
 }
 
 #[test]
 fn function_errors_and_foreign_replies_are_told_apart() {
-    let rule = mock!(aws_sdk_lambda::Client::invoke)
-        .sequence()
-        .output(|| {
-            InvokeOutput::builder()
-                .function_error("Unhandled")
-                .payload(Blob::new("{}"))
-                .build()
-        })
-        .output(|| {
-            InvokeOutput::builder()
-                .payload(Blob::new("<html>not json</html>"))
-                .build()
-        })
-        .output(|| InvokeOutput::builder().payload(Blob::new("null")).build())
-        .build();
-    let client = mock_client!(aws_sdk_lambda, RuleMode::Sequential, &[&rule]);
-    let warmer = LambdaWarmer::new(
-        client,
-        WarmerConfig {
-            max_in_flight: 1,
-            ..WarmerConfig::default()
-        },
-    );
+    let stub = InvokeStub::start(|req| match req.body["forewarm"]["seq"].as_u64() {
+        Some(0) => Reply::ok(r#"{"errorMessage":"boom","errorType":"Error"}"#)
+            .header("X-Amz-Function-Error", "Unhandled"),
+        Some(1) => Reply::ok("<html>not json</html>"),
+        _ => Reply::ok("null"),
+    });
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
     let report = block(warmer.warm_one(&plan(3))).unwrap();
     let mut failures: Vec<Option<PingFailure>> = report.pings.iter().map(|p| p.failure).collect();
     failures.sort_by_key(|f| format!("{f:?}"));
@@ -95,18 +121,94 @@ fn function_errors_and_foreign_replies_are_told_apart() {
         1,
         "null counts as warmed without identity"
     );
+    assert_eq!(stub.requests(), 3, "answers are not retried");
 }
 
 #[test]
 fn an_unknown_function_fails_the_whole_warm_with_not_found() {
-    let rule = mock!(aws_sdk_lambda::Client::invoke).then_error(|| {
-        InvokeError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
+    let stub = InvokeStub::start(|_| {
+        Reply::error(
+            404,
+            "ResourceNotFoundException",
+            "Function not found: arn:aws:lambda:us-east-1:123456789012:function:orders",
+        )
     });
-    let client = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, &[&rule]);
-    let err =
-        block(LambdaWarmer::new(client, WarmerConfig::default()).warm_one(&plan(3))).unwrap_err();
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let err = block(warmer.warm_one(&plan(3))).unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
-    assert!(err.message.contains("orders"), "{}", err.message);
+    assert!(err.message.contains("invoke orders"), "{}", err.message);
+    assert!(
+        err.message.contains("ResourceNotFoundException"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("Function not found"),
+        "{}",
+        err.message
+    );
+    assert_eq!(stub.requests(), 3, "not retried");
+}
+
+#[test]
+fn a_reply_too_large_for_a_shim_is_not_read_to_the_end() {
+    let stub = InvokeStub::start(|_| Reply::ok(format!("\"{}\"", "x".repeat(1 << 20))));
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let report = block(warmer.warm_one(&plan(2))).unwrap();
+    assert!(
+        report
+            .pings
+            .iter()
+            .all(|p| p.failure == Some(PingFailure::BadReply)),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn pings_are_signed_invokes_of_the_exact_qualifier_with_one_seq_each() {
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let stub = InvokeStub::start(move |req| {
+        log.lock().unwrap().push(req.clone());
+        Reply::shim(&req.body, &format!("s{}", req.index))
+    });
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let plan = WarmPlan {
+        function: FunctionRef::parse("orders:live"),
+        ..plan(3)
+    };
+    let report = block(warmer.warm_one(&plan)).unwrap();
+    assert_eq!(report.summary().distinct, 3);
+    let seen = seen.lock().unwrap();
+    let mut seqs: Vec<u64> = seen
+        .iter()
+        .map(|r| r.body["forewarm"]["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [0, 1, 2]);
+    for r in seen.iter() {
+        assert_eq!(
+            r.request_line,
+            "POST /2015-03-31/functions/orders/invocations?Qualifier=live HTTP/1.1"
+        );
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        assert!(
+            header("authorization").starts_with("AWS4-HMAC-SHA256 Credential=test/"),
+            "{:?}",
+            r.headers
+        );
+        assert!(header("authorization").contains("/us-east-1/lambda/aws4_request"));
+        assert!(!header("x-amz-date").is_empty());
+        assert_eq!(r.body["forewarm"]["run"], "t");
+        assert_eq!(r.body["forewarm"]["of"], 3);
+        assert_eq!(r.body["warmer"], true);
+    }
 }
 
 #[test]

@@ -7,21 +7,42 @@
 //! invokes go through a queue that spreads them out and breaks the overlap.
 //! Every function's pings are in flight together, bounded across functions
 //! by a semaphore; each call has a timeout of its hold plus a margin.
-//! Throttles (429) and 5xx are retried with back-off by the SDK's standard
-//! retry strategy (configured on the client).
+//!
+//! Each ping is prepared by the SDK (endpoint rules and
+//! `AWS_ENDPOINT_URL_LAMBDA`, credentials, the SigV4 signature: nothing of
+//! that is redone here), which stops just before sending; the signed request
+//! then goes out on the lean [`Transport`]. A ping in flight costs about
+//! 17 KiB instead of the 42 KiB of a whole SDK call, which is what lets a
+//! 1,000-ping warm fit in a 128 MB controller with room to spare. Throttles
+//! (429) and 5xx are retried with jittered exponential back-off, never past
+//! the ping's deadline, as many times as the client's retry configuration
+//! allows, as the SDK's standard retry strategy would.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_lambda::Client;
+use aws_sdk_lambda::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_lambda::config::retry::RetryConfig;
+use aws_sdk_lambda::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_lambda::primitives::Blob;
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-use super::port_error;
+use super::http::{Answer, SendError, Transport};
+use super::{kind_of, port_error};
 use crate::decision::{Limits, PingFailure, PingOutcome, WarmReport};
 use crate::ports::{ErrorKind, FunctionRef, PortError, WarmPlan, Warmer};
 use crate::protocol::{Ping, parse_reply};
+
+/// First back-off, ms; doubled per attempt, fully jittered. Short: a ping
+/// retried after its siblings' holds ended no longer overlaps them, so long
+/// waits buy nothing.
+const BACKOFF_BASE_MS: u64 = 100;
 
 /// Warmer settings (the controller reads them from its environment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +67,10 @@ impl Default for WarmerConfig {
 #[derive(Debug, Clone)]
 pub struct LambdaWarmer {
     client: Client,
+    transport: Transport,
+    /// Attempts per ping: the client's retry configuration's (3 by default,
+    /// `AWS_MAX_ATTEMPTS` and profiles honoured; 1 when retries are off).
+    attempts: u32,
     cfg: WarmerConfig,
     in_flight: Arc<Semaphore>,
     limits: Arc<Mutex<HashMap<FunctionRef, Limits>>>,
@@ -58,11 +83,61 @@ enum Sent {
     Missing(PortError),
 }
 
+/// What to do with an answer.
+enum Verdict {
+    Final(Sent),
+    /// Worth another try (throttled, 5xx, connection failed); `after` is
+    /// the service's `Retry-After`, when it gave one.
+    Retry(PingFailure, Option<Duration>),
+}
+
+/// Keeps the request the SDK was about to send, and stops it there.
+#[derive(Debug, Clone, Default)]
+struct Capture(Arc<Mutex<Option<http::Request<Bytes>>>>);
+
+/// The marker error that stops the SDK's call once the request is captured.
+#[derive(Debug, thiserror::Error)]
+#[error("prepared; forewarm sends it")]
+struct Prepared;
+
+impl Intercept for Capture {
+    fn name(&self) -> &'static str {
+        "forewarm::Capture"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let req = context.request();
+        let body = req
+            .body()
+            .bytes()
+            .ok_or("the Invoke body is not in memory")?;
+        let mut out = http::Request::builder().method(req.method()).uri(req.uri());
+        for (k, v) in req.headers() {
+            out = out.header(k, v);
+        }
+        let out = out.body(Bytes::copy_from_slice(body))?;
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+        Err(Box::new(Prepared))
+    }
+}
+
 impl LambdaWarmer {
     /// A warmer over `client`.
     pub fn new(client: Client, cfg: WarmerConfig) -> Self {
+        let attempts = client
+            .config()
+            .retry_config()
+            .map_or(3, |r| r.max_attempts())
+            .max(1);
         LambdaWarmer {
             client,
+            transport: Transport::new(),
+            attempts,
             cfg,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             limits: Arc::new(Mutex::new(HashMap::new())),
@@ -98,60 +173,72 @@ impl LambdaWarmer {
         Ok(u)
     }
 
+    /// The signed Invoke request for one ping, as the SDK would send it.
+    async fn prepare(
+        &self,
+        f: &FunctionRef,
+        payload: Bytes,
+    ) -> Result<http::Request<Bytes>, PortError> {
+        let capture = Capture::default();
+        let result = self
+            .client
+            .invoke()
+            .function_name(&f.name)
+            .set_qualifier(f.qualifier.clone())
+            .payload(Blob::new(payload.to_vec()))
+            .customize()
+            .interceptor(capture.clone())
+            // The stop is not a failure to retry.
+            .config_override(
+                aws_sdk_lambda::Config::builder().retry_config(RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        let captured = capture.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match (captured, result) {
+            (Some(request), _) => Ok(request),
+            (None, Err(e)) => Err(port_error(&format!("invoke {f}"), e)),
+            (None, Ok(_)) => Err(PortError::new(
+                ErrorKind::Invalid,
+                format!("invoke {f}: the SDK client answered without sending (a test double?)"),
+            )),
+        }
+    }
+
     /// Sends one warm and waits for every ping.
     pub async fn warm_one(&self, plan: &WarmPlan) -> Result<WarmReport, PortError> {
         let mut set = tokio::task::JoinSet::new();
         let timeout = Duration::from_millis(plan.delay_ms as u64 + self.cfg.timeout_margin_ms);
+        let f = Arc::new(plan.function.clone());
         for seq in 0..plan.n {
-            let client = self.client.clone();
-            let sem = self.in_flight.clone();
-            let f = plan.function.clone();
-            let payload = serde_json::to_vec(&Ping::new(
-                plan.run.clone(),
-                seq,
-                plan.n,
-                plan.delay_ms as u64,
-            ))
-            .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?;
+            let payload = Bytes::from(
+                serde_json::to_vec(&Ping::new(
+                    plan.run.clone(),
+                    seq,
+                    plan.n,
+                    plan.delay_ms as u64,
+                ))
+                .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?,
+            );
+            let request = match self.prepare(&f, payload.clone()).await {
+                Ok(r) => r,
+                // What stops the first ping (no credentials, a malformed
+                // name) stops them all: send none.
+                Err(e) if seq == 0 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(function = %f, error = %e, "ping not prepared");
+                    set.spawn(async { Sent::Done(PingOutcome::failed(PingFailure::Other)) });
+                    continue;
+                }
+            };
+            let me = self.clone();
+            let f = f.clone();
             set.spawn(async move {
-                let Ok(_permit) = sem.acquire_owned().await else {
+                let Ok(_permit) = me.in_flight.clone().acquire_owned().await else {
                     return Sent::Done(PingOutcome::failed(PingFailure::Other));
                 };
-                let call = client
-                    .invoke()
-                    .function_name(&f.name)
-                    .set_qualifier(f.qualifier.clone())
-                    .payload(Blob::new(payload))
-                    .send();
-                match tokio::time::timeout(timeout, call).await {
-                    Err(_) => Sent::Done(PingOutcome::failed(PingFailure::Timeout)),
-                    Ok(Err(e)) => {
-                        let pe = port_error(&format!("invoke {f}"), e);
-                        match pe.kind {
-                            ErrorKind::NotFound | ErrorKind::Invalid => Sent::Missing(pe),
-                            ErrorKind::Throttled => Sent::Done(PingOutcome::failed(PingFailure::Throttled)),
-                            _ => Sent::Done(PingOutcome::failed(PingFailure::Other)),
-                        }
-                    }
-                    Ok(Ok(out)) => {
-                        if out.function_error().is_some() {
-                            return Sent::Done(PingOutcome::failed(PingFailure::FunctionError));
-                        }
-                        let bytes = out.payload().map(|b| b.as_ref()).unwrap_or_default();
-                        Sent::Done(match parse_reply(bytes) {
-                            // A cold ping reached its sandbox when the init began.
-                            Ok(Some(r)) => {
-                                let reached = if r.cold { r.started_ms.saturating_sub(r.init_ms) } else { r.started_ms };
-                                PingOutcome::answered(r.instance, r.cold, reached)
-                            }
-                            Ok(None) => PingOutcome::anonymous(),
-                            Err(e) => {
-                                tracing::warn!(function = %f, error = %e, "ping reply not understood");
-                                PingOutcome::failed(PingFailure::BadReply)
-                            }
-                        })
-                    }
-                }
+                me.ping(request, payload, Instant::now() + timeout, &f)
+                    .await
             });
         }
         let mut pings = Vec::with_capacity(plan.n as usize);
@@ -178,6 +265,144 @@ impl LambdaWarmer {
             pings,
         })
     }
+
+    /// Sends one prepared ping, retrying throttles, 5xx and failed
+    /// connections until `deadline`. A retry is prepared afresh rather than
+    /// kept: a thousand kept copies of a signed request cost more than
+    /// signing again now and then.
+    async fn ping(
+        &self,
+        request: http::Request<Bytes>,
+        payload: Bytes,
+        deadline: Instant,
+        f: &FunctionRef,
+    ) -> Sent {
+        let mut request = Some(request);
+        let mut attempt = 1;
+        loop {
+            let req = match request.take() {
+                Some(r) => r,
+                // Boxed: the SDK's call is a 5.5 KiB future, and inline it
+                // would make every ping's task that large for a rare retry.
+                None => match Box::pin(self.prepare(f, payload.clone())).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(function = %f, error = %e, "ping not prepared");
+                        return Sent::Done(PingOutcome::failed(PingFailure::Other));
+                    }
+                },
+            };
+            let verdict = match tokio::time::timeout_at(deadline, self.transport.send(req)).await {
+                Err(_) => return Sent::Done(PingOutcome::failed(PingFailure::Timeout)),
+                Ok(answer) => judge(answer, f),
+            };
+            let (failure, after) = match verdict {
+                Verdict::Final(sent) => return sent,
+                Verdict::Retry(failure, after) => (failure, after),
+            };
+            let wait = backoff(attempt).max(after.unwrap_or_default());
+            if attempt >= self.attempts || Instant::now() + wait >= deadline {
+                return Sent::Done(PingOutcome::failed(failure));
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Full jitter over `BACKOFF_BASE_MS × 2^(attempt-1)`.
+fn backoff(attempt: u32) -> Duration {
+    let cap = BACKOFF_BASE_MS << (attempt.saturating_sub(1)).min(10);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    Duration::from_millis(Pcg64Mcg::seed_from_u64(seed).random_range(0..=cap))
+}
+
+/// Reads an Invoke answer: the shim's reply, a function error, or the
+/// service's error (`X-Amzn-ErrorType` and the JSON body's message).
+fn judge(answer: Result<Answer, SendError>, f: &FunctionRef) -> Verdict {
+    let a = match answer {
+        Ok(a) => a,
+        Err(SendError::TooLarge) => {
+            tracing::warn!(function = %f, "ping reply too large; not a shim's reply");
+            return Verdict::Final(Sent::Done(PingOutcome::failed(PingFailure::BadReply)));
+        }
+        Err(e) => {
+            tracing::warn!(function = %f, error = %e, "ping not delivered");
+            return Verdict::Retry(PingFailure::Other, None);
+        }
+    };
+    if (200..300).contains(&a.status) {
+        if a.headers.contains_key("x-amz-function-error") {
+            return Verdict::Final(Sent::Done(PingOutcome::failed(PingFailure::FunctionError)));
+        }
+        return Verdict::Final(Sent::Done(match parse_reply(&a.body) {
+            // A cold ping reached its sandbox when the init began.
+            Ok(Some(r)) => {
+                let reached = if r.cold {
+                    r.started_ms.saturating_sub(r.init_ms)
+                } else {
+                    r.started_ms
+                };
+                PingOutcome::answered(r.instance, r.cold, reached)
+            }
+            Ok(None) => PingOutcome::anonymous(),
+            Err(e) => {
+                tracing::warn!(function = %f, error = %e, "ping reply not understood");
+                PingOutcome::failed(PingFailure::BadReply)
+            }
+        }));
+    }
+    let (code, message) = service_error(&a);
+    let after = a
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    match kind_of(code.as_deref(), a.status) {
+        ErrorKind::Throttled => Verdict::Retry(PingFailure::Throttled, after),
+        ErrorKind::Unavailable => {
+            tracing::warn!(function = %f, status = a.status, code = ?code, message = %message, "ping failed");
+            Verdict::Retry(PingFailure::Other, after)
+        }
+        kind @ (ErrorKind::NotFound | ErrorKind::Invalid) => {
+            Verdict::Final(Sent::Missing(PortError::new(
+                kind,
+                format!(
+                    "invoke {f}: {} (HTTP {}): {message}",
+                    code.as_deref().unwrap_or("error"),
+                    a.status
+                ),
+            )))
+        }
+        ErrorKind::Conflict => Verdict::Final(Sent::Done(PingOutcome::failed(PingFailure::Other))),
+    }
+}
+
+/// The error code (`X-Amzn-ErrorType`, else the body's `__type`) and
+/// message of a service error answer.
+fn service_error(a: &Answer) -> (Option<String>, String) {
+    let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
+    let code = a
+        .headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| body["__type"].as_str().map(str::to_string))
+        .or_else(|| body["code"].as_str().map(str::to_string))
+        // "Code:http://internal..." and "com.amazon#Code" both name Code.
+        .map(|c| {
+            let c = c.split(':').next().unwrap_or_default();
+            c.rsplit('#').next().unwrap_or_default().to_string()
+        });
+    let message = body["message"]
+        .as_str()
+        .or_else(|| body["Message"].as_str())
+        .unwrap_or("no message")
+        .to_string();
+    (code, message)
 }
 
 impl Warmer for LambdaWarmer {

@@ -9,6 +9,7 @@
 
 pub mod cloudwatch;
 pub mod dynamodb;
+pub mod http;
 pub mod lambda;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
