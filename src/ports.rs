@@ -134,7 +134,8 @@ pub struct Target {
 pub struct Stored {
     /// The state, or `None` for a function not seen before (or whose stored
     /// state could not be read as this version's layout).
-    pub state: Option<FunctionState>,
+    /// Boxed: it moves from store to tick and back at every look.
+    pub state: Option<Box<FunctionState>>,
     /// Version of the item (0 when there is none).
     pub version: u64,
 }
@@ -166,7 +167,7 @@ pub trait StateStore {
         &self,
         f: &FunctionRef,
         owner: &str,
-        state: FunctionState,
+        state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
 

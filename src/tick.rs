@@ -162,7 +162,8 @@ struct Work {
     policy: decision::Policy,
     /// The version the save must match.
     version: u64,
-    /// Boxed: a tick moves its work list about, and the state is the bulk.
+    /// Boxed, as the store hands it over: a tick moves its work list about,
+    /// and the state is the bulk.
     state: Box<FunctionState>,
     obs: Observation,
     decision: Option<Decision>,
@@ -252,12 +253,10 @@ where
             }
         };
         let policy = parsed.policy;
-        let state = Box::new(
-            stored
-                .state
-                .take()
-                .unwrap_or_else(|| FunctionState::new(&policy)),
-        );
+        let state = stored
+            .state
+            .take()
+            .unwrap_or_else(|| Box::new(FunctionState::new(&policy)));
         work.push(Work {
             function: t.function,
             policy,
@@ -321,7 +320,7 @@ where
                 w.state.last_error = w.note.clone();
             }
             match store
-                .save(&w.function, &cfg.owner, *w.state, w.version)
+                .save(&w.function, &cfg.owner, w.state, w.version)
                 .await
             {
                 Ok(_) => saved = true,

@@ -305,7 +305,13 @@ fn a_throttled_save_writes_nothing_and_says_so() {
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
     let store = DynamoStore::new(client, "t");
     let state = FunctionState::new(&Policy::default());
-    let err = block(store.save(&FunctionRef::unqualified("orders"), "run", state, 3)).unwrap_err();
+    let err = block(store.save(
+        &FunctionRef::unqualified("orders"),
+        "run",
+        Box::new(state),
+        3,
+    ))
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Throttled);
     assert!(err.message.contains("orders"), "{}", err.message);
 }

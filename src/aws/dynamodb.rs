@@ -322,7 +322,7 @@ impl StateStore for DynamoStore {
         let item = self.get(&pk, "state", "read state of").await?;
         Ok(match item.as_ref() {
             Some(i) => Stored {
-                state: Self::parse_state(&pk, i),
+                state: Self::parse_state(&pk, i).map(Box::new),
                 version: get_u64(i, "version").unwrap_or(0),
             },
             None => Stored {
@@ -368,7 +368,7 @@ impl StateStore for DynamoStore {
                 })?;
             let item = out.attributes().cloned().unwrap_or_default();
             Ok(Stored {
-                state: Self::parse_state(&pk, &item),
+                state: Self::parse_state(&pk, &item).map(Box::new),
                 version: get_u64(&item, "version").unwrap_or(0),
             })
         }
@@ -378,7 +378,7 @@ impl StateStore for DynamoStore {
         &self,
         f: &FunctionRef,
         owner: &str,
-        state: FunctionState,
+        state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
         let owner = owner.to_string();

@@ -97,7 +97,8 @@ impl MemoryStore {
                 state: i
                     .state_json
                     .as_deref()
-                    .and_then(|j| serde_json::from_str(j).ok()),
+                    .and_then(|j| serde_json::from_str(j).ok())
+                    .map(Box::new),
                 version: i.version,
             },
         )
@@ -160,7 +161,7 @@ impl StateStore for MemoryStore {
         &self,
         f: &FunctionRef,
         owner: &str,
-        state: FunctionState,
+        state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
         let mut g = self.lock();

@@ -40,7 +40,7 @@ pub const READ_UNITS_PER_FUNCTION_SCAN: f64 = 0.5;
 
 #[derive(Debug, Default)]
 struct Slot {
-    state: Option<FunctionState>,
+    state: Option<Box<FunctionState>>,
     version: u64,
     lease_until_ms: u64,
     next_check_ms: u64,
@@ -120,7 +120,7 @@ impl StateStore for SimStore {
         &self,
         f: &FunctionRef,
         _owner: &str,
-        state: FunctionState,
+        state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
         let r = index(f).and_then(|i| {
@@ -213,7 +213,7 @@ impl Warmer for World<'_> {
                         let at = p.at_ms + k * self.gap_ms;
                         match fns[i].ping(at, p.delay_ms as u64) {
                             PingResult::Reached { id, cold } => {
-                                PingOutcome::answered(format!("{i}/{id}"), cold, at)
+                                PingOutcome::answered(id.to_string(), cold, at)
                             }
                             PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
                         }
