@@ -200,7 +200,7 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
             function: f.clone(),
             n: args.n,
             delay_ms,
-            run: format!("cli-warm-{}", now_ms()),
+            run: format!("cli-warm-{}", now_ms()).into(),
             at_ms: now_ms(),
         };
         warmer.warm_one(&plan).await

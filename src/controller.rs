@@ -15,6 +15,7 @@
 use serde_json::json;
 
 use crate::aws::{AwsPorts, WarmerConfig};
+use crate::ports::FunctionRef;
 use crate::tick::{TickConfig, TickReport, run_tick};
 
 /// The controller's settings.
@@ -100,7 +101,7 @@ impl ControllerConfig {
             lease_ms: self.lease_ms,
             metrics_every_minutes: self.metrics_every_minutes,
             dry_run,
-            ..TickConfig::new(owner)
+            ..TickConfig::new(owner.into())
         }
     }
 }
@@ -136,7 +137,7 @@ pub fn emf_lines(
     report: &TickReport,
     now_ms: u64,
     per_function: bool,
-    memory_mb: impl Fn(&str) -> Option<u32>,
+    memory_mb: impl Fn(&FunctionRef) -> Option<u32>,
 ) -> Vec<String> {
     let dimensions = if per_function {
         json!([["FunctionName"]])
@@ -172,7 +173,7 @@ pub fn emf_lines(
                             ]
                         }]
                     },
-                    "FunctionName": f.function,
+                    "FunctionName": f.function.to_string(),
                     "Forecast": d.forecast,
                     "Warmed": d.pings(),
                     "Distinct": w.distinct,
@@ -213,7 +214,7 @@ mod tests {
         };
         let report = TickReport {
             functions: vec![FunctionOutcome {
-                function: "orders".into(),
+                function: crate::ports::FunctionRef::unqualified("orders"),
                 decision: Some(d),
                 warm: None,
                 saved: true,

@@ -12,6 +12,7 @@ pub mod memory;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,13 +21,14 @@ use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
 
 /// A function and the qualifier its traffic uses (alias or version; none for
 /// the unqualified function). Pings must hit the qualifier real traffic hits,
-/// or they warm sandboxes nobody uses.
+/// or they warm sandboxes nobody uses. Shared strings: a tick hands the
+/// reference to every port and into its report, so a clone must be free.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FunctionRef {
     /// Function name (or ARN).
-    pub name: String,
+    pub name: Arc<str>,
     /// Alias or version, if any.
-    pub qualifier: Option<String>,
+    pub qualifier: Option<Arc<str>>,
 }
 
 impl FunctionRef {
@@ -40,29 +42,29 @@ impl FunctionRef {
             if parts.len() == 7 {
                 let (head, q) = s.rsplit_once(':').unwrap_or((s, ""));
                 return FunctionRef {
-                    name: head.to_string(),
-                    qualifier: Some(q.to_string()),
+                    name: head.into(),
+                    qualifier: Some(q.into()),
                 };
             }
             return FunctionRef {
-                name: s.to_string(),
+                name: s.into(),
                 qualifier: None,
             };
         }
         match s.split_once(':') {
             Some((n, q)) if !q.is_empty() => FunctionRef {
-                name: n.to_string(),
-                qualifier: Some(q.to_string()),
+                name: n.into(),
+                qualifier: Some(q.into()),
             },
             _ => FunctionRef {
-                name: s.trim_end_matches(':').to_string(),
+                name: s.trim_end_matches(':').into(),
                 qualifier: None,
             },
         }
     }
 
     /// A function without qualifier.
-    pub fn unqualified(name: impl Into<String>) -> Self {
+    pub fn unqualified(name: impl Into<Arc<str>>) -> Self {
         FunctionRef {
             name: name.into(),
             qualifier: None,
@@ -214,7 +216,7 @@ pub struct WarmPlan {
     /// Hold per ping, ms.
     pub delay_ms: u32,
     /// The tick's id, carried in the pings for the logs.
-    pub run: String,
+    pub run: Arc<str>,
     /// The decision's time, epoch ms: the report's `sent_at_ms`, so it can be
     /// matched to the warm the state recorded.
     pub at_ms: u64,

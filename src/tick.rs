@@ -32,7 +32,7 @@ use crate::ports::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickConfig {
     /// This run's id: lease owner and the `run` field of pings.
-    pub owner: String,
+    pub owner: std::sync::Arc<str>,
     /// How long a lease lasts, ms. Longer than a tick can take (the longest
     /// hold plus invoke time), shorter than the schedule's period.
     pub lease_ms: u64,
@@ -51,7 +51,7 @@ pub struct TickConfig {
 
 impl TickConfig {
     /// Defaults for a run named `owner`.
-    pub fn new(owner: impl Into<String>) -> Self {
+    pub fn new(owner: impl Into<std::sync::Arc<str>>) -> Self {
         TickConfig {
             owner: owner.into(),
             lease_ms: 50_000,
@@ -122,8 +122,9 @@ pub fn error_policy(stage: Stage, kind: ErrorKind) -> Recovery {
 /// What happened to one function this tick.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionOutcome {
-    /// Which function.
-    pub function: String,
+    /// Which function (`name` or `name:qualifier` in JSON).
+    #[serde(serialize_with = "as_text")]
+    pub function: FunctionRef,
     /// The decision, when one was made.
     pub decision: Option<Decision>,
     /// The warm's figures, when pings went out.
@@ -205,26 +206,27 @@ where
             report.resting += 1;
             continue;
         }
-        let name = t.function.to_string();
         let parsed = match t.policy {
             Ok(p) => p,
             Err(e) => {
                 let msg = e.to_string();
-                tracing::warn!(function = %name, error = %msg, "invalid policy");
+                tracing::warn!(function = %t.function, error = %msg, "invalid policy");
                 if !cfg.dry_run
                     && let Err(re) = store.record_error(&t.function, &cfg.owner, &msg).await
                 {
-                    tracing::warn!(function = %name, error = %re, "cannot record last_error");
+                    tracing::warn!(function = %t.function, error = %re, "cannot record last_error");
                 }
-                report.functions.push(skipped(name, msg));
+                report.functions.push(skipped(t.function, msg));
                 continue;
             }
         };
         for w in &parsed.warnings {
-            tracing::warn!(function = %name, warning = %w, "policy warning");
+            tracing::warn!(function = %t.function, warning = %w, "policy warning");
         }
         if parsed.policy.mode == Mode::Off {
-            report.functions.push(skipped(name, "mode is off".into()));
+            report
+                .functions
+                .push(skipped(t.function, "mode is off".into()));
             continue;
         }
         let stored = if cfg.dry_run {
@@ -247,8 +249,8 @@ where
                         msg
                     }
                 };
-                tracing::info!(function = %name, note = %note, "skipped");
-                report.functions.push(skipped(name, note));
+                tracing::info!(function = %t.function, note = %note, "skipped");
+                report.functions.push(skipped(t.function, note));
                 continue;
             }
         };
@@ -284,7 +286,7 @@ where
                     if !cfg.dry_run {
                         let _ = store.record_error(&w.function, &cfg.owner, &msg).await;
                     }
-                    report.functions.push(skipped(w.function.to_string(), msg));
+                    report.functions.push(skipped(w.function, msg));
                     continue;
                 }
                 _ => {
@@ -335,7 +337,7 @@ where
             }
         }
         report.functions.push(FunctionOutcome {
-            function: w.function.to_string(),
+            function: w.function,
             decision: w.decision,
             warm: w.warm,
             saved,
@@ -345,7 +347,11 @@ where
     report
 }
 
-fn skipped(function: String, note: String) -> FunctionOutcome {
+fn as_text<S: serde::Serializer>(f: &FunctionRef, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(f)
+}
+
+fn skipped(function: FunctionRef, note: String) -> FunctionOutcome {
     FunctionOutcome {
         function,
         decision: None,

@@ -283,7 +283,7 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
             function: FunctionRef::unqualified(FUNCTION),
             n: N,
             delay_ms: delay,
-            run: format!("r{round}"),
+            run: format!("r{round}").into(),
             at_ms: now_ms(),
         };
         let report = warmer.warm_one(&plan).await.unwrap();

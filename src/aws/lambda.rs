@@ -183,8 +183,8 @@ impl LambdaWarmer {
         let result = self
             .client
             .invoke()
-            .function_name(&f.name)
-            .set_qualifier(f.qualifier.clone())
+            .function_name(f.name.as_ref())
+            .set_qualifier(f.qualifier.as_deref().map(str::to_string))
             .payload(Blob::new(payload.to_vec()))
             .customize()
             .interceptor(capture.clone())
@@ -212,13 +212,8 @@ impl LambdaWarmer {
         let f = Arc::new(plan.function.clone());
         for seq in 0..plan.n {
             let payload = Bytes::from(
-                serde_json::to_vec(&Ping::new(
-                    plan.run.clone(),
-                    seq,
-                    plan.n,
-                    plan.delay_ms as u64,
-                ))
-                .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?,
+                serde_json::to_vec(&Ping::new(&*plan.run, seq, plan.n, plan.delay_ms as u64))
+                    .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()))?,
             );
             let request = match self.prepare(&f, payload.clone()).await {
                 Ok(r) => r,
@@ -413,15 +408,15 @@ impl Warmer for LambdaWarmer {
         let conc = self
             .client
             .get_function_concurrency()
-            .function_name(&f.name)
+            .function_name(f.name.as_ref())
             .send()
             .await
             .map_err(|e| port_error(&format!("GetFunctionConcurrency {f}"), e))?;
         let conf = self
             .client
             .get_function_configuration()
-            .function_name(&f.name)
-            .set_qualifier(f.qualifier.clone())
+            .function_name(f.name.as_ref())
+            .set_qualifier(f.qualifier.as_deref().map(str::to_string))
             .send()
             .await
             .map_err(|e| port_error(&format!("GetFunctionConfiguration {f}"), e))?;

@@ -36,7 +36,7 @@ async fn handler(
         .filter_map(|f| {
             f.note
                 .as_ref()
-                .map(|n| json!({"function": f.function, "note": n}))
+                .map(|n| json!({"function": f.function.to_string(), "note": n}))
         })
         .collect();
     Ok(json!({

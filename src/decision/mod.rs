@@ -34,7 +34,7 @@ pub use demand::{MinuteMetrics, WarmRecord};
 pub use forecast::Forecast;
 pub use forecast::Forecaster;
 pub use policy::{Mode, Policy};
-pub use report::{PingFailure, PingOutcome, ReportSummary, Survival, WarmReport};
+pub use report::{InstanceId, PingFailure, PingOutcome, ReportSummary, Survival, WarmReport};
 
 /// Version of the [`FunctionState`] layout; bumped when a field changes
 /// meaning, so an old item is recognized and rebuilt, never misread.

@@ -304,7 +304,7 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
     };
     let mut report = WarmReport::every_ping_distinct(n, delay_ms, now, "sb-", 10);
     for (i, p) in report.pings.iter_mut().enumerate() {
-        p.instance = Some(format!("sb-{}", i % 3)); // all on three sandboxes
+        p.instance = Some(format!("sb-{}", i % 3).into()); // all on three sandboxes
         p.started_ms = Some(now + 40 * i as u64);
     }
     apply_report(&l.policy, &mut state, &report, now);

@@ -21,7 +21,9 @@ use std::sync::Mutex;
 use super::model::Model;
 use super::platform::{FnSim, PingResult};
 use crate::decision::policy::{Parsed, Policy, PolicyDoc};
-use crate::decision::{FunctionState, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport};
+use crate::decision::{
+    FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport,
+};
 use crate::ports::{
     ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, StateStore, Stored, Target,
     WarmPlan, Warmer,
@@ -212,9 +214,11 @@ impl Warmer for World<'_> {
                     .map(|k| {
                         let at = p.at_ms + k * self.gap_ms;
                         match fns[i].ping(at, p.delay_ms as u64) {
-                            PingResult::Reached { id, cold } => {
-                                PingOutcome::answered(id.to_string(), cold, at)
-                            }
+                            PingResult::Reached { id, cold } => PingOutcome::answered(
+                                InstanceId::of_bytes(&id.to_le_bytes()),
+                                cold,
+                                at,
+                            ),
                             PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
                         }
                     })
@@ -295,7 +299,7 @@ impl Controller {
         self.ticks.push((t, hold));
         self.metric_requests.push((t, metrics));
         for f in &report.functions {
-            if let (Ok(i), Some(d)) = (f.function.parse::<usize>(), f.decision) {
+            if let (Ok(i), Some(d)) = (f.function.name.parse::<usize>(), f.decision) {
                 self.targets[i] = d.target;
             }
         }

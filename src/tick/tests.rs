@@ -45,7 +45,7 @@ impl MetricsSource for Metrics {
         ready(Ok(requests
             .iter()
             .map(|r| {
-                let c = self.steady.get(&r.function.name).copied().unwrap_or(0.0);
+                let c = self.steady.get(&*r.function.name).copied().unwrap_or(0.0);
                 Ok((r.from_minute..r.until_minute)
                     .map(|m| MinuteMetrics {
                         minute: m,
@@ -71,14 +71,14 @@ struct Lambda {
 
 impl Warmer for Lambda {
     fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
-        ready(if self.missing.contains(&f.name) {
+        ready(if self.missing.iter().any(|m| **m == *f.name) {
             Err(PortError::new(
                 ErrorKind::NotFound,
                 format!("function {f} not found"),
             ))
         } else {
             Ok(Limits {
-                reserved: self.reserved.get(&f.name).copied(),
+                reserved: self.reserved.get(&*f.name).copied(),
                 ..Limits::default()
             })
         })
@@ -166,7 +166,11 @@ fn a_malformed_policy_is_reported_and_the_others_still_warm() {
     lambda.sent.lock().unwrap().clear();
     let r = tick(&store, &metrics, &lambda, "run-2", NOW + 300_000);
     assert_eq!(r.functions.len(), 2);
-    let bad = r.functions.iter().find(|o| o.function == "bad").unwrap();
+    let bad = r
+        .functions
+        .iter()
+        .find(|o| &*o.function.name == "bad")
+        .unwrap();
     assert!(
         bad.note
             .as_ref()
@@ -182,8 +186,8 @@ fn a_malformed_policy_is_reported_and_the_others_still_warm() {
     );
     assert!(err.unwrap().contains("max (5) is below min (10)"));
     let sent = lambda.sent.lock().unwrap();
-    assert!(sent.iter().any(|p| p.function.name == "good"));
-    assert!(!sent.iter().any(|p| p.function.name == "bad"));
+    assert!(sent.iter().any(|p| &*p.function.name == "good"));
+    assert!(!sent.iter().any(|p| &*p.function.name == "bad"));
 }
 
 #[test]
@@ -270,7 +274,11 @@ fn a_missing_function_is_reported_and_skipped() {
     let r = tick(&store, &metrics, &lambda, "run-1", NOW);
     let (_, _, err) = store.get(&f("gone"));
     assert!(err.unwrap().contains("not found"));
-    assert!(r.functions.iter().any(|o| o.function == "here" && o.saved));
+    assert!(
+        r.functions
+            .iter()
+            .any(|o| &*o.function.name == "here" && o.saved)
+    );
     // Its lease was released with the error: the next run is not blocked.
     assert!(block_on_ready(store.lease(&f("gone"), "run-2", NOW + 1, NOW + 2)).is_ok());
 }
