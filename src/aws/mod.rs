@@ -5,7 +5,10 @@
 //! the tick's error policy knows. Clients are built once from one
 //! `SdkConfig` (`aws_config::defaults(BehaviorVersion::latest())`, which
 //! honours `AWS_REGION`, `AWS_PROFILE` and `AWS_ENDPOINT_URL_*`) and
-//! borrowed by every tick.
+//! borrowed by every tick. Pings are the one exception to "the SDK sends":
+//! the SDK prepares and signs each Invoke and [`http`] sends it, because a
+//! thousand whole SDK calls in flight cost the controller 42 MB (see
+//! [`lambda`]).
 
 pub mod cloudwatch;
 pub mod dynamodb;
