@@ -315,3 +315,43 @@ fn a_throttled_save_writes_nothing_and_says_so() {
     assert_eq!(err.kind, ErrorKind::Throttled);
     assert!(err.message.contains("orders"), "{}", err.message);
 }
+
+#[test]
+fn a_second_warm_reuses_the_first_warms_connections() {
+    let stub = InvokeStub::start(|req| Reply::shim(&req.body, &format!("c{}", req.connection)));
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let report = rt.block_on(warmer.warm_one(&plan(4))).unwrap();
+        seen.lock().unwrap().push(report.summary().distinct);
+    }
+    assert_eq!(*seen.lock().unwrap(), [4, 4]);
+    assert_eq!(stub.requests(), 8);
+    assert_eq!(
+        stub.connections(),
+        4,
+        "four pings in flight need four connections, once"
+    );
+}
+
+#[test]
+fn a_refused_connection_is_retried_then_reported_failed() {
+    // A port nothing listens on.
+    let endpoint = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let warmer = LambdaWarmer::new(invoke::client(&endpoint), WarmerConfig::default());
+    let report = block(warmer.warm_one(&plan(2))).unwrap();
+    assert!(
+        report
+            .pings
+            .iter()
+            .all(|p| p.failure == Some(PingFailure::Other)),
+        "{report:?}"
+    );
+}

@@ -226,15 +226,10 @@ impl LambdaWarmer {
                     continue;
                 }
             };
-            let me = self.clone();
-            let f = f.clone();
-            set.spawn(async move {
-                let Ok(_permit) = me.in_flight.clone().acquire_owned().await else {
-                    return Sent::Done(PingOutcome::failed(PingFailure::Other));
-                };
-                me.ping(request, payload, Instant::now() + timeout, &f)
-                    .await
-            });
+            set.spawn(
+                self.clone()
+                    .ping(Some(request), payload, timeout, f.clone()),
+            );
         }
         let mut pings = Vec::with_capacity(plan.n as usize);
         let mut missing = None;
@@ -265,21 +260,27 @@ impl LambdaWarmer {
     /// connections until `deadline`. A retry is prepared afresh rather than
     /// kept: a thousand kept copies of a signed request cost more than
     /// signing again now and then.
+    ///
+    /// Owns everything it needs, taken once (no copies in an enclosing
+    /// block): a thousand of these tasks are alive at once.
     async fn ping(
-        &self,
-        request: http::Request<Bytes>,
+        self,
+        mut request: Option<http::Request<Bytes>>,
         payload: Bytes,
-        deadline: Instant,
-        f: &FunctionRef,
+        timeout: Duration,
+        f: Arc<FunctionRef>,
     ) -> Sent {
-        let mut request = Some(request);
+        let Ok(_permit) = self.in_flight.clone().acquire_owned().await else {
+            return Sent::Done(PingOutcome::failed(PingFailure::Other));
+        };
+        let deadline = Instant::now() + timeout;
         let mut attempt = 1;
         loop {
             let req = match request.take() {
                 Some(r) => r,
                 // Boxed: the SDK's call is a 5.5 KiB future, and inline it
                 // would make every ping's task that large for a rare retry.
-                None => match Box::pin(self.prepare(f, payload.clone())).await {
+                None => match Box::pin(self.prepare(&f, payload.clone())).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(function = %f, error = %e, "ping not prepared");
@@ -289,7 +290,7 @@ impl LambdaWarmer {
             };
             let verdict = match tokio::time::timeout_at(deadline, self.transport.send(req)).await {
                 Err(_) => return Sent::Done(PingOutcome::failed(PingFailure::Timeout)),
-                Ok(answer) => judge(answer, f),
+                Ok(answer) => judge(answer, &f),
             };
             let (failure, after) = match verdict {
                 Verdict::Final(sent) => return sent,

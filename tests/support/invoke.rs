@@ -92,6 +92,7 @@ type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
 pub struct InvokeStub {
     pub endpoint: String,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -104,8 +105,10 @@ impl InvokeStub {
         listener.set_nonblocking(true).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let count = requests.clone();
+        let accepted = connections.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -115,7 +118,7 @@ impl InvokeStub {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 tokio::select! {
-                    _ = accept(listener, script, count) => {}
+                    _ = accept(listener, script, count, accepted) => {}
                     _ = stopped => {}
                 }
             });
@@ -123,6 +126,7 @@ impl InvokeStub {
         InvokeStub {
             endpoint,
             requests,
+            connections,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -131,6 +135,11 @@ impl InvokeStub {
     /// Requests answered or being answered so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -145,14 +154,18 @@ impl Drop for InvokeStub {
     }
 }
 
-async fn accept(listener: tokio::net::TcpListener, script: Arc<Script>, count: Arc<AtomicUsize>) {
-    let mut connection = 0;
+async fn accept(
+    listener: tokio::net::TcpListener,
+    script: Arc<Script>,
+    count: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+) {
     loop {
         let Ok((sock, _)) = listener.accept().await else {
             return;
         };
+        let connection = accepted.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(serve(sock, connection, script.clone(), count.clone()));
-        connection += 1;
     }
 }
 
