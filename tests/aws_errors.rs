@@ -330,7 +330,7 @@ fn a_second_warm_reuses_the_first_warms_connections() {
         seen.lock().unwrap().push(report.summary().distinct);
         // Ticks are a minute apart; hyper hands a connection back to the
         // pool a moment after its answer is read.
-        rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(50)));
+        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(50)).await });
     }
     assert_eq!(*seen.lock().unwrap(), [4, 4]);
     assert_eq!(stub.requests(), 8);
