@@ -452,10 +452,24 @@ impl FnSim {
             Some(m) if m.minute == minute => {}
             Some(m) if m.minute > minute => {}
             _ => {
-                if let Some(m) = self.minute.take() {
-                    self.history.push_back(m.into_metrics());
-                }
                 let c = self.concurrency();
+                if let Some(m) = self.minute.take() {
+                    let last = m.minute;
+                    self.history.push_back(m.into_metrics());
+                    // Minutes with no start or end in them: what ran through
+                    // them still shows in ConcurrentExecutions (a gauge
+                    // CloudWatch samples while anything runs); no other
+                    // metric has a datapoint then.
+                    if c > 0 {
+                        for k in last + 1..minute {
+                            self.history.push_back(MinuteMetrics {
+                                minute: k,
+                                concurrency_max: Some(c as f64),
+                                ..MinuteMetrics::default()
+                            });
+                        }
+                    }
+                }
                 self.minute = Some(MinuteAcc {
                     minute,
                     max: c,
@@ -658,5 +672,28 @@ mod tests {
         );
         assert_eq!(m[0].duration_avg_ms, Some((900.0 + 2_000.0) / 4.0));
         assert_eq!((m[1].minute, m[1].concurrency_max), (3, Some(1.0)));
+    }
+
+    #[test]
+    fn a_request_running_through_minutes_shows_in_their_concurrency() {
+        let mut f = FnSim::new(&model(600.0, 0.0), setup(), 1);
+        f.request(30_000, 200_000); // minute 0 to minute 3
+        f.request(250_000, 1_000); // minute 4
+        let m = f.metrics(0, 5);
+        let seen: Vec<(u64, Option<f64>, Option<f64>)> = m
+            .iter()
+            .map(|x| (x.minute, x.concurrency_max, x.invocations))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (0, Some(1.0), Some(1.0)),
+                (1, Some(1.0), None),
+                (2, Some(1.0), None),
+                (3, Some(1.0), Some(0.0)),
+                (4, Some(1.0), Some(1.0)),
+            ],
+            "the gauge in minutes 1-2, which have no event"
+        );
     }
 }
