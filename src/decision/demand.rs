@@ -71,8 +71,10 @@ impl WarmRecord {
 /// does not report it, Little's law on invocations and duration (at least one
 /// sandbox if anything ran). In minutes a warm touched, its pings come off the
 /// maximum, the invocation count and the duration total; the estimate is then
-/// the larger of the two corrected figures, and zero when no real invocation
-/// is left, so pings alone never look like demand.
+/// the larger of the two corrected figures. Pings alone never look like
+/// demand: they cannot push the maximum past their own number. What stays
+/// above it is real work, also a long request that started in an earlier
+/// minute and so has no invocation in this one.
 pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
     let d = corrected(m, warms);
     if d.is_finite() {
@@ -104,9 +106,6 @@ fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
             Some(c) if c.is_finite() => c.max(0.0),
             _ => little(invocations, total_ms),
         };
-    }
-    if real_inv == 0.0 {
-        return 0.0;
     }
     let real_ms = (invocations * m.duration_avg_ms.unwrap_or(0.0) - ping_ms).max(0.0);
     let from_max = m.concurrency_max.map_or(0.0, |c| (c - pings).max(0.0));
@@ -186,5 +185,27 @@ mod tests {
         // 10 pings on top of 4 real sandboxes; 240 real calls of 1 s.
         let m = minute(10, 14.0, 250.0, (240.0 * 1_000.0 + 10.0 * 500.0) / 250.0);
         assert_eq!(real_demand(&m, &[warm]), 4.0);
+    }
+
+    #[test]
+    fn a_long_request_running_beside_pings_is_still_demand() {
+        let warm = WarmRecord {
+            at_ms: 10 * 60_000,
+            n: 5,
+            hold_ms: 500,
+            reached: 5,
+        };
+        // Only the 5 pings started this minute, but 6 ran at once: one real
+        // request started earlier and is still running.
+        assert_eq!(real_demand(&minute(10, 6.0, 5.0, 500.0), &[warm]), 1.0);
+        // The gauge alone (no invocation datapoint), as CloudWatch reports a
+        // minute a request runs through.
+        let gauge = MinuteMetrics {
+            minute: 10,
+            concurrency_max: Some(6.0),
+            ..MinuteMetrics::default()
+        };
+        assert_eq!(real_demand(&gauge, &[warm]), 1.0);
+        assert_eq!(real_demand(&minute(10, 5.0, 5.0, 500.0), &[warm]), 0.0);
     }
 }
