@@ -20,7 +20,7 @@
 //! allows, as the SDK's standard retry strategy would.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_lambda::Client;
@@ -68,7 +68,9 @@ impl Default for WarmerConfig {
 #[derive(Debug, Clone)]
 pub struct LambdaWarmer {
     client: Client,
-    transport: Transport,
+    /// Built on the first ping (it reads the system's root certificates):
+    /// commands that never ping (`status`, `policy`) skip that.
+    transport: Arc<OnceLock<Transport>>,
     /// Attempts per ping: the client's retry configuration's (3 by default,
     /// `AWS_MAX_ATTEMPTS` and profiles honoured; 1 when retries are off).
     attempts: u32,
@@ -137,7 +139,7 @@ impl LambdaWarmer {
             .max(1);
         LambdaWarmer {
             client,
-            transport: Transport::new(),
+            transport: Arc::new(OnceLock::new()),
             attempts,
             cfg,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
@@ -289,7 +291,12 @@ impl LambdaWarmer {
                     }
                 },
             };
-            let verdict = match tokio::time::timeout_at(deadline, self.transport.send(req)).await {
+            let verdict = match tokio::time::timeout_at(
+                deadline,
+                self.transport.get_or_init(Transport::new).send(req),
+            )
+            .await
+            {
                 Err(_) => return Sent::Done(PingOutcome::failed(PingFailure::Timeout)),
                 Ok(answer) => judge(answer, &f),
             };
