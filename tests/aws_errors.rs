@@ -33,6 +33,11 @@ fn plan(n: u32) -> WarmPlan {
     }
 }
 
+/// A warmer with the SDK's standard retries, pinging `stub`.
+fn warmer(stub: &InvokeStub) -> LambdaWarmer {
+    LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default())
+}
+
 fn block<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -45,7 +50,7 @@ fn block<F: Future>(f: F) -> F::Output {
 fn a_throttling_storm_is_retried_then_marks_every_ping_throttled() {
     let stub =
         InvokeStub::start(|_| Reply::error(429, "TooManyRequestsException", "Rate exceeded"));
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let report = block(warmer.warm_one(&plan(5))).unwrap();
     assert_eq!(report.pings.len(), 5);
     assert!(
@@ -73,7 +78,7 @@ fn a_5xx_is_retried_and_the_retry_reaches_the_sandbox() {
             Reply::shim(&req.body, &format!("sandbox-{seq}"))
         }
     });
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let report = block(warmer.warm_one(&plan(4))).unwrap();
     let s = report.summary();
     assert_eq!((s.ok, s.distinct, s.failed), (4, 4, 0), "{report:?}");
@@ -104,7 +109,7 @@ fn function_errors_and_foreign_replies_are_told_apart() {
         Some(1) => Reply::ok("<html>not json</html>"),
         _ => Reply::ok("null"),
     });
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let report = block(warmer.warm_one(&plan(3))).unwrap();
     let mut failures: Vec<Option<PingFailure>> = report.pings.iter().map(|p| p.failure).collect();
     failures.sort_by_key(|f| format!("{f:?}"));
@@ -133,7 +138,7 @@ fn an_unknown_function_fails_the_whole_warm_with_not_found() {
             "Function not found: arn:aws:lambda:us-east-1:123456789012:function:orders",
         )
     });
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let err = block(warmer.warm_one(&plan(3))).unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert!(err.message.contains("invoke orders"), "{}", err.message);
@@ -153,7 +158,7 @@ fn an_unknown_function_fails_the_whole_warm_with_not_found() {
 #[test]
 fn a_reply_too_large_for_a_shim_is_not_read_to_the_end() {
     let stub = InvokeStub::start(|_| Reply::ok(format!("\"{}\"", "x".repeat(1 << 20))));
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let report = block(warmer.warm_one(&plan(2))).unwrap();
     assert!(
         report
@@ -172,7 +177,7 @@ fn pings_are_signed_invokes_of_the_exact_qualifier_with_one_seq_each() {
         log.lock().unwrap().push(req.clone());
         Reply::shim(&req.body, &format!("s{}", req.index))
     });
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let plan = WarmPlan {
         function: FunctionRef::parse("orders:live"),
         ..plan(3)
@@ -320,7 +325,7 @@ fn a_throttled_save_writes_nothing_and_says_so() {
 fn a_second_warm_reuses_the_first_warms_connections() {
     let stub = InvokeStub::start(|req| Reply::shim(&req.body, &format!("c{}", req.connection)));
     let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-    let warmer = LambdaWarmer::new(invoke::client(&stub.endpoint), WarmerConfig::default());
+    let warmer = warmer(&stub);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
