@@ -119,7 +119,7 @@ fn bench_decide(c: &mut Criterion) {
     let fleet: Vec<(FunctionState, Observation)> = (0..10_000u64)
         .map(|f| {
             let mut s = state.clone();
-            s.margin = (f % 5) as f64 * 0.1;
+            s.forecaster.z = 2.0 + (f % 5) as f64 * 0.1;
             let o = next_obs(f, &s, now);
             (s, o)
         })

@@ -349,7 +349,7 @@ fn judge(answer: Result<Answer, SendError>, f: &FunctionRef) -> Verdict {
                 } else {
                     r.started_ms
                 };
-                PingOutcome::answered(r.instance, r.cold, reached)
+                PingOutcome::answered(r.instance, r.cold, reached).with_last_real(r.last_real_ms)
             }
             Ok(None) => PingOutcome::anonymous(),
             Err(e) => {

@@ -46,8 +46,13 @@ pub struct WarmRecord {
     pub n: u32,
     /// How long each ping held its sandbox, ms.
     pub hold_ms: u32,
-    /// Sandboxes the warm reached (distinct replies; `n` until the report).
+    /// Sandboxes warm after it: those the pings reached (the whole target
+    /// until the report) plus those real traffic was taken to be using.
     pub reached: u32,
+    /// Sandboxes real traffic was taken to be using when it went out (the
+    /// part of the target it did not ping).
+    #[serde(default)]
+    pub busy: u32,
 }
 
 /// Slack after a warm's nominal end: pings start over a spread and return
@@ -69,12 +74,14 @@ impl WarmRecord {
 ///
 /// Untouched minutes are `ConcurrentExecutions` Maximum, or, where Lambda
 /// does not report it, Little's law on invocations and duration (at least one
-/// sandbox if anything ran). In minutes a warm touched, its pings come off the
-/// maximum, the invocation count and the duration total; the estimate is then
-/// the larger of the two corrected figures. Pings alone never look like
-/// demand: they cannot push the maximum past their own number. What stays
-/// above it is real work, also a long request that started in an earlier
-/// minute and so has no invocation in this one.
+/// sandbox if anything ran). A minute a warm touched is censored: the real
+/// peak lies between the maximum less the pings and the maximum, because the
+/// pings held sandboxes only for their hold, not the whole minute. The lower
+/// end is taken (pings alone never look like demand); the window's peak comes
+/// from its untouched minutes wherever it has them, which it does unless
+/// warms come every minute. What stays above the pings is real work, also a
+/// long request that started in an earlier minute and so has no invocation in
+/// this one.
 pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
     let d = corrected(m, warms);
     if d.is_finite() {
@@ -84,13 +91,37 @@ pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
     }
 }
 
-fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
-    let (pings, ping_ms) = warms
+/// Average real concurrency in one minute (Little's law: real invocations
+/// times their average duration, over the minute), with the pings' share
+/// taken out. Zero when the minute has no duration figure.
+pub fn real_busy(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
+    let (pings, ping_ms) = pings_in(m.minute, warms);
+    let invocations = m.invocations.unwrap_or(0.0).max(0.0);
+    let total_ms = invocations * m.duration_avg_ms.unwrap_or(0.0).max(0.0);
+    let real_ms = (total_ms - ping_ms).max(0.0);
+    let busy = if invocations > pings {
+        real_ms / 60_000.0
+    } else {
+        0.0
+    };
+    if busy.is_finite() {
+        busy.clamp(0.0, super::forecast::MAX_DEMAND)
+    } else {
+        0.0
+    }
+}
+
+fn pings_in(minute: u64, warms: &[WarmRecord]) -> (f64, f64) {
+    warms
         .iter()
-        .filter(|w| w.touches(m.minute))
+        .filter(|w| w.touches(minute))
         .fold((0.0, 0.0), |(n, ms), w| {
             (n + w.n as f64, ms + w.n as f64 * w.hold_ms as f64)
-        });
+        })
+}
+
+fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
+    let (pings, ping_ms) = pings_in(m.minute, warms);
     let invocations = m.invocations.unwrap_or(0.0).max(0.0);
     let real_inv = (invocations - pings).max(0.0);
     let little = |inv: f64, total_ms: f64| {
@@ -100,16 +131,13 @@ fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
             (total_ms / 60_000.0).ceil().max(1.0)
         }
     };
-    if pings == 0.0 {
-        let total_ms = invocations * m.duration_avg_ms.unwrap_or(0.0);
-        return match m.concurrency_max {
-            Some(c) if c.is_finite() => c.max(0.0),
-            _ => little(invocations, total_ms),
-        };
+    match m.concurrency_max {
+        Some(c) if c.is_finite() => (c - pings).max(0.0),
+        _ => {
+            let real_ms = (invocations * m.duration_avg_ms.unwrap_or(0.0) - ping_ms).max(0.0);
+            little(real_inv, real_ms)
+        }
     }
-    let real_ms = (invocations * m.duration_avg_ms.unwrap_or(0.0) - ping_ms).max(0.0);
-    let from_max = m.concurrency_max.map_or(0.0, |c| (c - pings).max(0.0));
-    from_max.max(little(real_inv, real_ms))
 }
 
 #[cfg(test)]
@@ -157,6 +185,7 @@ mod tests {
             n: 20,
             hold_ms: 400,
             reached: 20,
+            busy: 0,
         };
         assert_eq!(real_demand(&minute(10, 20.0, 20.0, 400.0), &[warm]), 0.0);
         // A warm spanning a minute boundary is subtracted on both sides.
@@ -165,6 +194,7 @@ mod tests {
             n: 20,
             hold_ms: 400,
             reached: 20,
+            busy: 0,
         };
         assert_eq!(real_demand(&minute(11, 20.0, 20.0, 400.0), &[late]), 0.0);
         assert_eq!(
@@ -181,6 +211,7 @@ mod tests {
             n: 10,
             hold_ms: 500,
             reached: 10,
+            busy: 0,
         };
         // 10 pings on top of 4 real sandboxes; 240 real calls of 1 s.
         let m = minute(10, 14.0, 250.0, (240.0 * 1_000.0 + 10.0 * 500.0) / 250.0);
@@ -194,6 +225,7 @@ mod tests {
             n: 5,
             hold_ms: 500,
             reached: 5,
+            busy: 0,
         };
         // Only the 5 pings started this minute, but 6 ran at once: one real
         // request started earlier and is still running.

@@ -11,21 +11,25 @@
 //!
 //! 1. **observe**: fold the minutes since the watermark into the forecaster,
 //!    after taking forewarm's own pings out ([`demand`]);
-//! 2. **feedback**: for every window that closed, compare its realized peak
-//!    with what was warm; misses widen the margin, sustained slack narrows it
-//!    (aiming at the policy's `cold_start_budget`);
-//! 3. **forecast** the peak over the coming interval at the policy's quantile
-//!    plus margin ([`forecast`]);
-//! 4. **cap** it ([`caps`]): policy range, room for real traffic below
+//!    Each closed window scores the forecast that was in force for it, and
+//!    the forecaster's calibrated offset moves so that the share of windows
+//!    above target stays at `1 - quantile` ([`forecast`]);
+//! 2. **forecast** the peak over the coming interval: point forecast plus
+//!    the calibrated offset, in whole sandboxes;
+//! 3. **cap** it ([`caps`]): policy range, room for real traffic below
 //!    reserved or account concurrency, Lambda's scaling rate;
-//! 5. **warm** when due (the learned interval has passed) or when the target
-//!    rose above what is warm now.
+//! 4. **warm** when due (the learned interval has passed, [`survival`]) or
+//!    when the target rose above what is warm now, with as many pings as the
+//!    target exceeds the sandboxes real traffic is using (a ping cannot land
+//!    on a busy sandbox: pinging the whole target would warm busy + target).
 
 pub mod caps;
+pub mod delay;
 pub mod demand;
 pub mod forecast;
+pub mod pings;
 pub mod policy;
-pub mod report;
+pub mod survival;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,28 +37,31 @@ pub use caps::{Cap, Limits};
 pub use demand::{MinuteMetrics, WarmRecord};
 pub use forecast::Forecast;
 pub use forecast::Forecaster;
+pub use pings::{InstanceId, PingFailure, PingOutcome, ReportSummary, WarmReport};
 pub use policy::{Mode, Policy};
-pub use report::{InstanceId, PingFailure, PingOutcome, ReportSummary, Survival, WarmReport};
+pub use survival::{Evidence, Survival};
 
 /// Version of the [`FunctionState`] layout; bumped when a field changes
 /// meaning, so an old item is recognized and rebuilt, never misread.
-pub const STATE_SCHEMA: u32 = 1;
+pub const STATE_SCHEMA: u32 = 2;
 
 /// The most history folded in one decision: a controller that was off for a
 /// week catches up on the last day instead of spending its tick on the past.
 pub const MAX_BACKFILL_MINUTES: u64 = 1_440;
 
-/// How far the margin may move, in standard-normal units.
-pub const MARGIN_RANGE: (f64, f64) = (-1.5, 2.5);
-/// Margin added for each window whose real peak exceeded the warm pool.
-const MARGIN_UP: f64 = 0.3;
-/// Margin removed per tick after an hour with slack in every window.
-const MARGIN_DOWN: f64 = 0.05;
-/// Windows of history kept for feedback (an hour of 5-minute windows).
+/// Windows of history kept (an hour of 5-minute windows): the recent real
+/// peak the caps leave room for, and what people see in `forewarm status`.
 const OUTCOMES_KEPT: usize = 12;
-/// Warms remembered for the own-traffic correction and the pool: longer than
-/// CloudWatch's lag and than any sandbox is expected to live idle.
+/// Warms remembered for the pool at least this long: longer than any sandbox
+/// is expected to live idle. Warms whose minutes have not been read yet are
+/// kept beyond it (up to [`WARMS_KEPT_MAX`]), so that the pings of a warm
+/// sent during a metrics outage are still taken out when the minutes arrive.
 const WARMS_KEPT_MS: u64 = 30 * 60_000;
+/// The most warms remembered, whatever the outage: a day of warms every
+/// four minutes would not fit the state item.
+const WARMS_KEPT_MAX: usize = 48;
+/// Weight of each read minute in the running real concurrency.
+const BUSY_WEIGHT: f64 = 0.3;
 /// Decisions remembered for people (`forewarm status`).
 const DECISIONS_KEPT: usize = 5;
 /// Weight of each tick's observed cold-start share in its running average.
@@ -77,8 +84,6 @@ pub struct FunctionState {
     pub watermark_minute: Option<u64>,
     /// The forecaster's memory.
     pub forecaster: Forecaster,
-    /// Quantile shift from feedback, standard-normal units.
-    pub margin: f64,
     /// The hold the next warm asks for, ms.
     pub delay_ms: u32,
     /// When the next warm is due, epoch ms.
@@ -97,6 +102,11 @@ pub struct FunctionState {
     pub outcomes: Vec<WindowOutcome>,
     /// Running share of real invocations that started cold.
     pub cold_rate: f64,
+    /// Running average of real concurrency (Little's law on the minutes
+    /// read: real invocations times their average duration): the sandboxes
+    /// real traffic is using at a typical moment, which a ping cannot reach.
+    #[serde(default)]
+    pub busy: f64,
     /// The last few decisions, newest last.
     pub decisions: Vec<DecisionRecord>,
     /// The last error met while handling this function, for people.
@@ -140,7 +150,6 @@ impl FunctionState {
             schema: STATE_SCHEMA,
             watermark_minute: None,
             forecaster: Forecaster::new(policy),
-            margin: 0.0,
             delay_ms: INITIAL_DELAY_MS.clamp(policy.delay_ms_min, policy.delay_ms_max),
             next_due_ms: 0,
             next_check_ms: 0,
@@ -149,6 +158,7 @@ impl FunctionState {
             last_warm: None,
             outcomes: Vec::new(),
             cold_rate: 0.0,
+            busy: 0.0,
             decisions: Vec::new(),
             last_error: None,
             forecast_cache: None,
@@ -257,7 +267,8 @@ pub struct Decision {
     pub target: u32,
     /// Which cap bound, if any.
     pub capped_by: Option<Cap>,
-    /// The feedback margin used.
+    /// The calibrated offset the targets add to the point forecast,
+    /// sandboxes (the running quantile of the forecast's errors).
     pub margin: f64,
     /// When the next warm is due, epoch ms.
     pub next_due_ms: u64,
@@ -274,7 +285,7 @@ impl Decision {
             raw_target: 0,
             target: 0,
             capped_by: None,
-            margin: state.margin,
+            margin: state.forecaster.offset(),
             next_due_ms: state.next_due_ms,
             next_check_ms: state.next_check_ms,
         }
@@ -304,12 +315,18 @@ pub fn decide(
         .delay_ms
         .clamp(policy.delay_ms_min, policy.delay_ms_max);
     if obs.metrics == MetricsStatus::Fresh {
-        observe(policy, state, obs);
+        // Covered windows lower the offset only while real cold starts stay
+        // within the policy's budget.
+        state.forecaster.may_narrow = state.cold_rate <= policy.cold_start_budget;
+        observe(policy, state, obs, now_ms);
     }
-    state.warms.retain(|w| w.at_ms + WARMS_KEPT_MS > now_ms);
+    forget_warms(state, now_ms);
 
+    let now_minute = now_ms / 60_000;
     let interval_s = state.survival.interval_s(policy);
-    let forecast = cached_forecast(policy, state, now_ms / 60_000, interval_s.div_ceil(60));
+    let horizon = interval_s.div_ceil(60);
+    let forecast = cached_forecast(state, now_minute, horizon);
+    state.forecaster.issue(now_minute, horizon);
     let warm_now = state.pool_at(policy, now_ms);
     let (target, capped_by) = caps::apply(
         policy,
@@ -329,7 +346,7 @@ pub fn decide(
         raw_target: forecast.target,
         target,
         capped_by,
-        margin: state.margin,
+        margin: state.forecaster.offset(),
         next_due_ms: state.next_due_ms,
         next_check_ms: 0,
     };
@@ -338,7 +355,11 @@ pub fn decide(
     } else if due || rising {
         d.next_due_ms = now_ms + interval_s as u64 * 1_000;
         state.next_due_ms = d.next_due_ms;
-        if target == 0 {
+        // Sandboxes real traffic holds now cannot take a ping and are warm
+        // anyway: ping only the rest of the target.
+        let busy = busy_now(state, target);
+        let n = target - busy;
+        if n == 0 {
             d.reason = Reason::NothingForecast;
         } else {
             d.reason = if obs.metrics == MetricsStatus::Unavailable {
@@ -349,37 +370,21 @@ pub fn decide(
                 Reason::Rising
             };
             d.action = Action::Warm {
-                n: target,
+                n,
                 delay_ms: state.delay_ms,
             };
             // Recorded now, before the pings go out: their minutes must be
             // corrected even if the report never comes back.
             state.warms.push(WarmRecord {
                 at_ms: now_ms,
-                n: target,
+                n,
                 hold_ms: state.delay_ms,
                 reached: target,
+                busy,
             });
         }
     }
-    // The next look: at the next window boundary (when a window of new
-    // minutes can be read and the forecast horizon moves), sooner if a warm
-    // falls due; idle functions only every half hour. Each look costs
-    // CloudWatch reads and a state write, so nothing is looked at every tick.
-    let cadence = if idle { IDLE_CHECK_MS } else { ACTIVE_CHECK_MS };
-    let boundary = (now_ms / cadence + 1) * cadence;
-    let due_at = state.next_due_ms.max(now_ms + 1);
-    d.next_check_ms = if policy.mode == Mode::Observe || idle {
-        // An idle function has nothing warm to renew when its interval ends.
-        boundary
-    } else if due_at <= now_ms + ACTIVE_CHECK_MS {
-        // A warm falls due within a window: look then, not also at the
-        // boundary before it (the last warm's target already covered the
-        // windows up to its due time).
-        due_at
-    } else {
-        boundary.min(due_at)
-    };
+    d.next_check_ms = next_check(policy, state, now_ms, idle);
     state.next_check_ms = d.next_check_ms;
     state.decisions.push(DecisionRecord {
         at_ms: now_ms,
@@ -394,6 +399,64 @@ pub fn decide(
     d
 }
 
+/// Real concurrency taken to be running now, in whole sandboxes, never more
+/// than the target: the running average, rounded down (at a typical moment
+/// about that many are busy; rounding down errs towards one ping more).
+fn busy_now(state: &FunctionState, target: u32) -> u32 {
+    let b = state.busy;
+    if b.is_finite() && b > 0.0 {
+        ((b + 0.01).floor().min(u32::MAX as f64) as u32).min(target)
+    } else {
+        0
+    }
+}
+
+/// The next look: at the next window boundary (when a window of new minutes
+/// can be read and the forecast horizon moves), sooner if a warm falls due.
+/// An idle function rests until the next half hour, unless its forecast
+/// wakes up before that: then it is looked at a minute before the first
+/// window that needs a sandbox. Each look costs CloudWatch reads and a state
+/// write, so nothing is looked at every tick.
+fn next_check(policy: &Policy, state: &FunctionState, now_ms: u64, idle: bool) -> u64 {
+    let cadence = if idle { IDLE_CHECK_MS } else { ACTIVE_CHECK_MS };
+    let boundary = (now_ms / cadence + 1) * cadence;
+    let due_at = state.next_due_ms.max(now_ms + 1);
+    if idle {
+        let now_minute = now_ms / 60_000;
+        let until = boundary / 60_000;
+        return match state.forecaster.first_needed_window(now_minute, until) {
+            Some(index) => {
+                let start_ms = index * policy::WINDOW_MINUTES as u64 * 60_000;
+                start_ms
+                    .saturating_sub(60_000)
+                    .clamp(now_ms + 60_000, boundary)
+            }
+            None => boundary,
+        };
+    }
+    if policy.mode == Mode::Observe {
+        boundary
+    } else if due_at <= now_ms + ACTIVE_CHECK_MS {
+        // A warm falls due within a window: look then, not also at the
+        // boundary before it (the last warm's target already covered the
+        // windows up to its due time).
+        due_at
+    } else {
+        boundary.min(due_at)
+    }
+}
+
+/// Drops warms that matter no more: older than [`WARMS_KEPT_MS`] and with
+/// every minute they touched already read.
+fn forget_warms(state: &mut FunctionState, now_ms: u64) {
+    let read_until_ms = state.watermark_minute.map_or(0, |w| (w + 1) * 60_000);
+    state.warms.retain(|w| {
+        w.at_ms + WARMS_KEPT_MS > now_ms || w.at_ms + w.hold_ms as u64 + 62_000 > read_until_ms
+    });
+    let extra = state.warms.len().saturating_sub(WARMS_KEPT_MAX);
+    state.warms.drain(..extra);
+}
+
 /// What a forecast depends on. Between windows, with no new minutes, the
 /// forecast is the same; most ticks of most functions are such ticks.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -401,25 +464,18 @@ pub struct ForecastKey {
     watermark: Option<u64>,
     first_window: u64,
     last_window: u64,
-    quantile: u64,
-    margin: u64,
+    offset: u64,
     bucket_minutes: u32,
     season_minutes: u32,
 }
 
-fn cached_forecast(
-    policy: &Policy,
-    state: &mut FunctionState,
-    now_minute: u64,
-    horizon: u32,
-) -> forecast::Forecast {
+fn cached_forecast(state: &mut FunctionState, now_minute: u64, horizon: u32) -> forecast::Forecast {
     let w = policy::WINDOW_MINUTES as u64;
     let key = ForecastKey {
         watermark: state.watermark_minute,
         first_window: now_minute / w,
         last_window: (now_minute + horizon as u64) / w,
-        quantile: policy.quantile.to_bits(),
-        margin: state.margin.to_bits(),
+        offset: state.forecaster.offset().to_bits(),
         bucket_minutes: state.forecaster.bucket_minutes,
         season_minutes: state.forecaster.season_minutes,
     };
@@ -428,16 +484,15 @@ fn cached_forecast(
     {
         return f;
     }
-    let f = state
-        .forecaster
-        .forecast(now_minute, horizon, policy.quantile, state.margin);
+    let f = state.forecaster.forecast(now_minute, horizon);
     state.forecast_cache = Some((key, f));
     f
 }
 
-/// Folds the observation's final minutes into the forecaster, runs feedback on
-/// the windows that closed, and moves the watermark.
-fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
+/// Folds the observation's final minutes into the forecaster, records the
+/// windows that closed, and moves the watermark.
+fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms: u64) {
+    let alpha = policy.alpha;
     let end = obs.complete_until_minute; // exclusive
     let first = match state.watermark_minute {
         Some(w) => w + 1,
@@ -465,18 +520,19 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
             _ => MinuteMetrics::idle(minute),
         };
         let demand = demand::real_demand(&m, &state.warms);
-        colds += m.cold_starts.unwrap_or(0.0);
-        real_inv += m.invocations.unwrap_or(0.0);
-        if let Some(w) = state
-            .forecaster
-            .observe_minute(minute, demand, policy.alpha)
-        {
-            feedback(policy, state, w);
+        let busy = demand::real_busy(&m, &state.warms);
+        state.survival.settle(minute, m.concurrency_max, now_ms);
+        state.busy += BUSY_WEIGHT * (busy - state.busy);
+        colds += m.cold_starts.unwrap_or(0.0).max(0.0);
+        real_inv += m.invocations.unwrap_or(0.0).max(0.0);
+        if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {
+            record_outcome(policy, state, w);
         }
     }
-    if let Some(w) = state.forecaster.close_before(end, policy.alpha) {
-        feedback(policy, state, w);
+    if let Some(w) = state.forecaster.close_before(end, alpha) {
+        record_outcome(policy, state, w);
     }
+    state.survival.settled_until(end);
     // Pings are invocations too, but never report cold starts (the shims
     // only report real ones), so the share is of real calls at worst low.
     let pings: f64 = state
@@ -493,13 +549,10 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation) {
     state.watermark_minute = Some(end - 1);
 }
 
-/// Feedback on one closed window: a real peak above the warm pool widens the
-/// margin at once; an hour in which every window had a sandbox to spare, with
-/// cold starts within budget, narrows it a little. Narrowing stops when the
-/// pool meets the peak exactly, so steady input settles instead of cycling.
-fn feedback(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindow) {
-    // What was warm when the window began: a warm that reacted to the peak
-    // inside the window came too late to spare it cold starts.
+/// Remembers one closed window's real peak beside what was warm when it
+/// began (a warm that reacted to the peak inside the window came too late
+/// to spare it cold starts).
+fn record_outcome(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindow) {
     let window_start_ms = w.index * policy::WINDOW_MINUTES as u64 * 60_000;
     let warmed = state.pool_at(policy, window_start_ms);
     state.outcomes.push(WindowOutcome {
@@ -509,27 +562,6 @@ fn feedback(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindo
     });
     if state.outcomes.len() > OUTCOMES_KEPT {
         state.outcomes.remove(0);
-    }
-    // Only windows the controller had warmed for count: before the first
-    // warm (or after a long silence) there is nothing to learn about the margin.
-    if state
-        .warms
-        .first()
-        .is_none_or(|first| first.at_ms > window_start_ms)
-    {
-        return;
-    }
-    let missed = w.peak > warmed as f64 + 1e-9;
-    if missed {
-        state.margin = (state.margin + MARGIN_UP).min(MARGIN_RANGE.1);
-    } else if state.outcomes.len() == OUTCOMES_KEPT
-        && state.cold_rate <= policy.cold_start_budget
-        && state
-            .outcomes
-            .iter()
-            .all(|o| o.warmed as f64 >= o.realized as f64 + 1.0)
-    {
-        state.margin = (state.margin - MARGIN_DOWN).max(MARGIN_RANGE.0);
     }
 }
 
@@ -544,7 +576,7 @@ pub fn apply_report(
     now_ms: u64,
 ) -> ReportSummary {
     let summary = report.summary();
-    let (delay, _) = report::tune_delay(policy, state.delay_ms, &summary);
+    let (delay, _) = delay::tune_delay(policy, state.delay_ms, &summary);
     state.delay_ms = delay;
     state.survival.learn(report, now_ms);
     if let Some(rec) = state
@@ -556,8 +588,8 @@ pub fn apply_report(
         rec.n = report.pings.len() as u32;
         rec.hold_ms = report.delay_ms;
         // Sandboxes named in replies, plus replies without a name (each at
-        // least warmed something).
-        rec.reached = summary.distinct + summary.anonymous;
+        // least warmed something), beside those real traffic was using.
+        rec.reached = summary.distinct + summary.anonymous + rec.busy;
     }
     state.last_warm = Some(summary);
     summary

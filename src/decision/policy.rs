@@ -102,9 +102,12 @@ pub struct Policy {
     /// `max` (default 100): the most sandboxes warmed at once. A ceiling on
     /// the damage a bad forecast can do to cost and to concurrency.
     pub max: u32,
-    /// `quantile` (default 0.95): how much of the forecast distribution of the
-    /// next window's peak the warm pool covers. 0.95 means about one window
-    /// in twenty may need a sandbox more than was warmed.
+    /// `quantile` (default 0.99): the share of forecast windows whose real
+    /// peak the warm target covers. The target is calibrated to it: over any
+    /// long stretch about `1 - quantile` of windows need a sandbox more than
+    /// was warmed. 0.99 rather than 0.95 because a cold start costs far more
+    /// than the pings that avoid it: on the bundled day, 0.95 to 0.99 cut
+    /// cold starts by a third for about a tenth more warming cost.
     pub quantile: f64,
     /// `bucket_minutes` (default 30): width of a time-of-day bucket. Half an
     /// hour follows office-hours ramps while giving each bucket six 5-minute
@@ -144,7 +147,7 @@ impl Default for Policy {
             mode: Mode::Warm,
             min: 0,
             max: 100,
-            quantile: 0.95,
+            quantile: 0.99,
             bucket_minutes: 30,
             season: Season::Day,
             alpha: 0.2,

@@ -38,6 +38,9 @@ struct Idle {
     id: u32,
     free_ms: u64,
     reap_ms: u64,
+    /// When the sandbox last started a real request (0: never), as the
+    /// shims report it in ping replies.
+    last_real_ms: u64,
 }
 
 /// Totals of one run, over the report period.
@@ -102,6 +105,8 @@ pub enum PingResult {
         id: u32,
         /// Created by this ping.
         cold: bool,
+        /// When the sandbox last started a real request, if ever.
+        last_real_ms: Option<u64>,
     },
     /// Throttled.
     Throttled,
@@ -133,7 +138,8 @@ pub struct FnSim {
     burst: f64,
     rng: Pcg64Mcg,
     idle: Vec<Idle>,
-    busy: BinaryHeap<Reverse<(u64, u32, Kind)>>,
+    /// `(until, id, kind, last real start)`.
+    busy: BinaryHeap<Reverse<(u64, u32, Kind, u64)>>,
     on_demand_busy: u32,
     ping_busy: u32,
     provisioned_busy: u32,
@@ -215,7 +221,7 @@ impl FnSim {
 
     /// Releases every completion up to `t` and moves the clock there.
     pub fn advance(&mut self, t: u64) {
-        while let Some(&Reverse((until, id, kind))) = self.busy.peek() {
+        while let Some(&Reverse((until, id, kind, last_real_ms))) = self.busy.peek() {
             if until > t {
                 break;
             }
@@ -238,6 +244,7 @@ impl FnSim {
                         id,
                         free_ms: until,
                         reap_ms: until + ttl,
+                        last_real_ms,
                     });
                 }
             }
@@ -261,11 +268,11 @@ impl FnSim {
         }
         if self.provisioned_busy < self.provisioned {
             self.provisioned_busy += 1;
-            self.start(t, t + duration_ms, u32::MAX, Kind::Provisioned, duration_ms);
+            self.start(t + duration_ms, u32::MAX, Kind::Provisioned, duration_ms, t);
             return;
         }
-        if let Some(id) = self.take_idle(t) {
-            self.start(t, t + duration_ms, id, Kind::Real, duration_ms);
+        if let Some((id, _)) = self.take_idle(t) {
+            self.start(t + duration_ms, id, Kind::Real, duration_ms, t);
             return;
         }
         match self.create(t) {
@@ -298,7 +305,7 @@ impl FnSim {
                 if let Some(m) = self.minute.as_mut() {
                     m.cold += 1;
                 }
-                self.start(t, t + added + duration_ms, id, Kind::Real, duration_ms);
+                self.start(t + added + duration_ms, id, Kind::Real, duration_ms, t);
             }
         }
     }
@@ -346,10 +353,14 @@ impl FnSim {
             self.stats.pings += 1;
             self.stats.ping_gb_ms += hold_ms.max(1) as f64 * self.setup.gb;
         }
-        if let Some(id) = self.take_idle(t) {
+        if let Some((id, last_real_ms)) = self.take_idle(t) {
             self.ping_busy += 1;
-            self.start(t, t + hold_ms, id, Kind::Ping, hold_ms);
-            return PingResult::Reached { id, cold: false };
+            self.start(t + hold_ms, id, Kind::Ping, hold_ms, last_real_ms);
+            return PingResult::Reached {
+                id,
+                cold: false,
+                last_real_ms: (last_real_ms > 0).then_some(last_real_ms),
+            };
         }
         match self.create(t) {
             None => {
@@ -364,21 +375,26 @@ impl FnSim {
                     self.stats.ping_init_gb_ms += init as f64 * self.setup.gb;
                 }
                 self.ping_busy += 1;
-                self.start(t, t + init + hold_ms, id, Kind::Ping, hold_ms);
-                PingResult::Reached { id, cold: true }
+                self.start(t + init + hold_ms, id, Kind::Ping, hold_ms, 0);
+                PingResult::Reached {
+                    id,
+                    cold: true,
+                    last_real_ms: None,
+                }
             }
         }
     }
 
-    /// The most recently freed idle sandbox that is still alive at `t`.
-    fn take_idle(&mut self, t: u64) -> Option<u32> {
+    /// The most recently freed idle sandbox that is still alive at `t`, and
+    /// when it last started a real request.
+    fn take_idle(&mut self, t: u64) -> Option<(u32, u64)> {
         while let Some(top) = self.idle.pop() {
             if top.reap_ms <= t {
                 self.stats.idle_gb_ms += self.clip(top.free_ms, top.reap_ms) * self.setup.gb;
                 continue;
             }
             self.stats.idle_gb_ms += self.clip(top.free_ms, t) * self.setup.gb;
-            return Some(top.id);
+            return Some((top.id, top.last_real_ms));
         }
         None
     }
@@ -404,11 +420,11 @@ impl FnSim {
         Some((id, init))
     }
 
-    fn start(&mut self, t: u64, until: u64, id: u32, kind: Kind, duration_ms: u64) {
+    fn start(&mut self, until: u64, id: u32, kind: Kind, duration_ms: u64, last_real_ms: u64) {
         if kind != Kind::Provisioned {
             self.on_demand_busy += 1;
         }
-        self.busy.push(Reverse((until, id, kind)));
+        self.busy.push(Reverse((until, id, kind, last_real_ms)));
         let c = self.concurrency();
         if kind != Kind::Ping {
             self.hour_peak = self.hour_peak.max(c - self.ping_busy);
@@ -418,7 +434,6 @@ impl FnSim {
             m.invocations += 1;
             m.duration_ms += duration_ms as f64;
         }
-        let _ = t;
     }
 
     /// Sets the Provisioned Concurrency kept ready from `t` on, charging the
@@ -570,8 +585,22 @@ mod tests {
     #[test]
     fn the_newest_idle_sandbox_serves_and_pings_keep_them_warm() {
         let mut f = FnSim::new(&model(60.0, 100.0), setup(), 1);
-        assert_eq!(f.ping(0, 500), PingResult::Reached { id: 0, cold: true });
-        assert_eq!(f.ping(10, 500), PingResult::Reached { id: 1, cold: true });
+        assert_eq!(
+            f.ping(0, 500),
+            PingResult::Reached {
+                id: 0,
+                cold: true,
+                last_real_ms: None
+            }
+        );
+        assert_eq!(
+            f.ping(10, 500),
+            PingResult::Reached {
+                id: 1,
+                cold: true,
+                last_real_ms: None
+            }
+        );
         // Both free by 0.61 s; a request at 1 s takes sandbox 1 (freed last).
         f.request(1_000, 200);
         assert_eq!(f.stats.cold_starts, 0);

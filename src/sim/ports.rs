@@ -214,11 +214,16 @@ impl Warmer for World<'_> {
                     .map(|k| {
                         let at = p.at_ms + k * self.gap_ms;
                         match fns[i].ping(at, p.delay_ms as u64) {
-                            PingResult::Reached { id, cold } => PingOutcome::answered(
+                            PingResult::Reached {
+                                id,
+                                cold,
+                                last_real_ms,
+                            } => PingOutcome::answered(
                                 InstanceId::of_bytes(&id.to_le_bytes()),
                                 cold,
                                 at,
-                            ),
+                            )
+                            .with_last_real(last_real_ms),
                             PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
                         }
                     })

@@ -19,6 +19,7 @@ import gzip
 import io
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 
@@ -84,8 +85,24 @@ def forward_invoke(upstream, environ, start_response):
     return [payload]
 
 
+# moto's threaded server runs each request on its own thread, and its
+# DynamoDB backend checks a ConditionExpression and applies the write in two
+# steps without a lock: two conditional UpdateItems racing for one lease can
+# both win. DynamoDB applies each conditional write atomically, so the front
+# door serialises DynamoDB requests (they take milliseconds); everything else,
+# Invoke forwarding above all, stays concurrent.
+DYNAMODB_LOCK = threading.Lock()
+
+
+def serialised(app, environ, start_response):
+    with DYNAMODB_LOCK:
+        return list(app(environ, start_response))
+
+
 def front_door(app, upstream=None):
     def wsgi(environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return serialised(app, environ, start_response)
         if upstream and environ.get("REQUEST_METHOD") == "POST" and INVOKE.match(environ.get("PATH_INFO", "")):
             return forward_invoke(upstream, environ, start_response)
         parts = environ.get("PATH_INFO", "").strip("/").split("/")

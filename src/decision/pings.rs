@@ -1,0 +1,225 @@
+//! What one warm reports back: each ping's outcome, and the summary the
+//! learners and people read ([`super::delay`] tunes the hold from it,
+//! [`super::survival`] the interval).
+
+use serde::{Deserialize, Serialize};
+
+/// Why one ping did not produce a usable reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PingFailure {
+    /// Lambda refused it: `TooManyRequestsException` after back-off.
+    Throttled,
+    /// No answer within the per-call timeout.
+    Timeout,
+    /// The function raised an error (or timed out on Lambda's side).
+    FunctionError,
+    /// The reply was not a forewarm reply (the function ran its handler).
+    BadReply,
+    /// The call failed for another reason (network, 5xx).
+    Other,
+}
+
+/// A sandbox as a ping's reply names it, fingerprinted at the border so a
+/// report holds no strings. 64 bits tell sandboxes apart (two of a
+/// 1,000-ping warm collide with odds of about 1e-13); the low 32 bits are
+/// FNV-1a of the id, the hash the state remembers
+/// ([`Survival::last_instances`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstanceId(pub u64);
+
+impl InstanceId {
+    /// The fingerprint of an id's bytes.
+    pub fn of_bytes(id: &[u8]) -> InstanceId {
+        let high = id.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        }) >> 32;
+        InstanceId(high << 32 | hash_instance_bytes(id) as u64)
+    }
+
+    /// What the state remembers of it.
+    pub fn remembered(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+impl From<&str> for InstanceId {
+    fn from(id: &str) -> Self {
+        InstanceId::of_bytes(id.as_bytes())
+    }
+}
+
+impl From<String> for InstanceId {
+    fn from(id: String) -> Self {
+        InstanceId::of_bytes(id.as_bytes())
+    }
+}
+
+/// One ping's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingOutcome {
+    /// The sandbox that answered, when the reply said.
+    pub instance: Option<InstanceId>,
+    /// Whether that sandbox was new (the ping paid its init).
+    pub cold: Option<bool>,
+    /// When the sandbox started handling the ping, epoch ms.
+    pub started_ms: Option<u64>,
+    /// When that sandbox last started a real (non-ping) event, epoch ms;
+    /// `None` when it never served one. A warm reply from a sandbox whose
+    /// last real event came before the previous warm proves the sandbox
+    /// survived the whole idle gap, whatever real traffic did meanwhile.
+    #[serde(default)]
+    pub last_real_ms: Option<u64>,
+    /// Why the ping failed, if it did.
+    pub failure: Option<PingFailure>,
+}
+
+impl PingOutcome {
+    /// A ping answered by a forewarm shim.
+    pub fn answered(instance: impl Into<InstanceId>, cold: bool, started_ms: u64) -> Self {
+        PingOutcome {
+            instance: Some(instance.into()),
+            cold: Some(cold),
+            started_ms: Some(started_ms),
+            last_real_ms: None,
+            failure: None,
+        }
+    }
+
+    /// The same outcome, saying when the sandbox last served a real event.
+    pub fn with_last_real(mut self, last_real_ms: Option<u64>) -> Self {
+        self.last_real_ms = last_real_ms;
+        self
+    }
+    /// A ping answered with `null`: warmed, identity unknown.
+    pub fn anonymous() -> Self {
+        PingOutcome {
+            instance: None,
+            cold: None,
+            started_ms: None,
+            last_real_ms: None,
+            failure: None,
+        }
+    }
+    /// A failed ping.
+    pub fn failed(why: PingFailure) -> Self {
+        PingOutcome {
+            failure: Some(why),
+            ..PingOutcome::anonymous()
+        }
+    }
+}
+
+/// The result of warming one function once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmReport {
+    /// Pings asked for.
+    pub requested: u32,
+    /// Hold each ping asked for, ms.
+    pub delay_ms: u32,
+    /// When the fan-out started, epoch ms.
+    pub sent_at_ms: u64,
+    /// One entry per ping sent.
+    pub pings: Vec<PingOutcome>,
+}
+
+impl WarmReport {
+    /// A warm in which every ping found its own sandbox (`{prefix}{i}`),
+    /// pings starting `gap_ms` apart: the report of a healthy fan-out, for
+    /// fakes and benchmarks.
+    pub fn every_ping_distinct(
+        n: u32,
+        delay_ms: u32,
+        at_ms: u64,
+        prefix: &str,
+        gap_ms: u64,
+    ) -> WarmReport {
+        WarmReport {
+            requested: n,
+            delay_ms,
+            sent_at_ms: at_ms,
+            pings: (0..n)
+                .map(|i| {
+                    PingOutcome::answered(format!("{prefix}{i}"), false, at_ms + gap_ms * i as u64)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The figures people and the learners look at, small enough for the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReportSummary {
+    /// When the warm started, epoch ms.
+    pub at_ms: u64,
+    /// Pings asked for.
+    pub requested: u32,
+    /// Pings answered without error.
+    pub ok: u32,
+    /// Distinct sandboxes named in replies.
+    pub distinct: u32,
+    /// Replies without identity (`null`).
+    pub anonymous: u32,
+    /// Pings that created their sandbox.
+    pub cold: u32,
+    /// Failed pings.
+    pub failed: u32,
+    /// First to last ping start, ms, over pings with identity.
+    pub spread_ms: u64,
+    /// Hold asked for, ms.
+    pub delay_ms: u32,
+}
+
+impl WarmReport {
+    /// Sums the report up.
+    pub fn summary(&self) -> ReportSummary {
+        let mut ids: Vec<InstanceId> = self.pings.iter().filter_map(|p| p.instance).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let starts = self
+            .pings
+            .iter()
+            .filter(|p| p.instance.is_some())
+            .filter_map(|p| p.started_ms);
+        let (lo, hi) = starts.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        let ok = self.pings.iter().filter(|p| p.failure.is_none()).count() as u32;
+        ReportSummary {
+            at_ms: self.sent_at_ms,
+            requested: self.requested,
+            ok,
+            distinct: ids.len() as u32,
+            anonymous: self
+                .pings
+                .iter()
+                .filter(|p| p.failure.is_none() && p.instance.is_none())
+                .count() as u32,
+            cold: self.pings.iter().filter(|p| p.cold == Some(true)).count() as u32,
+            failed: self.pings.len() as u32 - ok,
+            spread_ms: hi.saturating_sub(lo.min(hi)),
+            delay_ms: self.delay_ms,
+        }
+    }
+
+    /// Sandboxes named in replies, as 32-bit hashes (what the state keeps).
+    pub fn instance_hashes(&self) -> Vec<u32> {
+        let mut h: Vec<u32> = self
+            .pings
+            .iter()
+            .filter_map(|p| p.instance.map(InstanceId::remembered))
+            .collect();
+        h.sort_unstable();
+        h.dedup();
+        h
+    }
+}
+
+/// FNV-1a: stable across processes and versions, unlike std's hasher.
+pub fn hash_instance(id: &str) -> u32 {
+    hash_instance_bytes(id.as_bytes())
+}
+
+fn hash_instance_bytes(id: &[u8]) -> u32 {
+    id.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}

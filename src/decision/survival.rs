@@ -1,0 +1,379 @@
+//! The interval learner: how long idle sandboxes survive, so warms come often
+//! enough and no more.
+//!
+//! Lambda reaps an idle sandbox after an undocumented time (10 minutes in
+//! 2019–20, 5–7 minutes since 2021). The learner reads it off the replies,
+//! and only off what the replies prove. Which idle sandbox Lambda hands a
+//! request is not documented, so nothing here depends on pings reaching the
+//! sandboxes the previous warm reached:
+//!
+//! * **survival**: a ping answered `cold: false` by a sandbox whose last real
+//!   event started before the previous warm proves that this sandbox sat idle
+//!   (touched at most by that warm's ping) through the whole gap. A gap is a
+//!   survived gap when at least one such sandbox answered and no death showed;
+//! * **death**: pings that had to create a sandbox (`cold: true`) beyond
+//!   what the warm added (more pings than the previous warm reached) and what
+//!   real traffic busy at that moment could have taken. How many real
+//!   requests ran beside the pings is not known when the replies come back,
+//!   but CloudWatch tells it afterwards: the `ConcurrentExecutions` maximum of
+//!   the warm's minute includes the pings, so the maximum less the pings bounds
+//!   real traffic from above at the moment they ran. A warm with cold pings is
+//!   therefore judged when its minute is read ([`Survival::settle`]).
+//!
+//! The interval probes upward from [`DEFAULT_INTERVAL_S`] one step past the
+//! longest survived gap and stays [`DEATH_MARGIN_S`] inside the shortest gap
+//! that killed. A death at a gap that used to survive means the platform
+//! changed: what was learned is dropped and the interval falls back at once.
+
+use serde::{Deserialize, Serialize};
+
+use super::pings::WarmReport;
+use super::policy::{Interval, Policy};
+
+/// What the interval learner knows about sandbox survival.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Survival {
+    /// Longest idle gap, seconds, after which no sandbox was missing.
+    pub survived_s: Option<u32>,
+    /// Shortest idle gap, seconds, after which sandboxes were missing.
+    pub died_s: Option<u32>,
+    /// When `died_s` was last seen, epoch ms: evidence older than a day is
+    /// dropped, because the platform's reaping changes over time.
+    pub died_at_ms: u64,
+    /// Distinct sandboxes the previous warm reached.
+    #[serde(default)]
+    pub last_reached: u32,
+    /// When the previous warm was, epoch ms.
+    pub last_warm_ms: u64,
+    /// Warms with cold pings, waiting for their minute's metrics.
+    #[serde(default)]
+    pub pending: Vec<Pending>,
+}
+
+/// A warm whose cold pings are judged once its minute's metrics are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Epoch minute of the warm.
+    pub minute: u64,
+    /// The idle gap before it, seconds.
+    pub gap_s: u32,
+    /// Pings sent (they are in the minute's maximum).
+    pub pings: u32,
+    /// Cold pings the warm's own growth does not explain.
+    pub cold: u32,
+}
+
+/// What one warm proved about the gap since the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Every sandbox the pings needed was still there.
+    Survived {
+        /// The gap, seconds.
+        gap_s: u32,
+    },
+    /// More pings started cold than growth and real traffic explain.
+    Died {
+        /// The gap, seconds.
+        gap_s: u32,
+        /// Cold pings nothing else explains.
+        missing: u32,
+    },
+    /// Nothing either way (no previous warm, anonymous or failed replies,
+    /// or real traffic kept every sandbox that answered busy since).
+    Nothing,
+}
+
+enum Judged {
+    Survived { gap_s: u32 },
+    Later(Pending),
+    Nothing,
+}
+
+/// Idle lifetimes seen on Lambda: 10 min fixed (2019–20), 5–7 min since 2021.
+/// Four minutes is inside both with a minute to spare: the starting interval.
+pub const DEFAULT_INTERVAL_S: u32 = 240;
+/// The learner never stretches past this, even when nothing ever dies.
+pub const MAX_AUTO_INTERVAL_S: u32 = 840;
+/// The learner never warms more often than the controller runs.
+pub const MIN_INTERVAL_S: u32 = 60;
+/// How far past the longest survived gap the next warm probes.
+const PROBE_STEP_S: u32 = 30;
+/// Stay this far inside the shortest gap that killed sandboxes: the
+/// controller runs once a minute, so a warm due at `t` goes out up to a
+/// minute later.
+const DEATH_MARGIN_S: u32 = 60;
+const DAY_MS: u64 = 86_400_000;
+/// Warms waiting for their minute's metrics (reads come every 15 minutes,
+/// warms every few: a handful, and an outage must not grow the state).
+const PENDING_KEPT: usize = 6;
+
+impl Survival {
+    /// Learns what a warm's replies prove at once (survival), and keeps its
+    /// cold pings to be judged when its minute is read.
+    pub fn learn(&mut self, report: &WarmReport, now_ms: u64) -> Evidence {
+        let evidence = match self.judge(report) {
+            Judged::Survived { gap_s } => Evidence::Survived { gap_s },
+            Judged::Later(p) => {
+                self.pending.push(p);
+                let extra = self.pending.len().saturating_sub(PENDING_KEPT);
+                self.pending.drain(..extra);
+                Evidence::Nothing
+            }
+            Judged::Nothing => Evidence::Nothing,
+        };
+        self.record(evidence, now_ms);
+        let s = report.summary();
+        self.last_reached = s.distinct + s.anonymous;
+        self.last_warm_ms = report.sent_at_ms;
+        evidence
+    }
+
+    /// Judges the warms of `minute` now that its `ConcurrentExecutions`
+    /// maximum is known: real traffic ran beside the pings on at most
+    /// `max - pings` sandboxes, so cold pings beyond that are deaths.
+    pub fn settle(&mut self, minute: u64, concurrency_max: Option<f64>, now_ms: u64) -> Evidence {
+        let Some(i) = self.pending.iter().position(|p| p.minute == minute) else {
+            return Evidence::Nothing;
+        };
+        let p = self.pending.remove(i);
+        let Some(max) = concurrency_max.filter(|m| m.is_finite()) else {
+            return Evidence::Nothing;
+        };
+        let real = (max - p.pings as f64).max(0.0).ceil().min(u32::MAX as f64) as u32;
+        let missing = p.cold.saturating_sub(real);
+        let evidence = if missing > 0 {
+            Evidence::Died {
+                gap_s: p.gap_s,
+                missing,
+            }
+        } else {
+            Evidence::Nothing
+        };
+        self.record(evidence, now_ms);
+        evidence
+    }
+
+    /// Drops pending warms whose minute was read without a datapoint.
+    pub fn settled_until(&mut self, minute: u64) {
+        self.pending.retain(|p| p.minute >= minute);
+    }
+
+    fn record(&mut self, evidence: Evidence, now_ms: u64) {
+        match evidence {
+            Evidence::Survived { gap_s } => {
+                self.survived_s = Some(self.survived_s.map_or(gap_s, |s| s.max(gap_s)));
+            }
+            Evidence::Died { gap_s, .. } => {
+                if self.survived_s.is_some_and(|s| s >= gap_s) {
+                    // A gap that used to be survived now kills: reaping got
+                    // faster (or is random, and this gap is at its edge).
+                    // What was learned goes; probing starts again from the
+                    // safe default, below the gap that killed.
+                    self.survived_s = None;
+                    self.died_s = Some(gap_s);
+                } else {
+                    self.died_s = Some(self.died_s.map_or(gap_s, |d| d.min(gap_s)));
+                }
+                self.died_at_ms = now_ms;
+            }
+            Evidence::Nothing => {}
+        }
+        if self.died_s.is_some() && now_ms.saturating_sub(self.died_at_ms) > DAY_MS {
+            self.died_s = None;
+        }
+    }
+
+    fn judge(&self, report: &WarmReport) -> Judged {
+        if self.last_reached == 0 || self.last_warm_ms == 0 {
+            return Judged::Nothing;
+        }
+        let gap_ms = report.sent_at_ms.saturating_sub(self.last_warm_ms);
+        let gap_s = (gap_ms / 1_000).min(u32::MAX as u64) as u32;
+        let mut answered = 0u32;
+        let mut cold = 0u32;
+        let mut idle_survivors = 0u32;
+        for p in &report.pings {
+            if p.failure.is_some() {
+                continue;
+            }
+            match (p.instance, p.cold) {
+                (Some(_), Some(c)) => {
+                    answered += 1;
+                    if c {
+                        cold += 1;
+                    } else if p.last_real_ms.is_none_or(|t| t < self.last_warm_ms) {
+                        idle_survivors += 1;
+                    }
+                }
+                // An answer without identity proves nothing about survival.
+                _ => return Judged::Nothing,
+            }
+        }
+        // Cold pings the warm itself explains: those beyond what the
+        // previous warm reached.
+        let growth = answered.saturating_sub(self.last_reached);
+        if cold > growth {
+            Judged::Later(Pending {
+                minute: report.sent_at_ms / 60_000,
+                gap_s,
+                pings: report.pings.len().min(u32::MAX as usize) as u32,
+                cold: cold - growth,
+            })
+        } else if idle_survivors > 0 {
+            Judged::Survived { gap_s }
+        } else {
+            Judged::Nothing
+        }
+    }
+
+    /// Seconds until the next warm is due.
+    pub fn interval_s(&self, policy: &Policy) -> u32 {
+        if let Interval::Seconds(s) = policy.interval {
+            return s;
+        }
+        let probe = self.survived_s.map_or(DEFAULT_INTERVAL_S, |s| {
+            s.saturating_add(PROBE_STEP_S).max(DEFAULT_INTERVAL_S)
+        });
+        let limit = self
+            .died_s
+            .map_or(MAX_AUTO_INTERVAL_S, |d| d.saturating_sub(DEATH_MARGIN_S));
+        probe.min(limit).clamp(MIN_INTERVAL_S, MAX_AUTO_INTERVAL_S)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::pings::PingOutcome;
+
+    /// A warm at `at_s` whose pings met these sandboxes: `(id, cold, last
+    /// real event in seconds)`.
+    fn warm_at(at_s: u64, replies: &[(&str, bool, Option<u64>)]) -> WarmReport {
+        WarmReport {
+            requested: replies.len() as u32,
+            delay_ms: 100,
+            sent_at_ms: at_s * 1_000,
+            pings: replies
+                .iter()
+                .map(|&(id, cold, last)| {
+                    PingOutcome::answered(id, cold, at_s * 1_000)
+                        .with_last_real(last.map(|s| s * 1_000))
+                })
+                .collect(),
+        }
+    }
+
+    fn idle(ids: &[&'static str]) -> Vec<(&'static str, bool, Option<u64>)> {
+        ids.iter().map(|&i| (i, false, None)).collect()
+    }
+
+    fn cold(ids: &[&'static str]) -> Vec<(&'static str, bool, Option<u64>)> {
+        ids.iter().map(|&i| (i, true, None)).collect()
+    }
+
+    /// The warm's minute as CloudWatch reports it: `real` requests beside
+    /// the warm's pings.
+    fn settle(s: &mut Survival, at_s: u64, pings: u32, real: u32) -> Evidence {
+        s.settle(at_s / 60, Some((pings + real) as f64), at_s * 1_000)
+    }
+
+    #[test]
+    fn survival_is_probed_upward_and_capped_by_deaths() {
+        let p = Policy::default();
+        let mut s = Survival::default();
+        assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
+        s.learn(&warm_at(1, &cold(&["a", "b", "c"])), 1_000);
+        s.learn(&warm_at(241, &idle(&["a", "b", "c"])), 241_000);
+        assert_eq!(s.survived_s, Some(240));
+        assert_eq!(s.interval_s(&p), 270, "probes 30 s further");
+        // After a 6-minute gap only new sandboxes answer, and nothing real
+        // ran beside them: they died.
+        let e = s.learn(&warm_at(601, &cold(&["x", "y", "z"])), 601_000);
+        assert_eq!(e, Evidence::Nothing, "judged when the minute is read");
+        assert_eq!(
+            settle(&mut s, 601, 3, 0),
+            Evidence::Died {
+                gap_s: 360,
+                missing: 3
+            }
+        );
+        assert_eq!(s.interval_s(&p), 270, "a minute inside the death");
+        // A day later the death is forgotten and probing resumes.
+        s.learn(&warm_at(90_000, &idle(&["x", "y", "z"])), 90_000_000);
+        assert_eq!(s.died_s, None);
+    }
+
+    #[test]
+    fn pings_reaching_other_sandboxes_than_last_time_are_no_death() {
+        // Real traffic took the most recently freed sandboxes, so the pings
+        // met different (warm) ones: every reply is warm, none is a death.
+        let mut s = Survival::default();
+        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 1_000);
+        let replies = [
+            ("e", false, Some(200)),
+            ("f", false, Some(230)),
+            ("a", false, None),
+            ("b", false, None),
+        ];
+        let e = s.learn(&warm_at(241, &replies), 241_000);
+        assert_eq!(e, Evidence::Survived { gap_s: 240 });
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn cold_pings_beside_busy_sandboxes_are_explained_by_traffic() {
+        let mut s = Survival::default();
+        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 1_000);
+        // Two of the four are busy with real requests: two pings start cold.
+        let replies = [
+            ("a", false, None),
+            ("b", false, None),
+            ("x", true, None),
+            ("y", true, None),
+        ];
+        assert_eq!(s.learn(&warm_at(241, &replies), 241_000), Evidence::Nothing);
+        // The minute's maximum shows the two real requests beside the pings.
+        assert_eq!(settle(&mut s, 241, 4, 2), Evidence::Nothing);
+        assert_eq!(s.died_s, None);
+    }
+
+    #[test]
+    fn sandboxes_kept_warm_by_traffic_prove_no_idle_survival() {
+        let mut s = Survival::default();
+        s.learn(&warm_at(1, &cold(&["a", "b"])), 1_000);
+        // Every sandbox that answered served a real request after the warm.
+        let replies = [("a", false, Some(500)), ("b", false, Some(600))];
+        assert_eq!(s.learn(&warm_at(721, &replies), 721_000), Evidence::Nothing);
+        assert_eq!(s.survived_s, None);
+    }
+
+    #[test]
+    fn a_death_after_a_survived_gap_falls_back_at_once() {
+        let p = Policy::default();
+        let mut s = Survival {
+            survived_s: Some(540),
+            last_reached: 5,
+            last_warm_ms: 1_000_000,
+            ..Survival::default()
+        };
+        assert_eq!(s.interval_s(&p), 570);
+        // Reaping got faster: the next 540 s gap kills.
+        s.learn(
+            &warm_at(1_540, &cold(&["v", "w", "x", "y", "z"])),
+            1_540_000,
+        );
+        settle(&mut s, 1_540, 5, 0);
+        assert_eq!(s.survived_s, None, "the old survival is dropped");
+        assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
+    }
+
+    #[test]
+    fn a_fixed_interval_is_obeyed() {
+        let p = Policy {
+            interval: Interval::Seconds(600),
+            ..Policy::default()
+        };
+        assert_eq!(Survival::default().interval_s(&p), 600);
+    }
+}
