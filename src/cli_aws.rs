@@ -420,7 +420,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             d.map_or(0, |d| d.warmed),
             st.last_warm.map_or(0, |w| w.distinct),
             st.delay_ms,
-            st.forecaster.offset(),
+            st.forecaster.z,
             survives,
             i.last_error.as_deref().unwrap_or("")
         );

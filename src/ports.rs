@@ -140,6 +140,9 @@ pub struct Stored {
     pub state: Option<Box<FunctionState>>,
     /// Version of the item (0 when there is none).
     pub version: u64,
+    /// Why a stored state could not be read, when it could not: the tick
+    /// starts the function afresh and writes this to its `last_error`.
+    pub unreadable: Option<String>,
 }
 
 /// Where policies and state live (DynamoDB in production).

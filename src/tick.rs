@@ -202,7 +202,11 @@ where
     // Lease (or, on a dry run, just read) every enabled function.
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
-        if t.next_check_ms > now_ms {
+        // No decision plans a look further than the idle rest; a stored time
+        // beyond twice that is not the controller's, and resting on it would
+        // leave the function alone forever.
+        let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
+        if t.next_check_ms > now_ms && t.next_check_ms <= planned {
             report.resting += 1;
             continue;
         }
@@ -255,10 +259,7 @@ where
             }
         };
         let policy = parsed.policy;
-        let state = stored
-            .state
-            .take()
-            .unwrap_or_else(|| Box::new(FunctionState::new(&policy)));
+        let (state, problem) = usable_state(&t.function, &policy, &mut stored, now_ms);
         work.push(Work {
             function: t.function,
             policy,
@@ -268,7 +269,7 @@ where
             decision: None,
             warm: None,
             may_warm: true,
-            note: None,
+            note: problem,
         });
     }
 
@@ -311,6 +312,7 @@ where
     }
     let mut work = keep;
 
+    share_account_pool(now_ms, &mut work);
     warm_all(warmer, cfg, now_ms, &mut work).await;
 
     for mut w in work {
@@ -345,6 +347,34 @@ where
         });
     }
     report
+}
+
+/// The state to decide on: the stored one, checked and bounded, or a fresh
+/// one when nothing was stored or what was stored cannot be used. Returns
+/// what was wrong, for the function's `last_error`.
+fn usable_state(
+    function: &FunctionRef,
+    policy: &decision::Policy,
+    stored: &mut crate::ports::Stored,
+    now_ms: u64,
+) -> (Box<FunctionState>, Option<String>) {
+    let fresh = || Box::new(FunctionState::new(policy));
+    let Some(mut state) = stored.state.take() else {
+        return (fresh(), stored.unreadable.take());
+    };
+    match state.repair(now_ms) {
+        Ok(fixed) if fixed.is_empty() => (state, None),
+        Ok(fixed) => {
+            let msg = format!("stored state repaired: {}", fixed.join("; "));
+            tracing::warn!(function = %function, problem = %msg, "stored state repaired");
+            (state, Some(msg))
+        }
+        Err(why) => {
+            let msg = format!("stored state unusable ({why}): started afresh");
+            tracing::warn!(function = %function, problem = %msg, "stored state refused");
+            (fresh(), Some(msg))
+        }
+    }
 }
 
 fn as_text<S: serde::Serializer>(f: &FunctionRef, s: S) -> Result<S::Ok, S::Error> {
@@ -429,6 +459,79 @@ async fn observe_all<M: MetricsSource>(
                 work[i].note = Some(format!("metrics unavailable: {e}"));
             }
         }
+    }
+}
+
+/// Cuts this tick's warms of functions without reserved concurrency so that
+/// they fit the account's unreserved pool together, beside the real traffic
+/// of all of them and the headroom (each decision alone only left room for
+/// its own function's traffic).
+///
+/// The fleet's real concurrency at the moment of the pings is estimated as
+/// the sum of each function's average concurrency plus the fleet's spread:
+/// each function's distance from its average to its recent peak, added in
+/// quadrature, because the bursts of independent functions do not coincide.
+/// Summing every function's hourly peak instead would claim an account
+/// whose functions peak at different times is full when it is not.
+fn share_account_pool(now_ms: u64, work: &mut [Work]) {
+    let shared: Vec<usize> = (0..work.len())
+        .filter(|&i| {
+            work[i].obs.limits.reserved.is_none() && work[i].obs.limits.unreserved.is_some()
+        })
+        .collect();
+    let Some(pool) = shared
+        .iter()
+        .filter_map(|&i| work[i].obs.limits.unreserved)
+        .min()
+    else {
+        return;
+    };
+    let (mut average, mut spread2) = (0.0, 0.0);
+    for &i in &shared {
+        let st = &work[i].state;
+        let (busy, peak) = (st.busy, st.recent_peak());
+        if busy.is_finite() && peak.is_finite() {
+            average += busy.max(0.0);
+            spread2 += (peak - busy).max(0.0).powi(2);
+        }
+    }
+    let real = average + f64::sqrt(spread2);
+    let headroom = shared
+        .iter()
+        .map(|&i| work[i].policy.headroom)
+        .max()
+        .unwrap_or(0);
+    let room = (pool as f64 - real.ceil() - headroom as f64).max(0.0) as u32;
+    let warming: Vec<usize> = shared
+        .into_iter()
+        .filter(|&i| work[i].decision.is_some_and(|d| d.pings() > 0))
+        .collect();
+    let wants: Vec<u32> = warming
+        .iter()
+        .filter_map(|&i| work[i].decision.map(|d| d.pings()))
+        .collect();
+    let got = decision::caps::share_pool(room, &wants);
+    for (&i, n) in warming.iter().zip(got) {
+        let w = &mut work[i];
+        let Some(d) = w.decision.as_mut() else {
+            continue;
+        };
+        let Action::Warm { n: want, delay_ms } = d.action else {
+            continue;
+        };
+        if n == want {
+            continue;
+        }
+        d.capped_by = Some(decision::Cap::Concurrency);
+        d.target = d.target.saturating_sub(want - n);
+        if n == 0 {
+            d.action = Action::Nothing;
+            decision::warm_failed(&mut w.state, now_ms);
+        } else {
+            d.action = Action::Warm { n, delay_ms };
+            decision::warm_resized(&mut w.state, now_ms, n);
+        }
+        tracing::info!(function = %w.function, wanted = want, pings = n, "cut to share the account's unreserved pool");
     }
 }
 

@@ -136,18 +136,43 @@ impl DynamoStore {
         HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
     }
 
-    fn parse_state(f: &str, item: &Item) -> Option<FunctionState> {
-        let json = get_s(item, "state")?;
+    /// The item's state, or why it cannot be read (then `None`, and the tick
+    /// starts the function afresh with the reason as its `last_error`).
+    fn parse_state(f: &str, item: &Item) -> (Option<FunctionState>, Option<String>) {
+        let Some(json) = get_s(item, "state") else {
+            return match item.get("state") {
+                Some(_) => (None, Some("stored state is not a string".into())),
+                None => (None, None),
+            };
+        };
         match serde_json::from_str::<FunctionState>(json) {
-            Ok(st) if st.schema == STATE_SCHEMA => Some(st),
+            Ok(st) if st.schema == STATE_SCHEMA => (Some(st), None),
             Ok(st) => {
                 tracing::warn!(function = %f, schema = st.schema, "state of another layout, starting afresh");
-                None
+                (
+                    None,
+                    Some(format!(
+                        "stored state has layout {}, this controller writes {STATE_SCHEMA}: started afresh",
+                        st.schema
+                    )),
+                )
             }
             Err(e) => {
                 tracing::warn!(function = %f, error = %e, "unreadable state, starting afresh");
-                None
+                (
+                    None,
+                    Some(format!("stored state unreadable ({e}): started afresh")),
+                )
             }
+        }
+    }
+
+    fn stored(pk: &str, item: &Item) -> Stored {
+        let (state, unreadable) = Self::parse_state(pk, item);
+        Stored {
+            state: state.map(Box::new),
+            version: get_u64(item, "version").unwrap_or(0),
+            unreadable,
         }
     }
 
@@ -271,10 +296,18 @@ impl DynamoStore {
             .iter()
             .filter_map(|i| {
                 let f = get_s(i, "pk")?.to_string();
+                let (state, problem) = Self::parse_state(&f, i);
+                // An unreadable state is a problem people must see even
+                // before the next tick writes it to `last_error`.
+                let stored_error = get_s(i, "last_error").map(str::to_string);
                 Some(StateItem {
                     version: get_u64(i, "version").unwrap_or(0),
-                    state: Self::parse_state(&f, i),
-                    last_error: get_s(i, "last_error").map(str::to_string),
+                    state,
+                    last_error: match (problem, stored_error) {
+                        (Some(p), Some(e)) if !e.contains(&p) => Some(format!("{p}; {e}")),
+                        (Some(p), None) => Some(p),
+                        (_, e) => e,
+                    },
                     lease_owner: get_s(i, "lease_owner").map(str::to_string),
                     lease_until_ms: get_u64(i, "lease_until").unwrap_or(0),
                     function: f,
@@ -321,13 +354,11 @@ impl StateStore for DynamoStore {
         let pk = f.to_string();
         let item = self.get(&pk, "state", "read state of").await?;
         Ok(match item.as_ref() {
-            Some(i) => Stored {
-                state: Self::parse_state(&pk, i).map(Box::new),
-                version: get_u64(i, "version").unwrap_or(0),
-            },
+            Some(i) => Self::stored(&pk, i),
             None => Stored {
                 state: None,
                 version: 0,
+                unreadable: None,
             },
         })
     }
@@ -367,10 +398,7 @@ impl StateStore for DynamoStore {
                     pe
                 })?;
             let item = out.attributes().cloned().unwrap_or_default();
-            Ok(Stored {
-                state: Self::parse_state(&pk, &item).map(Box::new),
-                version: get_u64(&item, "version").unwrap_or(0),
-            })
+            Ok(Self::stored(&pk, &item))
         }
     }
 

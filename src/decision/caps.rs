@@ -83,6 +83,40 @@ pub fn apply(
     (n, by)
 }
 
+/// Shares the account's unreserved pool among one tick's warms.
+///
+/// Functions without reserved concurrency draw on one pool: each one's own
+/// cap ([`apply`]) leaves room for its own recent peak, but ten functions
+/// each warming up to "the pool minus my peak" would together take it all.
+/// `room` is the pool less every such function's recent real peak and the
+/// headroom; when the warms `wants` (pings per function) do not fit, each
+/// gets its proportional share, rounded down, and the sandboxes left by the
+/// rounding go to the largest remainders (earlier functions first on ties).
+pub fn share_pool(room: u32, wants: &[u32]) -> Vec<u32> {
+    let total: u64 = wants.iter().map(|&w| w as u64).sum();
+    if total <= room as u64 {
+        return wants.to_vec();
+    }
+    let mut out: Vec<u32> = wants
+        .iter()
+        .map(|&w| (w as u64 * room as u64 / total) as u32)
+        .collect();
+    let mut left = room - out.iter().sum::<u32>();
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    // Largest remainder first: w * room mod total, compared exactly.
+    order.sort_by_key(|&i| std::cmp::Reverse(wants[i] as u64 * room as u64 % total));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        if out[i] < wants[i] {
+            out[i] += 1;
+            left -= 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +180,27 @@ mod tests {
             apply(&p, 3_000, &Limits::default(), 0.0, 200),
             (1_200, Some(Cap::ScalingRate))
         );
+    }
+
+    #[test]
+    fn the_shared_pool_is_split_in_proportion() {
+        assert_eq!(share_pool(100, &[10, 20, 30]), vec![10, 20, 30]);
+        assert_eq!(share_pool(30, &[10, 20, 30]), vec![5, 10, 15]);
+        assert_eq!(share_pool(10, &[1, 1, 1]), vec![1, 1, 1]);
+        assert_eq!(share_pool(2, &[1, 1, 1]), vec![1, 1, 0]);
+        assert_eq!(share_pool(0, &[4, 4]), vec![0, 0]);
+    }
+
+    proptest! {
+        #[test]
+        fn a_shared_pool_is_never_exceeded(room in 0u32..2_000, wants in proptest::collection::vec(0u32..500, 0..30)) {
+            let got = share_pool(room, &wants);
+            let total: u64 = wants.iter().map(|&w| w as u64).sum();
+            prop_assert_eq!(got.len(), wants.len());
+            prop_assert!(got.iter().zip(&wants).all(|(g, w)| g <= w));
+            let sum: u64 = got.iter().map(|&g| g as u64).sum();
+            prop_assert_eq!(sum, total.min(room as u64));
+        }
     }
 
     proptest! {

@@ -16,19 +16,18 @@
 //! short-term level, weighting the bucket by how often it has been seen, so a
 //! new function starts from what little it has instead of zero.
 //!
-//! The warm target is `ceil(point + z * error)`: `error` is the smoothed
-//! mean absolute error of the point forecast, and `z` a calibrated quantile
-//! of the errors in those units. Every forecast issued for a window is
-//! remembered; when the window's real peak is learned, `z` moves up by
-//! `step * q` if the peak exceeded the target and down by `step * (1 - q)` if
-//! not. Over any long stretch the share of windows above target is then
-//! `1 - q`, even when the series changes under it (adaptive conformal
-//! inference, Gibbs & Candès 2021, in its quantile-tracking form). Tracking
-//! `z` in units of the error, rather than the offset in sandboxes, keeps the
-//! two jobs apart: the error follows the scale (a ramp's misses widen it, calm
-//! windows shrink it within an hour or two), `z` only the shape of the tails,
-//! which changes slowly. No distribution is assumed: a perfectly steady
-//! function gets no padding at all, a bursty one what its bursts ask for.
+//! The warm target is `ceil(point + z * spread)`: `spread` is the window's
+//! learned standard deviation (its bucket's, blended with the short-term
+//! level's while the bucket is young), and `z` a calibrated quantile of the
+//! errors in those units. Every forecast issued for a window is remembered;
+//! when the window's real peak is learned, `z` moves up by `step * q` if the
+//! peak exceeded the target and down by `step * (1 - q)` if not. Over any long
+//! stretch the share of windows above target is then `1 - q`, even when the
+//! series changes under it (adaptive conformal inference, Gibbs & Candès
+//! 2021, in its quantile-tracking form). The spread carries the scale, per
+//! time of day (a quiet evening gets a small one, a bursty noon a large one),
+//! `z` only the shape of the tails. No distribution is assumed and nothing is
+//! floored: a perfectly steady function gets no padding at all.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,18 +47,15 @@ pub const MAX_DEMAND: f64 = 1.0e7;
 const SEASONAL_DROP: f64 = 0.5;
 /// Samples after which a bucket's own statistics are trusted fully.
 const TRUSTED_SAMPLES: f64 = 3.0;
-/// The step of `z` per scored window, in units of the mean absolute error.
+/// The step of `z` per scored window, in units of the window's spread.
 const Z_STEP: f64 = 0.25;
-/// Where `z` starts: about the 0.95-0.99 quantile of errors whose mean
-/// absolute value is one (a normal's is 2.1-2.9), refined by the tracker.
-const Z_START: f64 = 2.5;
+/// Where `z` starts: a normal's 0.98 quantile, between the 0.95 and 0.99
+/// users ask for, refined by the tracker from the first scored window.
+const Z_START: f64 = 2.0;
 /// `z` stays in this range: a wild series must not make targets explode.
 /// It may go below zero: targets are whole sandboxes, rounded up, and at a
 /// low quantile the rounding alone can cover more than asked.
 const Z_RANGE: (f64, f64) = (-2.0, 12.0);
-/// Weight of each scored window in the mean absolute error: the error of the
-/// last couple of hours.
-const ERROR_WEIGHT: f64 = 0.1;
 /// Forecasts remembered for scoring: the windows of the coming horizon and
 /// the ones whose minutes CloudWatch has not delivered yet.
 const PREDICTIONS_KEPT: usize = 16;
@@ -96,29 +92,35 @@ pub struct Forecaster {
     #[serde(with = "packed")]
     pub buckets: Vec<Bucket>,
     /// Short-term level of window peaks.
+    #[serde(serialize_with = "super::short")]
     pub recent: f64,
     /// Short-term variance of window peaks.
+    #[serde(serialize_with = "super::short")]
     pub recent_var: f64,
     /// Today against usual: the smoothed ratio of window peaks to their
     /// buckets' means.
+    #[serde(serialize_with = "super::short")]
     pub heat: f64,
+    /// Smoothed window peaks seen, for heat.
+    #[serde(default, serialize_with = "super::short")]
+    pub heat_seen: f64,
+    /// Smoothed window peaks the buckets expected, for heat.
+    #[serde(default, serialize_with = "super::short")]
+    pub heat_expected: f64,
     /// Windows learned so far (saturating).
     pub windows_seen: u32,
     /// The window being filled.
     pub open: Option<OpenWindow>,
     /// The last closed window's peak.
-    #[serde(default)]
+    #[serde(default, serialize_with = "super::short")]
     pub last_peak: f64,
     /// The last closed window's index.
     #[serde(default)]
     pub last_index: u64,
-    /// Calibrated quantile of the forecast's errors, in units of
-    /// `abs_error`: the target is `point + z * abs_error`.
-    #[serde(default = "z_start")]
+    /// Calibrated quantile of the forecast's errors in units of the
+    /// window's learned spread: the target is `point + z * spread`.
+    #[serde(default = "z_start", serialize_with = "super::short")]
     pub z: f64,
-    /// Smoothed mean absolute error of the point forecast, sandboxes.
-    #[serde(default)]
-    pub abs_error: f64,
     /// The quantile the offset is calibrated to (the policy's `quantile`).
     #[serde(default = "default_quantile")]
     pub quantile: f64,
@@ -178,12 +180,13 @@ impl Forecaster {
             recent: 0.0,
             recent_var: 0.0,
             heat: 1.0,
+            heat_seen: 0.0,
+            heat_expected: 0.0,
             windows_seen: 0,
             open: None,
             last_peak: 0.0,
             last_index: 0,
             z: Z_START,
-            abs_error: 0.0,
             quantile: policy.quantile,
             may_narrow: true,
             predicted: Vec::new(),
@@ -263,8 +266,10 @@ impl Forecaster {
 
         // Short-term level first: it seeds buckets that have never been seen.
         if self.windows_seen == 0 {
+            // One sample says nothing about spread: it is learned from the
+            // next ones, never guessed (a guess is padding in disguise).
             self.recent = x;
-            self.recent_var = x;
+            self.recent_var = 0.0;
         } else {
             let d = x - self.recent;
             self.recent += SHORT_TERM_WEIGHT * d;
@@ -272,15 +277,21 @@ impl Forecaster {
                 (1.0 - SHORT_TERM_WEIGHT) * (self.recent_var + SHORT_TERM_WEIGHT * d * d);
         }
         if bucket.n > 0 {
-            let ratio = (x + 1.0) / (expected + 1.0);
-            self.heat = (self.heat + SHORT_TERM_WEIGHT * (ratio - self.heat))
+            // A ratio of smoothed sums, not a smoothed ratio: one window of 40
+            // where the bucket expects 6 (a tail of requests running over an
+            // hour's boundary) must not make the next hour run "7 times hot".
+            self.heat_seen += SHORT_TERM_WEIGHT * (x - self.heat_seen);
+            self.heat_expected += SHORT_TERM_WEIGHT * (expected - self.heat_expected);
+            self.heat = ((self.heat_seen + 1.0) / (self.heat_expected + 1.0))
                 .clamp(HEAT_RANGE.0, HEAT_RANGE.1);
         }
 
         let slot = &mut self.buckets[b];
         if slot.n == 0 {
+            // A bucket's spread is its own: until it has seen a few windows,
+            // the short-term level's spread stands in through the blend.
             slot.mean = x as f32;
-            slot.sd = self.recent_var.sqrt() as f32;
+            slot.sd = 0.0;
         } else {
             let mean = slot.mean as f64;
             let var = (slot.sd as f64).powi(2);
@@ -306,12 +317,10 @@ impl Forecaster {
         let Some(Prediction(_, point, target)) = found else {
             return;
         };
-        let error = peak - point as f64;
-        if !error.is_finite() {
+        if !(peak.is_finite() && point.is_finite()) {
             return;
         }
         let missed = peak > target as f64 + 1e-9;
-        self.abs_error += ERROR_WEIGHT * (error.abs() - self.abs_error);
         let q = self.quantile.clamp(0.5, 0.9999);
         if missed {
             self.z += Z_STEP * q;
@@ -321,25 +330,21 @@ impl Forecaster {
         self.z = self.z.clamp(Z_RANGE.0, Z_RANGE.1);
     }
 
-    /// What the targets add to the point forecast, sandboxes.
-    pub fn offset(&self) -> f64 {
-        let o = self.z * self.abs_error;
-        if o.is_finite() {
-            o.clamp(0.0, MAX_DEMAND)
-        } else {
-            0.0
-        }
-    }
-
-    /// Point forecast of one window's peak.
-    pub fn window_point(&self, index: u64) -> f64 {
+    /// Point forecast of one window's peak, and the spread of that peak (its
+    /// standard deviation as the buckets and the short-term level learned
+    /// it), both in sandboxes.
+    pub fn window_estimate(&self, index: u64) -> (f64, f64) {
         let b = self.buckets[self.bucket_of(index)];
         // A bucket is trusted fully once it has seen a few windows; before
         // that it is blended with the short-term level, so one odd sample does
         // not decide alone. Short-term swings after that are heat's job.
         let w = (b.n as f64 / TRUSTED_SAMPLES).min(1.0);
         let seasonal = b.mean as f64 * self.heat;
+        let seasonal_sd = b.sd as f64 * self.heat;
         let mut point = (w * seasonal + (1.0 - w) * self.recent).max(0.0);
+        let mut var = w * seasonal_sd * seasonal_sd
+            + (1.0 - w) * self.recent_var
+            + w * (1.0 - w) * (seasonal - self.recent).powi(2);
         // Today may run hotter than the buckets know: the short-term level
         // (no higher than the latest window, so a drop already seen does not
         // hold it up) is a floor, except where the season itself expects a
@@ -355,25 +360,43 @@ impl Forecaster {
         } else {
             1.0
         };
-        point = point.max(self.recent.min(self.last_peak) * season_ratio);
+        let level = self.recent.min(self.last_peak) * season_ratio;
+        if level > point {
+            point = level;
+            var = var.max(self.recent_var * season_ratio * season_ratio);
+        }
         // The window being filled is at least as busy as it has been so far.
         if let Some(open) = self.open
             && open.index == index
         {
             point = point.max(open.peak);
         }
-        if point.is_finite() {
-            point.min(MAX_DEMAND)
-        } else {
-            0.0
-        }
+        let finite = |x: f64| {
+            if x.is_finite() {
+                x.clamp(0.0, MAX_DEMAND)
+            } else {
+                0.0
+            }
+        };
+        (finite(point), finite(var).sqrt())
     }
 
-    /// The whole-sandbox target for a window with this point forecast.
-    fn target_for(&self, point: f64) -> u32 {
+    /// Point forecast of one window's peak.
+    pub fn window_point(&self, index: u64) -> f64 {
+        self.window_estimate(index).0
+    }
+
+    /// What the target adds to a window's point forecast, sandboxes.
+    pub fn offset(&self, index: u64) -> f64 {
+        self.z * self.window_estimate(index).1
+    }
+
+    /// The whole-sandbox target for one window.
+    fn window_target(&self, index: u64) -> u32 {
+        let (point, spread) = self.window_estimate(index);
         // A hundredth of a sandbox is rounding (buckets are kept as f32), not
         // a reason to warm one more.
-        let t = (point + self.offset() - 0.01).ceil();
+        let t = (point + self.z * spread - 0.01).ceil();
         if t.is_finite() {
             t.clamp(0.0, MAX_DEMAND) as u32
         } else {
@@ -397,9 +420,8 @@ impl Forecaster {
             target: 0,
         };
         for index in first..=last {
-            let point = self.window_point(index);
-            out.mean = out.mean.max(point);
-            out.target = out.target.max(self.target_for(point));
+            out.mean = out.mean.max(self.window_point(index));
+            out.target = out.target.max(self.window_target(index));
         }
         out
     }
@@ -411,8 +433,7 @@ impl Forecaster {
             return None;
         }
         let w = WINDOW_MINUTES as u64;
-        (now_minute / w..until_minute.div_ceil(w))
-            .find(|&index| self.target_for(self.window_point(index)) > 0)
+        (now_minute / w..until_minute.div_ceil(w)).find(|&index| self.window_target(index) > 0)
     }
 
     /// Remembers the forecast for the windows from `now_minute` through the
@@ -431,8 +452,11 @@ impl Forecaster {
             if started && at.is_some() {
                 continue;
             }
-            let point = self.window_point(index);
-            let p = Prediction(index, point as f32, self.target_for(point));
+            let p = Prediction(
+                index,
+                self.window_point(index) as f32,
+                self.window_target(index),
+            );
             match at {
                 Some(i) => self.predicted[i] = p,
                 None => self.predicted.push(p),
@@ -641,13 +665,13 @@ mod tests {
 
     #[test]
     fn rare_functions_get_one_sandbox_only_when_calls_are_common_enough() {
-        // Share of the third day's windows for which a 0.95 quantile asks for
-        // a sandbox, for a function called every `period` minutes.
-        let policy = Policy {
-            quantile: 0.95,
-            ..Policy::default()
-        };
-        let warm_share = |period: u64| {
+        // Share of the third day's windows for which the target is a
+        // sandbox, for a function called every `period` minutes.
+        let warm_share = |period: u64, quantile: f64| {
+            let policy = Policy {
+                quantile,
+                ..Policy::default()
+            };
             let mut f = Forecaster::new(&policy);
             let calls = move |m: u64| if m.is_multiple_of(period) { 1.0 } else { 0.0 };
             feed(&mut f, 0..2 * 1_440, calls);
@@ -663,11 +687,12 @@ mod tests {
             }
             warm as f64 / 288.0
         };
-        // One call in 40 windows does not pay for a sandbox at q = 0.95 most
-        // of the time; one in every third window does, nearly always.
-        let (rare, regular) = (warm_share(200), warm_share(15));
+        // A call in one window of 40 is not worth a sandbox if one window in
+        // twenty may go short; a call in every third window is, nearly
+        // always, if only one in a hundred may.
+        let (rare, regular) = (warm_share(200, 0.95), warm_share(15, 0.99));
         assert!(rare < 0.5, "rare: {rare}");
-        assert!(regular > 0.9, "regular: {regular}");
+        assert!(regular > 0.95, "regular: {regular}");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod demand;
 pub mod forecast;
 pub mod pings;
 pub mod policy;
+mod repair;
 pub mod survival;
 
 use serde::{Deserialize, Serialize};
@@ -101,11 +102,12 @@ pub struct FunctionState {
     /// Recent windows: realized peak against the pool warm at the time.
     pub outcomes: Vec<WindowOutcome>,
     /// Running share of real invocations that started cold.
+    #[serde(serialize_with = "short")]
     pub cold_rate: f64,
     /// Running average of real concurrency (Little's law on the minutes
     /// read: real invocations times their average duration): the sandboxes
     /// real traffic is using at a typical moment, which a ping cannot reach.
-    #[serde(default)]
+    #[serde(default, serialize_with = "short")]
     pub busy: f64,
     /// The last few decisions, newest last.
     pub decisions: Vec<DecisionRecord>,
@@ -117,8 +119,10 @@ pub struct FunctionState {
     pub forecast_cache: Option<(ForecastKey, forecast::Forecast)>,
 }
 
-/// One window's realized peak against what was warm.
+/// One window's realized peak against what was warm. Stored as a
+/// three-element array `[index, realized, warmed]`, to keep the item small.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(u64, f32, u32)", into = "(u64, f32, u32)")]
 pub struct WindowOutcome {
     /// Window index (epoch minute / 5).
     pub index: u64,
@@ -141,6 +145,34 @@ pub struct DecisionRecord {
     pub target: u32,
     /// Pings sent (0 when not warming).
     pub warmed: u32,
+}
+
+impl From<(u64, f32, u32)> for WindowOutcome {
+    fn from((index, realized, warmed): (u64, f32, u32)) -> Self {
+        WindowOutcome {
+            index,
+            realized,
+            warmed,
+        }
+    }
+}
+
+impl From<WindowOutcome> for (u64, f32, u32) {
+    fn from(o: WindowOutcome) -> Self {
+        (o.index, o.realized, o.warmed)
+    }
+}
+
+/// Writes a learned figure with six significant digits: the learners'
+/// running averages carry no more information than that, and the state item
+/// is billed by its size.
+pub(crate) fn short<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    let rounded = if x.is_finite() && *x != 0.0 {
+        format!("{x:.5e}").parse().unwrap_or(*x)
+    } else {
+        *x
+    };
+    s.serialize_f64(rounded)
 }
 
 impl FunctionState {
@@ -267,8 +299,9 @@ pub struct Decision {
     pub target: u32,
     /// Which cap bound, if any.
     pub capped_by: Option<Cap>,
-    /// The calibrated offset the targets add to the point forecast,
-    /// sandboxes (the running quantile of the forecast's errors).
+    /// The calibrated quantile the targets use: how many of each window's
+    /// learned spreads they add to its point forecast (the running quantile
+    /// of the forecast's errors in those units).
     pub margin: f64,
     /// When the next warm is due, epoch ms.
     pub next_due_ms: u64,
@@ -285,7 +318,7 @@ impl Decision {
             raw_target: 0,
             target: 0,
             capped_by: None,
-            margin: state.forecaster.offset(),
+            margin: state.forecaster.z,
             next_due_ms: state.next_due_ms,
             next_check_ms: state.next_check_ms,
         }
@@ -346,7 +379,7 @@ pub fn decide(
         raw_target: forecast.target,
         target,
         capped_by,
-        margin: state.forecaster.offset(),
+        margin: state.forecaster.z,
         next_due_ms: state.next_due_ms,
         next_check_ms: 0,
     };
@@ -475,7 +508,7 @@ fn cached_forecast(state: &mut FunctionState, now_minute: u64, horizon: u32) -> 
         watermark: state.watermark_minute,
         first_window: now_minute / w,
         last_window: (now_minute + horizon as u64) / w,
-        offset: state.forecaster.offset().to_bits(),
+        offset: state.forecaster.z.to_bits(),
         bucket_minutes: state.forecaster.bucket_minutes,
         season_minutes: state.forecaster.season_minutes,
     };
@@ -593,6 +626,15 @@ pub fn apply_report(
     }
     state.last_warm = Some(summary);
     summary
+}
+
+/// Records that the warm decided at `at_ms` sends `n` pings (fewer than
+/// decided: the tick shared the account's pool out).
+pub fn warm_resized(state: &mut FunctionState, at_ms: u64, n: u32) {
+    if let Some(w) = state.warms.iter_mut().rev().find(|w| w.at_ms == at_ms) {
+        w.n = n;
+        w.reached = w.busy + n;
+    }
 }
 
 /// Forgets a warm that never went out (the invoke failed as a whole), so its

@@ -107,7 +107,7 @@ pub struct Policy {
     /// long stretch about `1 - quantile` of windows need a sandbox more than
     /// was warmed. 0.99 rather than 0.95 because a cold start costs far more
     /// than the pings that avoid it: on the bundled day, 0.95 to 0.99 cut
-    /// cold starts by a third for about a tenth more warming cost.
+    /// cold starts by half for about 30 % more warming cost.
     pub quantile: f64,
     /// `bucket_minutes` (default 30): width of a time-of-day bucket. Half an
     /// hour follows office-hours ramps while giving each bucket six 5-minute
@@ -136,8 +136,9 @@ pub struct Policy {
     /// sandboxes, and at the limit a real request arriving then is throttled.
     pub headroom: u32,
     /// `cold_start_budget` (default 0.01): the share of real invocations that
-    /// may start cold. The feedback loop widens the margin above it and lets it
-    /// narrow when well below it.
+    /// may start cold. While the measured share is above it, windows whose
+    /// peak stayed under target do not lower the calibrated target (misses
+    /// still raise it), so a function over budget only moves toward caution.
     pub cold_start_budget: f64,
 }
 

@@ -44,6 +44,11 @@ struct Loop {
     limits: Limits,
     /// Metrics lag: minutes before `now - LAG` are final.
     lag: u64,
+    /// CloudWatch is down: reads fail.
+    metrics_down: bool,
+    /// Every warm sent, `(minute, pings, hold)`, as the platform saw them
+    /// (not as the state remembers them).
+    sent: Vec<(u64, u32, u32)>,
     decisions: Vec<Decision>,
 }
 
@@ -59,6 +64,8 @@ impl Loop {
             now: 0,
             limits: Limits::default(),
             lag: 2,
+            metrics_down: false,
+            sent: Vec::new(),
             decisions: Vec::new(),
         }
     }
@@ -67,10 +74,10 @@ impl Loop {
     fn metrics(&self, minute: u64) -> MinuteMetrics {
         let real = self.series.at(minute);
         let (mut pings, mut ping_ms) = (0.0, 0.0);
-        for w in &self.state.warms {
-            if w.at_ms / MIN == minute {
-                pings += w.n as f64;
-                ping_ms += w.n as f64 * w.hold_ms as f64;
+        for &(m, n, hold) in &self.sent {
+            if m == minute {
+                pings += n as f64;
+                ping_ms += n as f64 * hold as f64;
             }
         }
         // Half-second calls, 120 per sandbox of the peak: half the peak is
@@ -99,14 +106,23 @@ impl Loop {
             .state
             .watermark_minute
             .map_or(complete.saturating_sub(60), |w| w + 1);
-        let obs = Observation {
-            minutes: (from..complete).map(|m| self.metrics(m)).collect(),
-            complete_until_minute: complete,
-            limits: self.limits,
-            metrics: MetricsStatus::Fresh,
+        let obs = if self.metrics_down {
+            Observation {
+                limits: self.limits,
+                metrics: MetricsStatus::Unavailable,
+                ..Observation::default()
+            }
+        } else {
+            Observation {
+                minutes: (from..complete).map(|m| self.metrics(m)).collect(),
+                complete_until_minute: complete,
+                limits: self.limits,
+                metrics: MetricsStatus::Fresh,
+            }
         };
         let d = decide(&self.policy, &mut self.state, &obs, self.now);
         if let Action::Warm { n, delay_ms } = d.action {
+            self.sent.push((now_min, n, delay_ms));
             apply_report(
                 &self.policy,
                 &mut self.state,
@@ -152,6 +168,29 @@ fn warming_a_function_with_no_real_traffic_never_raises_its_forecast() {
 }
 
 #[test]
+fn pings_sent_during_a_metrics_outage_never_become_demand() {
+    // Kept warm by `min` alone, no real traffic; CloudWatch is down for 45
+    // minutes while the warms go on. When it is back, the first read covers
+    // every minute of the outage, pings included.
+    let policy = Policy {
+        min: 3,
+        ..Policy::default()
+    };
+    let mut l = Loop::with_policy(policy, Series::none());
+    l.run_minutes(DAY);
+    l.metrics_down = true;
+    l.run_minutes(45);
+    assert!(l.decisions.iter().rev().take(45).any(|d| d.pings() > 0));
+    l.metrics_down = false;
+    l.run_minutes(60);
+    assert!(
+        l.decisions.iter().all(|d| d.raw_target == 0),
+        "pings fed the forecast: {:?}",
+        l.decisions.iter().map(|d| d.raw_target).max()
+    );
+}
+
+#[test]
 fn steady_traffic_gets_its_peak_and_no_padding() {
     let mut l = Loop::new(Series::steady(12.0));
     l.run_minutes(3 * DAY);
@@ -189,12 +228,12 @@ fn a_peak_above_the_target_raises_the_offset_and_calm_lowers_it_again() {
     }));
     let mut l = Loop::new(spike);
     l.run_minutes(DAY + 990);
-    let before = l.state.forecaster.offset();
+    let before = l.state.forecaster.z;
     l.run_minutes(20);
-    let raised = l.state.forecaster.offset();
+    let raised = l.state.forecaster.z;
     assert!(raised > before, "spike missed: offset {before} -> {raised}");
     l.run_minutes(600);
-    let calm = l.state.forecaster.offset();
+    let calm = l.state.forecaster.z;
     assert!(calm < raised, "calm hours lower it: {raised} -> {calm}");
 }
 

@@ -76,6 +76,24 @@ impl MemoryStore {
         self.lock().items.get(f).and_then(|i| i.state_json.clone())
     }
 
+    /// Overwrites a function's stored state with raw JSON, as a person (or a
+    /// broken writer) editing the table could.
+    pub fn put_state_json(&self, f: &FunctionRef, json: &str) {
+        let mut g = self.lock();
+        let item = g.items.entry(f.clone()).or_default();
+        item.state_json = Some(json.to_string());
+        item.version += 1;
+    }
+
+    /// Overwrites when a function asks to be looked at next.
+    pub fn set_next_check(&self, f: &FunctionRef, at_ms: u64) {
+        self.lock()
+            .items
+            .entry(f.clone())
+            .or_default()
+            .next_check_ms = at_ms;
+    }
+
     /// Makes the next call of `op` (`targets`, `load`, `lease`, `save`,
     /// `record_error`) fail with `err`.
     pub fn fail_next(&self, op: &'static str, err: PortError) {
@@ -88,20 +106,39 @@ impl MemoryStore {
     }
 
     fn stored(item: Option<&Item>) -> Stored {
-        item.map_or(
-            Stored {
+        let Some(i) = item else {
+            return Stored {
                 state: None,
                 version: 0,
-            },
-            |i| Stored {
-                state: i
-                    .state_json
-                    .as_deref()
-                    .and_then(|j| serde_json::from_str(j).ok())
-                    .map(Box::new),
-                version: i.version,
-            },
-        )
+                unreadable: None,
+            };
+        };
+        let parsed = i
+            .state_json
+            .as_deref()
+            .map(serde_json::from_str::<crate::decision::FunctionState>);
+        let (state, unreadable) = match parsed {
+            None => (None, None),
+            Some(Ok(st)) if st.schema == crate::decision::STATE_SCHEMA => {
+                (Some(Box::new(st)), None)
+            }
+            Some(Ok(st)) => (
+                None,
+                Some(format!(
+                    "stored state has layout {}: started afresh",
+                    st.schema
+                )),
+            ),
+            Some(Err(e)) => (
+                None,
+                Some(format!("stored state unreadable ({e}): started afresh")),
+            ),
+        };
+        Stored {
+            state,
+            version: i.version,
+            unreadable,
+        }
     }
 }
 

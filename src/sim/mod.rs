@@ -366,4 +366,6 @@ fn lambda_warmer_fanout(f: &mut FnSim, model: &Model, n: u32, t0: u64, rng: &mut
 }
 
 #[cfg(test)]
+mod scenarios;
+#[cfg(test)]
 mod tests;

@@ -88,6 +88,7 @@ impl StateStore for SimStore {
             Stored {
                 state: slots[i].state.clone(),
                 version: slots[i].version,
+                unreadable: None,
             }
         });
         ready(r)
@@ -113,6 +114,7 @@ impl StateStore for SimStore {
             Ok(Stored {
                 state: slot.state.take(),
                 version: slot.version,
+                unreadable: None,
             })
         });
         ready(r)

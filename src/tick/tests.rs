@@ -67,6 +67,7 @@ impl MetricsSource for Metrics {
 struct Lambda {
     missing: Vec<String>,
     reserved: BTreeMap<String, u32>,
+    unreserved: Option<u32>,
     sent: Mutex<Vec<WarmPlan>>,
 }
 
@@ -80,6 +81,7 @@ impl Warmer for Lambda {
         } else {
             Ok(Limits {
                 reserved: self.reserved.get(&*f.name).copied(),
+                unreserved: self.unreserved,
                 ..Limits::default()
             })
         })
@@ -356,4 +358,100 @@ fn every_port_failure_has_a_recovery() {
     }
     assert_eq!(error_policy(Stage::Save, Conflict), Recovery::Discard);
     assert_eq!(error_policy(Stage::Lease, Conflict), Recovery::Skip);
+}
+
+#[test]
+fn functions_sharing_the_account_pool_share_its_room() {
+    // Five functions peaking at 10 real each (5 on average), none reserved,
+    // in an account whose unreserved pool is 60. Together they run about
+    // 5 x 5 + sqrt(5 x 5^2) = 36.2 at once; with headroom 5, 18 sandboxes
+    // are left for pings between them, however much each would warm alone
+    // (each alone sees room for 45).
+    let store = MemoryStore::new();
+    let names = ["a", "b", "c", "d", "e"];
+    for n in names {
+        store.put_policy(&f(n), policy(&[]));
+    }
+    let metrics = Metrics::steady(&names.map(|n| (n, 10.0)));
+    let lambda = Lambda {
+        unreserved: Some(60),
+        ..Lambda::default()
+    };
+    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    let sent: u32 = lambda.sent.lock().unwrap().iter().map(|p| p.n).sum();
+    assert!(sent <= 60 - 37 - 5, "{sent} pings: {r:#?}");
+    assert!(sent > 0, "the room left is used");
+    assert!(
+        r.functions
+            .iter()
+            .filter_map(|o| o.decision)
+            .any(|d| d.capped_by == Some(crate::decision::Cap::Concurrency))
+    );
+}
+
+#[test]
+fn a_corrupt_state_is_started_afresh_and_said_and_the_others_go_on() {
+    let store = MemoryStore::new();
+    for n in ["broken", "garbled", "wild", "good"] {
+        store.put_policy(&f(n), policy(&[]));
+    }
+    let metrics = Metrics::steady(&[
+        ("broken", 4.0),
+        ("garbled", 4.0),
+        ("wild", 4.0),
+        ("good", 4.0),
+    ]);
+    let lambda = Lambda::default();
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    // Packed buckets of the wrong length: indexing them would panic.
+    let mut short = store.get(&f("broken")).0.unwrap();
+    short.forecaster.buckets.truncate(2);
+    store.put_state_json(&f("broken"), &serde_json::to_string(&short).unwrap());
+    store.put_state_json(&f("garbled"), "{\"schema\": 2, \"forecaster\": ");
+    // Values no controller writes: a look planned millions of years ahead,
+    // a heat that would ask for every sandbox the policy allows.
+    let mut wild = serde_json::to_value(store.get(&f("wild")).0.unwrap()).unwrap();
+    wild["next_check_ms"] = serde_json::json!(u64::MAX / 2);
+    wild["forecaster"]["heat"] = serde_json::json!(1e308);
+    store.put_state_json(&f("wild"), &wild.to_string());
+
+    let later = NOW + 10 * 60_000;
+    let r = tick(&store, &metrics, &lambda, "run-2", later);
+    for (name, says) in [
+        ("broken", "unusable"),
+        ("garbled", "unreadable"),
+        ("wild", "repaired"),
+    ] {
+        let out = r
+            .functions
+            .iter()
+            .find(|o| *o.function.name == *name)
+            .unwrap();
+        assert!(out.saved, "{name}: {out:?}");
+        let (_, _, err) = store.get(&f(name));
+        let err = err.unwrap_or_default();
+        assert!(err.contains(says), "{name}: {err}");
+    }
+    let good = r
+        .functions
+        .iter()
+        .find(|o| &*o.function.name == "good")
+        .unwrap();
+    assert!(good.saved && good.note.is_none(), "{good:?}");
+    // Bounded: the wild one's look is no longer a day away.
+    let (wild, _, _) = store.get(&f("wild"));
+    assert!(wild.unwrap().next_check_ms <= later + 30 * 60_000);
+}
+
+#[test]
+fn a_look_planned_beyond_any_rest_is_taken_now() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let metrics = Metrics::steady(&[("orders", 4.0)]);
+    let lambda = Lambda::default();
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    store.set_next_check(&f("orders"), u64::MAX / 2);
+    let r = tick(&store, &metrics, &lambda, "run-2", NOW + 10 * 60_000);
+    assert_eq!(r.resting, 0);
+    assert!(r.functions[0].saved, "{r:?}");
 }

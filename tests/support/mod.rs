@@ -94,6 +94,16 @@ impl Drop for LambdaWatch {
     }
 }
 
+/// Time a ping may take beyond its hold under `cargo lambda watch`. The
+/// emulator starts each sandbox as `cargo run --bin NAME`: even with the
+/// binary built, cargo's freshness check and the process start take seconds
+/// on a loaded 2-core machine, several sandboxes at once contend for cargo's
+/// build lock, and a ping to a sandbox being started waits for all of it.
+/// The controller's default (5 s beyond the hold) is for Lambda, whose
+/// inits are bounded; against the emulator it turned first pings into
+/// timeouts ("6 of 6 pings failed") about one run in three.
+pub const EMULATOR_PING_MARGIN_MS: u64 = 90_000;
+
 /// A free TCP port on loopback (bound, then released for the stand-in).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

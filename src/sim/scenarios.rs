@@ -1,0 +1,180 @@
+//! The controller's learners as stories, each over the simulator's platform:
+//! requests take the most recently freed idle sandbox, pings land inside the
+//! minute as the warmer sends them, CloudWatch's maximum counts the pings at
+//! the moment they ran, and the tick reads metrics with its real lag and
+//! cadence. Each story is one way the controller once went wrong.
+
+use super::policy::PolicySpec;
+use super::{PolicyRun, RunConfig, TimelinePoint, minute_index, model::Model, run_policy};
+use crate::trace::{FunctionTrace, Trace};
+
+const DAY: usize = 1_440;
+
+/// One function's calls per minute, each lasting `duration_ms` on average.
+struct Workload {
+    per_minute: Vec<u32>,
+    duration_ms: f64,
+}
+
+impl Workload {
+    fn steady(calls_per_minute: u32, minutes: usize, duration_ms: f64) -> Self {
+        Workload {
+            per_minute: vec![calls_per_minute; minutes],
+            duration_ms,
+        }
+    }
+
+    /// `calls` a minute from `from` to `to` (minutes of the day), every day.
+    fn daily(days: usize, from: usize, to: usize, calls: u32, duration_ms: f64) -> Self {
+        Workload {
+            per_minute: (0..days * DAY)
+                .map(|m| {
+                    if (from..to).contains(&(m % DAY)) {
+                        calls
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
+            duration_ms,
+        }
+    }
+
+    fn run(&self, spec: &str) -> PolicyRun {
+        let trace = Trace {
+            functions: vec![FunctionTrace {
+                id: "f".into(),
+                active: self
+                    .per_minute
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(m, n)| (m as u32, *n))
+                    .collect(),
+                duration_ms: self.duration_ms,
+                memory_mb: 512,
+            }],
+            minutes: self.per_minute.len(),
+        };
+        let cfg = RunConfig {
+            scenario: "scenario".into(),
+            model: Model::load("lambda-2021").expect("bundled model"),
+            seed: 11,
+            repeat: 1,
+            policies: vec![PolicySpec::parse(spec).expect("valid spec")],
+            timeline_function: Some(0),
+        };
+        run_policy(
+            &trace,
+            &minute_index(&trace),
+            &cfg,
+            &cfg.policies[0],
+            &|_| {},
+        )
+    }
+}
+
+/// Minutes in `from..to` of the timeline.
+fn between(run: &PolicyRun, from: usize, to: usize) -> &[TimelinePoint] {
+    &run.timeline[from.min(run.timeline.len())..to.min(run.timeline.len())]
+}
+
+/// Minutes between consecutive warms.
+fn warm_gaps(points: &[TimelinePoint]) -> Vec<u32> {
+    let warms: Vec<u32> = points
+        .iter()
+        .filter(|p| p.pings > 0)
+        .map(|p| p.minute)
+        .collect();
+    warms.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[test]
+fn steady_traffic_is_rewarmed_at_the_survival_interval_not_every_minute() {
+    // Ten sandboxes busy all day: real requests take the most recently freed
+    // sandboxes, so pings meet other sandboxes each time. That is no death.
+    let run = Workload::steady(600, 12 * 60, 1_000.0).run("forewarm");
+    let gaps = warm_gaps(between(&run, 120, 12 * 60));
+    let every_minute = gaps.iter().filter(|&&g| g == 1).count();
+    assert!(!gaps.is_empty());
+    assert!(
+        every_minute * 10 <= gaps.len(),
+        "{every_minute} of {} warms a minute apart",
+        gaps.len()
+    );
+}
+
+#[test]
+fn a_steady_peak_of_one_is_warmed_as_one() {
+    // One short call a minute: every window's peak is exactly one.
+    let run = Workload::steady(1, 12 * 60, 100.0).run("forewarm");
+    let late = between(&run, 180, 12 * 60);
+    let padded = late.iter().filter(|p| p.target > 2).count();
+    assert_eq!(padded, 0, "targets above 2 for a peak of 1");
+    assert!(
+        late.iter().all(|p| p.target >= 1),
+        "the one sandbox is kept"
+    );
+}
+
+#[test]
+fn long_requests_are_not_pinged_over() {
+    // Ten-minute requests, six a minute: about 60 sandboxes busy at any
+    // moment. A ping cannot land on a busy sandbox, so pinging the whole
+    // target makes a pool of busy + target.
+    let run = Workload::steady(6, 8 * 60, 600_000.0).run("forewarm");
+    let warms: Vec<u32> = between(&run, 120, 8 * 60)
+        .iter()
+        .filter(|p| p.pings > 0)
+        .map(|p| p.pings)
+        .collect();
+    assert!(!warms.is_empty());
+    let mean = warms.iter().sum::<u32>() as f64 / warms.len() as f64;
+    assert!(
+        mean <= 30.0,
+        "{mean} pings per warm beside ~60 busy sandboxes"
+    );
+}
+
+#[test]
+fn a_morning_ramp_after_idle_hours_is_warmed_before_it_starts() {
+    // Nothing all night, then 120 one-second calls a minute from 09:10 for
+    // an hour. With 5-minute buckets the controller knows 09:10 by day three,
+    // but an idle function is looked at only every half hour: the look at
+    // 09:00 must see the ramp coming, not wait for 09:30.
+    let work = Workload::daily(3, 550, 610, 120, 1_000.0);
+    let run = work.run("forewarm:bucket_minutes=5");
+    let ramp = between(&run, 2 * DAY + 550, 2 * DAY + 560);
+    let cold: u32 = ramp.iter().map(|p| p.cold_starts).sum();
+    let none: u32 = between(&work.run("none"), 2 * DAY + 550, 2 * DAY + 560)
+        .iter()
+        .map(|p| p.cold_starts)
+        .sum();
+    assert!(none >= 2, "the ramp is cold without warming: {none}");
+    assert!(
+        cold * 4 <= none,
+        "{cold} cold starts against {none} unwarmed"
+    );
+}
+
+#[test]
+fn the_evening_drop_ends_the_warming() {
+    // Fifty sandboxes busy 09:00-17:00, nothing after, three days running.
+    // The drop must never raise the forecast, and once the half-hour bucket
+    // that holds 17:00 (and the requests still running into it) has passed,
+    // nothing more is warmed.
+    let run = Workload::daily(3, 540, 1_020, 3_000, 1_000.0).run("forewarm");
+    let afternoon = between(&run, 2 * DAY + 960, 2 * DAY + 1_020);
+    let evening = between(&run, 2 * DAY + 1_020, 2 * DAY + 1_140);
+    let day_max = afternoon.iter().map(|p| p.target).max().unwrap_or(0);
+    let evening_max = evening.iter().map(|p| p.target).max().unwrap_or(0);
+    assert!(
+        evening_max <= day_max,
+        "the drop raised the target from {day_max} to {evening_max}"
+    );
+    let late: u32 = between(&run, 2 * DAY + 1_055, 2 * DAY + 1_140)
+        .iter()
+        .map(|p| p.pings)
+        .sum();
+    assert_eq!(late, 0, "pings between 17:35 and 19:00");
+}
