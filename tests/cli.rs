@@ -61,7 +61,7 @@ fn forecast_prints_one_row_per_function_and_window() {
     assert_eq!(last_busy[..2], ["busy", "20"]);
     assert!(last_busy[2].parse::<u32>().unwrap() >= 4);
     assert!(rows[4..].iter().all(|r| r.ends_with(",0,0")));
-    assert!(err.contains("quantile 0.95"));
+    assert!(err.contains("quantile 0.99"), "{err}");
 }
 
 #[test]

@@ -109,8 +109,12 @@ fn a_steady_peak_of_one_is_warmed_as_one() {
     // One short call a minute: every window's peak is exactly one.
     let run = Workload::steady(1, 12 * 60, 100.0).run("forewarm");
     let late = between(&run, 180, 12 * 60);
-    let padded = late.iter().filter(|p| p.target > 2).count();
-    assert_eq!(padded, 0, "targets above 2 for a peak of 1");
+    let padded = late.iter().filter(|p| p.target > 1).count();
+    assert!(
+        padded * 20 <= late.len(),
+        "targets above 1 in {padded} of {} minutes for a peak of 1",
+        late.len()
+    );
     assert!(
         late.iter().all(|p| p.target >= 1),
         "the one sandbox is kept"
