@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             repeat: 1,
             policies: vec![PolicySpec::parse(spec).unwrap()],
             timeline_function: None,
+            reaping_change: None,
         };
         g.bench_function(spec, |b| {
             b.iter(|| run_policy(&trace, &by_minute, &cfg, &cfg.policies[0], &|_| {}))

@@ -97,6 +97,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         repeat,
         policies,
         timeline_function: args.out.as_ref().and(timeline_function),
+        reaping_change: None,
     };
 
     let bars = progress_bars(&cfg, trace.minutes);

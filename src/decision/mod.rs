@@ -611,7 +611,8 @@ pub fn apply_report(
     let summary = report.summary();
     let (delay, _) = delay::tune_delay(policy, state.delay_ms, &summary);
     state.delay_ms = delay;
-    state.survival.learn(report, now_ms);
+    let real_peak = state.recent_peak();
+    state.survival.learn(report, real_peak, now_ms);
     if let Some(rec) = state
         .warms
         .iter_mut()

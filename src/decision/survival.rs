@@ -109,16 +109,33 @@ const DAY_MS: u64 = 86_400_000;
 const PENDING_KEPT: usize = 6;
 
 impl Survival {
-    /// Learns what a warm's replies prove at once (survival), and keeps its
-    /// cold pings to be judged when its minute is read.
-    pub fn learn(&mut self, report: &WarmReport, now_ms: u64) -> Evidence {
+    /// Learns what a warm's replies prove at once, and keeps cold pings
+    /// that need the warm minute's metrics to be judged.
+    ///
+    /// `real_peak` bounds real concurrency from above (the recent real
+    /// peak): cold pings beyond what even that much real traffic could
+    /// explain are deaths at once, so a function whose pool has died is not
+    /// left on a killing interval until the next metrics read.
+    pub fn learn(&mut self, report: &WarmReport, real_peak: f64, now_ms: u64) -> Evidence {
         let evidence = match self.judge(report) {
             Judged::Survived { gap_s } => Evidence::Survived { gap_s },
             Judged::Later(p) => {
-                self.pending.push(p);
-                let extra = self.pending.len().saturating_sub(PENDING_KEPT);
-                self.pending.drain(..extra);
-                Evidence::Nothing
+                let bound = if real_peak.is_finite() {
+                    real_peak.max(0.0).ceil().min(u32::MAX as f64) as u32
+                } else {
+                    u32::MAX
+                };
+                if p.cold > bound {
+                    Evidence::Died {
+                        gap_s: p.gap_s,
+                        missing: p.cold - bound,
+                    }
+                } else {
+                    self.pending.push(p);
+                    let extra = self.pending.len().saturating_sub(PENDING_KEPT);
+                    self.pending.drain(..extra);
+                    Evidence::Nothing
+                }
             }
             Judged::Nothing => Evidence::Nothing,
         };
@@ -283,13 +300,14 @@ mod tests {
         let p = Policy::default();
         let mut s = Survival::default();
         assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
-        s.learn(&warm_at(1, &cold(&["a", "b", "c"])), 1_000);
-        s.learn(&warm_at(241, &idle(&["a", "b", "c"])), 241_000);
+        s.learn(&warm_at(1, &cold(&["a", "b", "c"])), 0.0, 1_000);
+        s.learn(&warm_at(241, &idle(&["a", "b", "c"])), 0.0, 241_000);
         assert_eq!(s.survived_s, Some(240));
         assert_eq!(s.interval_s(&p), 270, "probes 30 s further");
-        // After a 6-minute gap only new sandboxes answer, and nothing real
-        // ran beside them: they died.
-        let e = s.learn(&warm_at(601, &cold(&["x", "y", "z"])), 601_000);
+        // After a 6-minute gap only new sandboxes answer; three real
+        // requests could have held the old ones, so the minute decides:
+        // nothing real ran beside them, they died.
+        let e = s.learn(&warm_at(601, &cold(&["x", "y", "z"])), 3.0, 601_000);
         assert_eq!(e, Evidence::Nothing, "judged when the minute is read");
         assert_eq!(
             settle(&mut s, 601, 3, 0),
@@ -300,7 +318,7 @@ mod tests {
         );
         assert_eq!(s.interval_s(&p), 270, "a minute inside the death");
         // A day later the death is forgotten and probing resumes.
-        s.learn(&warm_at(90_000, &idle(&["x", "y", "z"])), 90_000_000);
+        s.learn(&warm_at(90_000, &idle(&["x", "y", "z"])), 0.0, 90_000_000);
         assert_eq!(s.died_s, None);
     }
 
@@ -309,14 +327,14 @@ mod tests {
         // Real traffic took the most recently freed sandboxes, so the pings
         // met different (warm) ones: every reply is warm, none is a death.
         let mut s = Survival::default();
-        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 1_000);
+        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 0.0, 1_000);
         let replies = [
             ("e", false, Some(200)),
             ("f", false, Some(230)),
             ("a", false, None),
             ("b", false, None),
         ];
-        let e = s.learn(&warm_at(241, &replies), 241_000);
+        let e = s.learn(&warm_at(241, &replies), 2.0, 241_000);
         assert_eq!(e, Evidence::Survived { gap_s: 240 });
         assert!(s.pending.is_empty());
     }
@@ -324,7 +342,7 @@ mod tests {
     #[test]
     fn cold_pings_beside_busy_sandboxes_are_explained_by_traffic() {
         let mut s = Survival::default();
-        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 1_000);
+        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 0.0, 1_000);
         // Two of the four are busy with real requests: two pings start cold.
         let replies = [
             ("a", false, None),
@@ -332,7 +350,10 @@ mod tests {
             ("x", true, None),
             ("y", true, None),
         ];
-        assert_eq!(s.learn(&warm_at(241, &replies), 241_000), Evidence::Nothing);
+        assert_eq!(
+            s.learn(&warm_at(241, &replies), 2.0, 241_000),
+            Evidence::Nothing
+        );
         // The minute's maximum shows the two real requests beside the pings.
         assert_eq!(settle(&mut s, 241, 4, 2), Evidence::Nothing);
         assert_eq!(s.died_s, None);
@@ -341,10 +362,13 @@ mod tests {
     #[test]
     fn sandboxes_kept_warm_by_traffic_prove_no_idle_survival() {
         let mut s = Survival::default();
-        s.learn(&warm_at(1, &cold(&["a", "b"])), 1_000);
+        s.learn(&warm_at(1, &cold(&["a", "b"])), 0.0, 1_000);
         // Every sandbox that answered served a real request after the warm.
         let replies = [("a", false, Some(500)), ("b", false, Some(600))];
-        assert_eq!(s.learn(&warm_at(721, &replies), 721_000), Evidence::Nothing);
+        assert_eq!(
+            s.learn(&warm_at(721, &replies), 0.0, 721_000),
+            Evidence::Nothing
+        );
         assert_eq!(s.survived_s, None);
     }
 
@@ -359,11 +383,19 @@ mod tests {
         };
         assert_eq!(s.interval_s(&p), 570);
         // Reaping got faster: the next 540 s gap kills.
-        s.learn(
+        let e = s.learn(
             &warm_at(1_540, &cold(&["v", "w", "x", "y", "z"])),
+            1.0,
             1_540_000,
         );
-        settle(&mut s, 1_540, 5, 0);
+        assert_eq!(
+            e,
+            Evidence::Died {
+                gap_s: 540,
+                missing: 4
+            },
+            "more cold pings than any real traffic explains: judged at once"
+        );
         assert_eq!(s.survived_s, None, "the old survival is dropped");
         assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
     }

@@ -54,6 +54,10 @@ pub struct RunConfig {
     pub policies: Vec<PolicySpec>,
     /// A function whose minute-by-minute timeline to keep (index in the trace).
     pub timeline_function: Option<usize>,
+    /// The platform changing its reaping mid-run: from this minute on,
+    /// sandboxes that go idle are reaped after a drawn `(min, max)` seconds
+    /// (the interval learner must follow such a change).
+    pub reaping_change: Option<(usize, (f64, f64))>,
 }
 
 /// One minute of one function, for the timeline plot.
@@ -206,6 +210,14 @@ pub fn run_policy(
             }
             arrivals.sort_unstable();
             fns[f as usize].queue(&arrivals);
+        }
+
+        if let Some((at, (lo, hi))) = cfg.reaping_change
+            && at == m
+        {
+            for f in fns.iter_mut() {
+                f.set_ttl(lo, hi);
+            }
         }
 
         // 2. The policy acts at the minute's start.

@@ -310,6 +310,15 @@ impl FnSim {
         }
     }
 
+    /// Reaps sandboxes that go idle from now on after `min_s..=max_s`
+    /// seconds (those idle already keep the time they drew).
+    pub fn set_ttl(&mut self, min_s: f64, max_s: f64) {
+        self.ttl_ms = (
+            (min_s * 1_000.0) as u64,
+            (max_s.max(min_s) * 1_000.0) as u64,
+        );
+    }
+
     /// Queues real arrivals (ascending) to be processed in time order with
     /// any pings that come between them.
     pub fn queue(&mut self, arrivals: &[(u64, u64)]) {

@@ -41,6 +41,16 @@ impl Workload {
     }
 
     fn run(&self, spec: &str) -> PolicyRun {
+        self.run_on("lambda-2021", None, spec)
+    }
+
+    /// On another platform model, optionally changing its reaping mid-run.
+    fn run_on(
+        &self,
+        model: &str,
+        reaping_change: Option<(usize, (f64, f64))>,
+        spec: &str,
+    ) -> PolicyRun {
         let trace = Trace {
             functions: vec![FunctionTrace {
                 id: "f".into(),
@@ -58,11 +68,12 @@ impl Workload {
         };
         let cfg = RunConfig {
             scenario: "scenario".into(),
-            model: Model::load("lambda-2021").expect("bundled model"),
+            model: Model::load(model).expect("bundled model"),
             seed: 11,
             repeat: 1,
             policies: vec![PolicySpec::parse(spec).expect("valid spec")],
             timeline_function: Some(0),
+            reaping_change,
         };
         run_policy(
             &trace,
@@ -181,4 +192,31 @@ fn the_evening_drop_ends_the_warming() {
         .map(|p| p.pings)
         .sum();
     assert_eq!(late, 0, "pings between 17:35 and 19:00");
+}
+
+#[test]
+fn a_faster_reaping_is_followed_within_fifteen_minutes() {
+    // Three sandboxes kept warm by `min` for a function called twice an
+    // hour, on the 2019 platform (idle sandboxes live 10 minutes). After six
+    // hours the platform starts reaping after 5-7 minutes.
+    let mut work = Workload::steady(0, 12 * 60, 200.0);
+    for m in (0..12 * 60).step_by(30) {
+        work.per_minute[m] = 1;
+    }
+    let change = 6 * 60;
+    let run = work.run_on(
+        "lambda-2019",
+        Some((change, (300.0, 420.0))),
+        "forewarm:min=3",
+    );
+    let before = warm_gaps(between(&run, 3 * 60, change));
+    assert!(
+        before.iter().filter(|&&g| g >= 9).count() * 2 >= before.len(),
+        "the 10-minute platform was learned: {before:?}"
+    );
+    // From 15 minutes after the change on, no gap is long enough to let the
+    // 5-7 minute platform reap the pool more than once.
+    let after = warm_gaps(between(&run, change + 15, 12 * 60));
+    let long = after.iter().filter(|&&g| g > 6).count();
+    assert!(long <= 1, "gaps after the change settled: {after:?}");
 }

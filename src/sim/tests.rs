@@ -135,6 +135,7 @@ fn run_model(trace: &Trace, model: Model, spec: &str) -> PolicyRun {
         repeat: 1,
         policies: vec![PolicySpec::parse(spec).unwrap()],
         timeline_function: Some(0),
+        reaping_change: None,
     };
     run_policy(trace, &minute_index(trace), &cfg, &cfg.policies[0], &|_| {})
 }
@@ -254,6 +255,7 @@ fn the_same_seed_gives_a_byte_identical_report() {
         .map(|s| PolicySpec::parse(s).unwrap())
         .collect(),
         timeline_function: None,
+        reaping_change: None,
     };
     // Wall-clock figures measure the machine, not the simulation.
     let json = |seed| {
@@ -316,6 +318,7 @@ fn policies_order_as_they_must() {
                 repeat: 2,
                 policies: vec![PolicySpec::parse(s).unwrap()],
                 timeline_function: None,
+                reaping_change: None,
             };
             run_policy(
                 &trace,
