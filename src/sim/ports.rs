@@ -190,9 +190,14 @@ impl MetricsSource for World<'_> {
 impl Warmer for World<'_> {
     fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
         let fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
+        // The simulated platform gives every function the whole account
+        // limit for itself (it does not share one pool across functions), so
+        // it is reported as what it behaves like: each function's own
+        // reservation. Reporting a shared unreserved pool would make the
+        // tick share out room that the simulated platform never takes away.
         let r = index(f).map(|i| Limits {
-            reserved: None,
-            unreserved: Some(self.limit),
+            reserved: Some(self.limit),
+            unreserved: None,
             memory_mb: Some(fns[i].memory_mb()),
         });
         ready(r)
