@@ -8,7 +8,10 @@
 //! invocations file are used when present (`durations.csv` / `memory.csv`
 //! beside `invocations.csv`, or the upstream names
 //! `function_durations_percentiles.anon.dNN.csv` /
-//! `app_memory_percentiles.anon.dNN.csv`).
+//! `app_memory_percentiles.anon.dNN.csv`). Durations are joined by
+//! function hash; memory by the function's app (`HashApp` of its
+//! invocations row), because Azure measured memory per app: every function
+//! of an app gets the app's average allocated memory.
 //!
 //! Every malformed row is an error naming the file, the line and the field.
 
@@ -223,9 +226,12 @@ pub fn read_any(paths: &[PathBuf]) -> Result<Trace, TraceError> {
 pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut functions: Vec<FunctionTrace> = Vec::new();
+    // Each function's app: the memory file is keyed by app (an app's
+    // functions share its memory), not by function.
+    let mut apps: HashMap<String, String> = HashMap::new();
     let mut offset = 0usize;
     for path in paths {
-        let day_minutes = read_invocations(path, offset, &mut index, &mut functions)?;
+        let day_minutes = read_invocations(path, offset, &mut index, &mut functions, &mut apps)?;
         offset += day_minutes;
     }
     if let Some(first) = paths.first() {
@@ -242,7 +248,8 @@ pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
                 .into_iter()
                 .collect();
             for f in &mut functions {
-                if let Some(mb) = by_app.get(&f.id) {
+                let Some(app) = apps.get(&f.id) else { continue };
+                if let Some(mb) = by_app.get(app) {
                     f.memory_mb = mb.round().clamp(1.0, 10_240.0) as u32;
                 }
             }
@@ -281,9 +288,11 @@ fn read_invocations(
     offset: usize,
     index: &mut HashMap<String, usize>,
     functions: &mut Vec<FunctionTrace>,
+    apps: &mut HashMap<String, String>,
 ) -> Result<usize, TraceError> {
     let mut rdr = reader(path)?;
     let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
+    let app_col = headers.iter().position(|h| h == "HashApp");
     let id_col = headers
         .iter()
         .position(|h| h == "HashFunction")
@@ -325,6 +334,12 @@ fn read_invocations(
         let id = rec.get(id_col).unwrap_or("").trim();
         if id.is_empty() {
             return Err(malformed(path, line, "HashFunction", "empty"));
+        }
+        if let Some(app) = app_col.and_then(|c| rec.get(c)).map(str::trim)
+            && !app.is_empty()
+            && !apps.contains_key(id)
+        {
+            apps.insert(id.to_string(), app.to_string());
         }
         let i = *index.entry(id.to_string()).or_insert_with(|| {
             functions.push(FunctionTrace {
@@ -486,6 +501,30 @@ mod tests {
         let d = std::env::temp_dir().join(format!("forewarm-trace-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn memory_is_joined_by_app_when_hashes_differ() {
+        // Upstream files: owner, app and function hashes all differ, and the
+        // memory file knows apps only. Two functions of one app share it.
+        let d = tmp("apps");
+        let inv = write(
+            &d,
+            "invocations.csv",
+            "HashFunction,HashOwner,HashApp,minute_1\nfa,own,app1,1\nfb,own,app1,2\nfc,own,app2,3\n",
+        );
+        write(
+            &d,
+            "memory.csv",
+            "HashOwner,HashApp,SampleCount,AverageAllocatedMb\nown,app1,10,512\nown,fa,10,64\n",
+        );
+        let t = read_azure2019(&[inv]).unwrap();
+        let mb: Vec<u32> = t.functions.iter().map(|f| f.memory_mb).collect();
+        assert_eq!(
+            mb,
+            vec![512, 512, DEFAULT_MEMORY_MB],
+            "fa's own hash is not its app"
+        );
     }
 
     #[test]
