@@ -113,7 +113,7 @@ def classify(event):
     warning = None
     if delay is None:
         delay_ms = default
-    elif not _is_number(delay) or math.isnan(delay):
+    elif not _is_number(delay) or (isinstance(delay, float) and math.isnan(delay)):
         delay_ms, warning = 0, "non-numeric delay %s treated as 0" % json.dumps(delay)
     elif delay < 0:
         delay_ms, warning = 0, "negative delay %s s treated as 0" % delay
