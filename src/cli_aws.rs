@@ -216,7 +216,8 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "function": f.to_string(), "requested": s.requested, "ok": s.ok, "distinct": s.distinct,
-                "anonymous": s.anonymous, "cold": s.cold, "failed": s.failed, "spread_ms": s.spread_ms,
+                "anonymous": s.anonymous, "cold": s.cold, "failed": s.failed, "failures": s.failures,
+                "spread_ms": s.spread_ms,
                 "delay_ms": delay_ms, "wall_ms": wall_ms, "overhead_ms": wall_ms.saturating_sub(delay_ms as u64),
                 "cost_usd_at_128mb": cost
             })
@@ -235,6 +236,9 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
             wall_ms,
             cost
         );
+        if s.failed > 0 {
+            println!("failed: {}", s.failures.describe());
+        }
         if s.distinct + s.anonymous < s.ok {
             println!(
                 "some pings shared a sandbox: a longer --delay (about {} ms) would reach more",

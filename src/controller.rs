@@ -167,6 +167,7 @@ pub fn emf_lines(
                                 {"Name": "Warmed", "Unit": "Count"},
                                 {"Name": "Distinct", "Unit": "Count"},
                                 {"Name": "ColdPings", "Unit": "Count"},
+                                {"Name": "FailedPings", "Unit": "Count"},
                                 {"Name": "DelayMs", "Unit": "Milliseconds"},
                                 {"Name": "Margin", "Unit": "None"},
                                 {"Name": "WarmCostUsd", "Unit": "None"}
@@ -178,6 +179,8 @@ pub fn emf_lines(
                     "Warmed": d.pings(),
                     "Distinct": w.distinct,
                     "ColdPings": w.cold,
+                    "FailedPings": w.failed,
+                    "Failures": w.failures,
                     "DelayMs": w.delay_ms,
                     "Margin": d.margin,
                     "WarmCostUsd": cost,

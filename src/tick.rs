@@ -575,11 +575,20 @@ async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &m
                     distinct = s.distinct,
                     cold = s.cold,
                     failed = s.failed,
+                    throttled = s.failures.throttled,
+                    timed_out = s.failures.timeout,
+                    function_errors = s.failures.function_error,
+                    bad_replies = s.failures.bad_reply,
                     spread_ms = s.spread_ms,
                     "warmed"
                 );
                 if s.failed > 0 {
-                    w.note = Some(format!("{} of {} pings failed", s.failed, s.requested));
+                    w.note = Some(format!(
+                        "{} of {} pings failed: {}",
+                        s.failed,
+                        s.requested,
+                        s.failures.describe()
+                    ));
                 }
                 w.warm = Some(s);
             }

@@ -106,10 +106,20 @@ mod tests {
         let mut r = report(4, 2, 90, 300);
         r.pings.push(PingOutcome::anonymous());
         r.pings.push(PingOutcome::failed(PingFailure::Timeout));
+        r.pings.push(PingOutcome::failed(PingFailure::BadReply));
+        r.pings.push(PingOutcome::failed(PingFailure::BadReply));
         let s = r.summary();
         assert_eq!(
             (s.ok, s.distinct, s.anonymous, s.cold, s.failed, s.spread_ms),
-            (5, 2, 1, 4, 1, 90)
+            (5, 2, 1, 4, 3, 90)
+        );
+        assert_eq!((s.failures.timeout, s.failures.bad_reply), (1, 2));
+        let words = s.failures.describe();
+        assert!(
+            words.contains("1 timed out")
+                && words.contains("2 no forewarm reply")
+                && words.contains("is the shim installed"),
+            "{words}"
         );
     }
 

@@ -38,7 +38,7 @@ pub use caps::{Cap, Limits};
 pub use demand::{MinuteMetrics, WarmRecord};
 pub use forecast::Forecast;
 pub use forecast::Forecaster;
-pub use pings::{InstanceId, PingFailure, PingOutcome, ReportSummary, WarmReport};
+pub use pings::{Failures, InstanceId, PingFailure, PingOutcome, ReportSummary, WarmReport};
 pub use policy::{Mode, Policy};
 pub use survival::{Evidence, Survival};
 

@@ -164,10 +164,81 @@ pub struct ReportSummary {
     pub cold: u32,
     /// Failed pings.
     pub failed: u32,
+    /// The failed pings by why they failed.
+    #[serde(default, skip_serializing_if = "Failures::is_none")]
+    pub failures: Failures,
     /// First to last ping start, ms, over pings with identity.
     pub spread_ms: u64,
     /// Hold asked for, ms.
     pub delay_ms: u32,
+}
+
+/// Failed pings of one warm, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Failures {
+    /// Throttled by Lambda after back-off.
+    #[serde(default)]
+    pub throttled: u32,
+    /// No answer within the per-call timeout.
+    #[serde(default)]
+    pub timeout: u32,
+    /// The function raised an error.
+    #[serde(default)]
+    pub function_error: u32,
+    /// The function answered, but not as a forewarm shim does.
+    #[serde(default)]
+    pub bad_reply: u32,
+    /// Network or service errors.
+    #[serde(default)]
+    pub other: u32,
+}
+
+impl Failures {
+    fn count(&mut self, why: PingFailure) {
+        let slot = match why {
+            PingFailure::Throttled => &mut self.throttled,
+            PingFailure::Timeout => &mut self.timeout,
+            PingFailure::FunctionError => &mut self.function_error,
+            PingFailure::BadReply => &mut self.bad_reply,
+            PingFailure::Other => &mut self.other,
+        };
+        *slot += 1;
+    }
+
+    /// No failure at all.
+    pub fn is_none(&self) -> bool {
+        *self == Failures::default()
+    }
+
+    /// The failures in words, each with what to do about it, for the
+    /// function's `last_error` and the logs.
+    pub fn describe(&self) -> String {
+        let parts = [
+            (
+                self.throttled,
+                "throttled (Lambda refused them: concurrency or scaling limit; lower `max` or raise the function's reserved concurrency)",
+            ),
+            (
+                self.timeout,
+                "timed out (no answer within the hold plus the margin: a slow init? raise FOREWARM_TIMEOUT_MARGIN_MS)",
+            ),
+            (
+                self.function_error,
+                "function errors (the function failed: see its logs)",
+            ),
+            (
+                self.bad_reply,
+                "no forewarm reply (the handler ran and answered something else: is the shim installed on this function?)",
+            ),
+            (self.other, "network or service errors"),
+        ];
+        parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl WarmReport {
@@ -183,6 +254,10 @@ impl WarmReport {
             .filter_map(|p| p.started_ms);
         let (lo, hi) = starts.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
         let ok = self.pings.iter().filter(|p| p.failure.is_none()).count() as u32;
+        let mut failures = Failures::default();
+        for why in self.pings.iter().filter_map(|p| p.failure) {
+            failures.count(why);
+        }
         ReportSummary {
             at_ms: self.sent_at_ms,
             requested: self.requested,
@@ -195,6 +270,7 @@ impl WarmReport {
                 .count() as u32,
             cold: self.pings.iter().filter(|p| p.cold == Some(true)).count() as u32,
             failed: self.pings.len() as u32 - ok,
+            failures,
             spread_ms: hi.saturating_sub(lo.min(hi)),
             delay_ms: self.delay_ms,
         }
