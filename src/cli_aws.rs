@@ -396,7 +396,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     println!(
         "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9}  last error",
-        "function", "forecast", "target", "warmed", "distinct", "delay", "margin", "survives"
+        "function", "forecast", "target", "warmed", "distinct", "delay", "z", "survives"
     );
     for i in &items {
         let Some(st) = &i.state else {
