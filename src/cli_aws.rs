@@ -305,6 +305,10 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
         } => {
             let cfg = config(&table)?;
             let doc = pairs_doc(&pairs, file.as_ref())?;
+            if function != "*" {
+                FunctionRef::check_key(&function)
+                    .map_err(|e| anyhow::anyhow!("not written: {e}"))?;
+            }
             runtime()?.block_on(async {
                 let ports = ports(&cfg).await;
                 let defaults = if function == "*" {
@@ -353,10 +357,11 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             let cfg = config(&table)?;
             runtime()?.block_on(async {
                 let ports = ports(&cfg).await;
-                for (pk, doc) in ports.store.list_policies().await? {
-                    let verdict = match Policy::from_doc(&doc) {
-                        Ok(_) => "ok".to_string(),
-                        Err(e) => format!("INVALID: {e}"),
+                for (pk, doc, key_problem) in ports.store.list_policies().await? {
+                    let verdict = match (key_problem, Policy::from_doc(&doc)) {
+                        (Some(why), _) => format!("INVALID: {why}"),
+                        (None, Ok(_)) => "ok".to_string(),
+                        (None, Err(e)) => format!("INVALID: {e}"),
                     };
                     let attrs: Vec<String> = doc.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     println!("{pk:<32} {verdict:<8} {}", attrs.join(" "));

@@ -63,6 +63,83 @@ impl FunctionRef {
         }
     }
 
+    /// Checks that `key` is a function reference in its one canonical form:
+    /// `name` or `name:qualifier` (Lambda's own character sets and lengths),
+    /// or a function ARN with an optional qualifier. Anything else (white
+    /// space around it, an empty qualifier, a second colon, a slash) would
+    /// otherwise be read as some other key's function and warm it twice.
+    /// The error says what is wrong and, where one exists, the canonical key.
+    pub fn check_key(key: &str) -> Result<(), String> {
+        let why = Self::key_problem(key);
+        match why {
+            None => Ok(()),
+            Some(why) => {
+                let guess = key.trim().trim_end_matches(':');
+                let hint = if guess != key && Self::key_problem(guess).is_none() {
+                    format!(" (did you mean \"{guess}\"?)")
+                } else {
+                    String::new()
+                };
+                Err(format!(
+                    "key {key:?} is not a function reference: {why}{hint}"
+                ))
+            }
+        }
+    }
+
+    fn key_problem(key: &str) -> Option<&'static str> {
+        let name_ok = |n: &str| {
+            (1..=64).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let qualifier_ok = |q: &str| {
+            (1..=128).contains(&q.len())
+                && q.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'$')
+        };
+        if key.is_empty() {
+            return Some("it is empty");
+        }
+        if key.len() > 256 {
+            return Some("it is longer than any function reference");
+        }
+        if key.trim() != key {
+            return Some("it has white space around it");
+        }
+        if let Some(rest) = key.strip_prefix("arn:") {
+            // arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+            let parts: Vec<&str> = rest.split(':').collect();
+            let shape = matches!(parts.len(), 6 | 7)
+                && parts[1] == "lambda"
+                && parts[4] == "function"
+                && parts[..4].iter().all(|p| !p.is_empty());
+            return if !shape {
+                Some(
+                    "an ARN must read arn:PARTITION:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]",
+                )
+            } else if !name_ok(parts[5]) {
+                Some("the function name has characters or a length Lambda does not allow")
+            } else if parts.len() == 7 && !qualifier_ok(parts[6]) {
+                Some("the qualifier is empty or has characters Lambda does not allow")
+            } else {
+                None
+            };
+        }
+        match key.split_once(':') {
+            None if name_ok(key) => None,
+            None => Some("the function name has characters or a length Lambda does not allow"),
+            Some((_, q)) if q.contains(':') => Some("it has more than one qualifier"),
+            Some((n, _)) if !name_ok(n) => {
+                Some("the function name has characters or a length Lambda does not allow")
+            }
+            Some((_, q)) if !qualifier_ok(q) => {
+                Some("the qualifier is empty or has characters Lambda does not allow")
+            }
+            Some(_) => None,
+        }
+    }
+
     /// A function without qualifier.
     pub fn unqualified(name: impl Into<Arc<str>>) -> Self {
         FunctionRef {
@@ -236,4 +313,38 @@ pub trait Warmer {
         &self,
         plans: &[WarmPlan],
     ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FunctionRef;
+
+    #[test]
+    fn one_canonical_key_per_function() {
+        for ok in [
+            "orders",
+            "orders:live",
+            "orders:$LATEST",
+            "orders:7",
+            "arn:aws:lambda:us-east-1:123456789012:function:orders",
+            "arn:aws:lambda:us-east-1:123456789012:function:orders:live",
+        ] {
+            assert_eq!(FunctionRef::check_key(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            (" good-1", "did you mean \"good-1\""),
+            ("good-1 ", "did you mean \"good-1\""),
+            ("good-1:", "did you mean \"good-1\""),
+            ("bad:q:r", "more than one qualifier"),
+            ("a/b", "characters"),
+            ("tab\there", "characters"),
+            ("", "empty"),
+            ("arn:aws:s3:::bucket", "an ARN must read"),
+        ] {
+            let err = FunctionRef::check_key(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+        let long = "x".repeat(2_000);
+        assert!(FunctionRef::check_key(&long).is_err());
+    }
 }

@@ -227,6 +227,73 @@ async fn a_malformed_policy_is_reported_and_other_functions_still_warm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_that_alias_a_function_are_invalid_items_not_second_warms() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(8, "fw-aliases").await;
+    let store = stack.store();
+    store
+        .put_policy(FUNCTION, &doc(&[("max", 6.0)]))
+        .await
+        .unwrap();
+    // Written around the CLI, as the console allows: each would read as
+    // demo-target and warm it again.
+    for alias in [" demo-target", "demo-target:", "demo-target "] {
+        store
+            .put_policy(alias, &doc(&[("max", 6.0)]))
+            .await
+            .unwrap();
+    }
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .put_item()
+        .table_name(&stack.table)
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("orders".into()),
+        )
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("Policy".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let report = stack.tick();
+    let warmed: Vec<&Value> = report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["decision"]["action"]["n"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert_eq!(
+        warmed.len(),
+        1,
+        "warmed once, under its own key: {report:#}"
+    );
+    assert_eq!(warmed[0]["function"], FUNCTION);
+    let alias = store.states(Some("demo-target:")).await.unwrap();
+    let err = alias[0].last_error.clone().unwrap_or_default();
+    assert!(err.contains("did you mean \"demo-target\""), "{err}");
+
+    let out = stack.forewarm(&["policy", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("INVALID").count(), 4, "{text}");
+    assert!(text.contains("the controller ignores this item"), "{text}");
+
+    // And the CLI refuses to write one.
+    let out = stack
+        .forewarm(&["policy", "put", "good-1:", "max=2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not written") && err.contains("did you mean"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_ticks_at_once_warm_each_function_once() {
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(8, "fw-race").await;

@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::port_error;
-use crate::decision::policy::{Policy, PolicyDoc, Scalar};
+use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
 use crate::decision::{FunctionState, STATE_SCHEMA};
 use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target};
 
@@ -265,13 +265,36 @@ impl DynamoStore {
     }
 
     /// Every policy item, by `pk`.
-    pub async fn list_policies(&self) -> Result<Vec<(String, PolicyDoc)>, PortError> {
-        let mut out: Vec<(String, PolicyDoc)> = self
+    ///
+    /// Each comes with what is wrong with its key, if anything: a `pk` that
+    /// is not a canonical function reference, or an `sk` that was meant to
+    /// be `policy` but is spelled otherwise (`Policy`, `policy `), which the
+    /// controller ignores.
+    pub async fn list_policies(
+        &self,
+    ) -> Result<Vec<(String, PolicyDoc, Option<String>)>, PortError> {
+        let mut out: Vec<(String, PolicyDoc, Option<String>)> = self
             .scan_all()
             .await?
             .iter()
-            .filter(|i| get_s(i, "sk") == Some("policy"))
-            .filter_map(|i| Some((get_s(i, "pk")?.to_string(), policy_doc(i))))
+            .filter_map(|i| {
+                let pk = get_s(i, "pk")?.to_string();
+                let sk = get_s(i, "sk")?;
+                let problem = if sk == "policy" {
+                    if pk == DEFAULTS_PK {
+                        None
+                    } else {
+                        FunctionRef::check_key(&pk).err()
+                    }
+                } else if sk.trim().eq_ignore_ascii_case("policy") {
+                    Some(format!(
+                        "sk {sk:?} is not \"policy\": the controller ignores this item"
+                    ))
+                } else {
+                    return None;
+                };
+                Some((pk, policy_doc(i), problem))
+            })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -342,10 +365,24 @@ impl StateStore for DynamoStore {
         }
         Ok(policies
             .into_iter()
-            .map(|(pk, doc)| Target {
-                next_check_ms: next_check.get(&pk).copied().unwrap_or(0),
-                function: FunctionRef::parse(&pk),
-                policy: Policy::from_items(defaults.as_ref(), &doc),
+            .map(|(pk, doc)| {
+                let next_check_ms = next_check.get(&pk).copied().unwrap_or(0);
+                match FunctionRef::check_key(&pk) {
+                    Ok(()) => Target {
+                        next_check_ms,
+                        function: FunctionRef::parse(&pk),
+                        policy: Policy::from_items(defaults.as_ref(), &doc),
+                    },
+                    // Kept under its own key (so its last_error lands on its
+                    // own item), never read as the function it resembles.
+                    Err(why) => Target {
+                        next_check_ms: 0,
+                        function: FunctionRef::unqualified(pk.as_str()),
+                        policy: Err(PolicyError {
+                            problems: vec![why],
+                        }),
+                    },
+                }
             })
             .collect())
     }
