@@ -270,7 +270,14 @@ fn pairs_doc(pairs: &[String], file: Option<&PathBuf>) -> anyhow::Result<PolicyD
             .parse::<f64>()
             .map(Scalar::Num)
             .unwrap_or_else(|_| Scalar::Str(v.to_string()));
-        doc.insert(k.trim().to_string(), scalar);
+        let k = k.trim();
+        if k.is_empty() {
+            bail!("`{p}` has no attribute name before the `=`");
+        }
+        doc.insert(k.to_string(), scalar);
+    }
+    if let Some(k) = doc.keys().find(|k| k.trim().is_empty()) {
+        bail!("an attribute name is empty ({k:?})");
     }
     Ok(doc)
 }
@@ -320,6 +327,21 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("not written: {e}"))?;
                 for w in &parsed.warnings {
                     eprintln!("warning: {w}");
+                }
+                if function == "*" {
+                    // New defaults merge under every function's policy: say
+                    // which of them they would make invalid (the next tick
+                    // would skip those functions).
+                    for (pk, fdoc, key_problem) in ports.store.list_policies().await? {
+                        if pk == "*" || key_problem.is_some() {
+                            continue;
+                        }
+                        if let Err(e) = Policy::from_items(Some(&doc), &fdoc) {
+                            eprintln!(
+                                "warning: with these defaults the policy of {pk} is invalid: {e}"
+                            );
+                        }
+                    }
                 }
                 ports.store.put_policy(&function, &doc).await?;
                 println!(

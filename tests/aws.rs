@@ -291,6 +291,20 @@ async fn keys_that_alias_a_function_are_invalid_items_not_second_warms() {
         err.contains("not written") && err.contains("did you mean"),
         "{err}"
     );
+
+    // New defaults say which function policies they make invalid.
+    let put = |args: &[&str]| stack.forewarm(args).output().unwrap();
+    assert!(put(&["policy", "put", "orders2", "min=5"]).status.success());
+    let out = put(&["policy", "put", "*", "max=2"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the policy of orders2 is invalid")
+            && err.contains("max (2) is below min (5)"),
+        "{err}"
+    );
+    let out = put(&["policy", "put", "orders3", "=5"]);
+    assert!(!out.status.success(), "an empty attribute name is refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
