@@ -126,7 +126,7 @@ fn now_ms() -> u64 {
 }
 
 async fn ports(cfg: &ControllerConfig) -> AwsPorts {
-    let sdk = crate::aws::load_config().await;
+    let sdk = crate::aws::load_config(cfg.timeouts).await;
     AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer)
 }
 
@@ -188,7 +188,7 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
     let f = FunctionRef::parse(&args.function);
     let started = std::time::Instant::now();
     let report = runtime()?.block_on(async {
-        let sdk = crate::aws::load_config().await;
+        let sdk = crate::aws::load_config(cfg.timeouts).await;
         let warmer = crate::aws::LambdaWarmer::new(
             aws_sdk_lambda::Client::new(&sdk),
             WarmerConfig {

@@ -10,11 +10,13 @@
 //! | `FOREWARM_METRICS_EVERY_MINUTES` | 15 | minutes of new data per metrics read |
 //! | `FOREWARM_LEASE_SECONDS` | 50 | how long a run owns a function (below the schedule's minute) |
 //! | `FOREWARM_TIMEOUT_MARGIN_MS` | 5000 | time allowed beyond a ping's hold |
+//! | `FOREWARM_CALL_TIMEOUT_MS` | 20000 | longest DynamoDB, CloudWatch or Lambda control-plane call, retries included (a stalled endpoint must not outlast the controller's 40 s) |
+//! | `FOREWARM_ATTEMPT_TIMEOUT_MS` | 8000 | longest single attempt of such a call |
 //! | `FOREWARM_EMF_PER_FUNCTION` | `false` | per-function decision metrics (custom metrics cost) |
 
 use serde_json::json;
 
-use crate::aws::{AwsPorts, WarmerConfig};
+use crate::aws::{AwsPorts, CallTimeouts, WarmerConfig};
 use crate::ports::FunctionRef;
 use crate::tick::{TickConfig, TickReport, run_tick};
 
@@ -29,6 +31,8 @@ pub struct ControllerConfig {
     pub metrics_every_minutes: u64,
     /// Lease length, ms.
     pub lease_ms: u64,
+    /// Time limits of every AWS call but the pings.
+    pub timeouts: CallTimeouts,
     /// Whether decision metrics carry a `FunctionName` dimension.
     pub emf_per_function: bool,
 }
@@ -76,6 +80,10 @@ impl ControllerConfig {
             },
             metrics_every_minutes: num("FOREWARM_METRICS_EVERY_MINUTES", 15)?,
             lease_ms: num("FOREWARM_LEASE_SECONDS", 50)? * 1_000,
+            timeouts: CallTimeouts {
+                call_ms: num("FOREWARM_CALL_TIMEOUT_MS", 20_000)?,
+                attempt_ms: num("FOREWARM_ATTEMPT_TIMEOUT_MS", 8_000)?,
+            },
             emf_per_function: match get("FOREWARM_EMF_PER_FUNCTION").as_deref().map(str::trim) {
                 None | Some("") | Some("false") | Some("0") => false,
                 Some("true") | Some("1") => true,

@@ -1,7 +1,8 @@
 //! Error paths `cargo lambda watch` and moto cannot produce. Pings: a
 //! scripted Invoke endpoint on loopback (tests/support/invoke.rs) that
 //! throttles, fails with 5xx, answers errors as Lambda does, or never
-//! answers. DynamoDB and CloudWatch: SDK-level mocks (aws-smithy-mocks).
+//! answers. DynamoDB and CloudWatch: SDK-level mocks (aws-smithy-mocks), and a
+//! black hole for the client-side call timeouts.
 #![cfg(feature = "aws")]
 
 #[path = "support/invoke.rs"]
@@ -362,4 +363,40 @@ fn a_refused_connection_is_retried_then_reported_failed() {
             .all(|p| p.failure == Some(PingFailure::Other)),
         "{report:?}"
     );
+}
+
+#[test]
+fn a_stalled_table_fails_the_tick_within_its_call_timeout() {
+    // DynamoDB as a black hole: every connection accepted, nothing answered.
+    // Without client-side timeouts the Scan waits as long as the SDK's
+    // retries last (a minute here), past the controller Lambda's timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(16) {
+            held.push(s);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    });
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forewarm"))
+        .args(["tick", "--table", "stalled"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("FOREWARM_CALL_TIMEOUT_MS", "2000")
+        .env("FOREWARM_ATTEMPT_TIMEOUT_MS", "600")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot read policies"), "{err}");
+    // The call gives up at 2 s; the rest is the process starting and
+    // stopping (generous for a loaded 2-core machine).
+    assert!(took < std::time::Duration::from_secs(20), "{took:?}: {err}");
 }

@@ -50,10 +50,30 @@ impl AwsPorts {
 }
 
 /// Loads the standard AWS configuration from the environment.
-pub async fn load_config() -> aws_config::SdkConfig {
+pub async fn load_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_millis(timeouts.call_ms))
+                .operation_attempt_timeout(Duration::from_millis(timeouts.attempt_ms))
+                .build(),
+        )
         .load()
         .await
+}
+
+/// Client-side time limits of every DynamoDB, CloudWatch and Lambda control
+/// plane call (pings have their own: their hold plus a margin). Without
+/// them a stalled endpoint holds a call for as long as the SDK's retries
+/// last, past the controller Lambda's own timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    /// The whole call, retries included, ms.
+    pub call_ms: u64,
+    /// One attempt, ms.
+    pub attempt_ms: u64,
 }
 
 /// Maps any SDK error to a port error: `what` names the call and resource.

@@ -59,7 +59,7 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let cfg = ControllerConfig::from_env()?;
-    let sdk = forewarm::aws::load_config().await;
+    let sdk = forewarm::aws::load_config(cfg.timeouts).await;
     let ports = AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer);
     let (ports, cfg) = (&ports, &cfg);
     lambda_runtime::run(service_fn(move |ev| async move {
