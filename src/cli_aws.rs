@@ -270,12 +270,9 @@ fn pairs_doc(pairs: &[String], file: Option<&PathBuf>) -> anyhow::Result<PolicyD
             .parse::<f64>()
             .map(Scalar::Num)
             .unwrap_or_else(|_| Scalar::Str(v.to_string()));
-        let k = k.trim();
-        if k.is_empty() {
-            bail!("`{p}` has no attribute name before the `=`");
-        }
-        doc.insert(k.to_string(), scalar);
+        doc.insert(k.trim().to_string(), scalar);
     }
+    // From key=value pairs or a file alike: a nameless attribute is a typo.
     if let Some(k) = doc.keys().find(|k| k.trim().is_empty()) {
         bail!("an attribute name is empty ({k:?})");
     }

@@ -82,8 +82,7 @@ pub fn replay(
         let mut start = 0u64;
         while start < trace.minutes as u64 {
             let end = (start + w).min(trace.minutes as u64);
-            let forecast = fc.forecast(start, (w - 1) as u32).target;
-            fc.issue(start, (w - 1) as u32);
+            let forecast = fc.issue(start, (w - 1) as u32).target;
             let realized = demand[start as usize..end as usize]
                 .iter()
                 .fold(0.0f64, |a, &b| a.max(b)) as u32;

@@ -502,14 +502,11 @@ fn share_account_pool(now_ms: u64, work: &mut [Work]) {
         .max()
         .unwrap_or(0);
     let room = (pool as f64 - real.ceil() - headroom as f64).max(0.0) as u32;
-    let warming: Vec<usize> = shared
+    let (warming, wants): (Vec<usize>, Vec<u32>) = shared
         .into_iter()
-        .filter(|&i| work[i].decision.is_some_and(|d| d.pings() > 0))
-        .collect();
-    let wants: Vec<u32> = warming
-        .iter()
-        .filter_map(|&i| work[i].decision.map(|d| d.pings()))
-        .collect();
+        .filter_map(|i| work[i].decision.map(|d| (i, d.pings())))
+        .filter(|&(_, n)| n > 0)
+        .unzip();
     let got = decision::caps::share_pool(room, &wants);
     for (&i, n) in warming.iter().zip(got) {
         let w = &mut work[i];

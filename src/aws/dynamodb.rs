@@ -26,8 +26,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::port_error;
+use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
-use crate::decision::{FunctionState, STATE_SCHEMA};
 use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target};
 
 /// The `pk` of the account-wide defaults item.
@@ -145,24 +145,11 @@ impl DynamoStore {
                 None => (None, None),
             };
         };
-        match serde_json::from_str::<FunctionState>(json) {
-            Ok(st) if st.schema == STATE_SCHEMA => (Some(st), None),
-            Ok(st) => {
-                tracing::warn!(function = %f, schema = st.schema, "state of another layout, starting afresh");
-                (
-                    None,
-                    Some(format!(
-                        "stored state has layout {}, this controller writes {STATE_SCHEMA}: started afresh",
-                        st.schema
-                    )),
-                )
-            }
-            Err(e) => {
-                tracing::warn!(function = %f, error = %e, "unreadable state, starting afresh");
-                (
-                    None,
-                    Some(format!("stored state unreadable ({e}): started afresh")),
-                )
+        match FunctionState::from_stored(json) {
+            Ok(st) => (Some(st), None),
+            Err(why) => {
+                tracing::warn!(function = %f, problem = %why, "stored state not usable, starting afresh");
+                (None, Some(why))
             }
         }
     }

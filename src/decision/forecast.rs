@@ -38,7 +38,7 @@ use super::policy::{Policy, WINDOW_MINUTES};
 const SHORT_TERM_WEIGHT: f64 = 0.3;
 /// Heat is a ratio of today to usual; beyond these it is more likely a change
 /// of regime than a hot day, and the buckets will learn it anyway.
-const HEAT_RANGE: (f64, f64) = (0.5, 2.5);
+pub(crate) const HEAT_RANGE: (f64, f64) = (0.5, 2.5);
 /// No function runs more sandboxes than this; larger readings are garbage and
 /// would overflow the variance.
 pub const MAX_DEMAND: f64 = 1.0e7;
@@ -51,11 +51,14 @@ const TRUSTED_SAMPLES: f64 = 3.0;
 const Z_STEP: f64 = 0.25;
 /// Where `z` starts: a normal's 0.98 quantile, between the 0.95 and 0.99
 /// users ask for, refined by the tracker from the first scored window.
-const Z_START: f64 = 2.0;
+pub(crate) const Z_START: f64 = 2.0;
 /// `z` stays in this range: a wild series must not make targets explode.
 /// It may go below zero: targets are whole sandboxes, rounded up, and at a
 /// low quantile the rounding alone can cover more than asked.
-const Z_RANGE: (f64, f64) = (-2.0, 12.0);
+pub(crate) const Z_RANGE: (f64, f64) = (-2.0, 12.0);
+/// The quantiles the tracker calibrates to: below a half a target under the
+/// point forecast is asked for, and at 1 no finite target covers.
+pub(crate) const QUANTILE_RANGE: (f64, f64) = (0.5, 0.9999);
 /// Forecasts remembered for scoring: the windows of the coming horizon and
 /// the ones whose minutes CloudWatch has not delivered yet.
 const PREDICTIONS_KEPT: usize = 16;
@@ -321,7 +324,7 @@ impl Forecaster {
             return;
         }
         let missed = peak > target as f64 + 1e-9;
-        let q = self.quantile.clamp(0.5, 0.9999);
+        let q = self.quantile.clamp(QUANTILE_RANGE.0, QUANTILE_RANGE.1);
         if missed {
             self.z += Z_STEP * q;
         } else if self.may_narrow {
@@ -386,44 +389,50 @@ impl Forecaster {
         self.window_estimate(index).0
     }
 
-    /// What the target adds to a window's point forecast, sandboxes.
-    pub fn offset(&self, index: u64) -> f64 {
-        self.z * self.window_estimate(index).1
-    }
-
-    /// The whole-sandbox target for one window.
-    fn window_target(&self, index: u64) -> u32 {
+    /// One window's point forecast and its whole-sandbox target.
+    fn window_forecast(&self, index: u64) -> (f64, u32) {
         let (point, spread) = self.window_estimate(index);
         // A hundredth of a sandbox is rounding (buckets are kept as f32), not
         // a reason to warm one more.
         let t = (point + self.z * spread - 0.01).ceil();
-        if t.is_finite() {
+        let target = if t.is_finite() {
             t.clamp(0.0, MAX_DEMAND) as u32
         } else {
             0
-        }
+        };
+        (point, target)
+    }
+
+    /// The windows from `now_minute` through the next `horizon_minutes`,
+    /// each with its point forecast and target; none before anything was
+    /// seen.
+    fn horizon(
+        &self,
+        now_minute: u64,
+        horizon_minutes: u32,
+    ) -> impl Iterator<Item = (u64, f64, u32)> + '_ {
+        let first = now_minute / WINDOW_MINUTES as u64;
+        let last = (now_minute + horizon_minutes as u64) / WINDOW_MINUTES as u64;
+        let seen = self.windows_seen > 0 || self.open.is_some();
+        (first..=last).filter(move |_| seen).map(|index| {
+            let (point, target) = self.window_forecast(index);
+            (index, point, target)
+        })
     }
 
     /// Forecasts the peak over the windows from `now_minute` through the next
     /// `horizon_minutes`: the largest point forecast and the largest target.
     pub fn forecast(&self, now_minute: u64, horizon_minutes: u32) -> Forecast {
-        if self.windows_seen == 0 && self.open.is_none() {
-            return Forecast {
+        self.horizon(now_minute, horizon_minutes).fold(
+            Forecast {
                 mean: 0.0,
                 target: 0,
-            };
-        }
-        let first = now_minute / WINDOW_MINUTES as u64;
-        let last = (now_minute + horizon_minutes as u64) / WINDOW_MINUTES as u64;
-        let mut out = Forecast {
-            mean: 0.0,
-            target: 0,
-        };
-        for index in first..=last {
-            out.mean = out.mean.max(self.window_point(index));
-            out.target = out.target.max(self.window_target(index));
-        }
-        out
+            },
+            |f, (_, point, target)| Forecast {
+                mean: f.mean.max(point),
+                target: f.target.max(target),
+            },
+        )
     }
 
     /// The first window from `now_minute` up to (not including)
@@ -433,38 +442,41 @@ impl Forecaster {
             return None;
         }
         let w = WINDOW_MINUTES as u64;
-        (now_minute / w..until_minute.div_ceil(w)).find(|&index| self.window_target(index) > 0)
+        (now_minute / w..until_minute.div_ceil(w)).find(|&index| self.window_forecast(index).1 > 0)
     }
 
-    /// Remembers the forecast for the windows from `now_minute` through the
-    /// horizon, to score it when their peaks are known. A window keeps the
-    /// forecast in force when it began: later looks inside it see part of
-    /// its minutes already, and scoring them would flatter the forecaster.
-    pub fn issue(&mut self, now_minute: u64, horizon_minutes: u32) {
-        if self.windows_seen == 0 && self.open.is_none() {
-            return;
-        }
-        let first = now_minute / WINDOW_MINUTES as u64;
-        let last = (now_minute + horizon_minutes as u64) / WINDOW_MINUTES as u64;
-        for index in first..=last {
+    /// Forecasts as [`Forecaster::forecast`] does, and remembers the forecast
+    /// for each window of the horizon, to score it when its peak is known. A
+    /// window keeps the forecast in force when it began: later looks inside
+    /// it see part of its minutes already, and scoring them would flatter the
+    /// forecaster.
+    pub fn issue(&mut self, now_minute: u64, horizon_minutes: u32) -> Forecast {
+        let windows: Vec<(u64, f64, u32)> = self.horizon(now_minute, horizon_minutes).collect();
+        let mut out = Forecast {
+            mean: 0.0,
+            target: 0,
+        };
+        for &(index, point, target) in &windows {
+            out.mean = out.mean.max(point);
+            out.target = out.target.max(target);
             let started = index * (WINDOW_MINUTES as u64) < now_minute;
             let at = self.predicted.iter().position(|p| p.0 == index);
             if started && at.is_some() {
                 continue;
             }
-            let p = Prediction(
-                index,
-                self.window_point(index) as f32,
-                self.window_target(index),
-            );
+            let p = Prediction(index, point as f32, target);
             match at {
                 Some(i) => self.predicted[i] = p,
                 None => self.predicted.push(p),
             }
         }
+        if windows.is_empty() {
+            return out;
+        }
         self.predicted.sort_unstable_by_key(|p| p.0);
         let extra = self.predicted.len().saturating_sub(PREDICTIONS_KEPT);
         self.predicted.drain(..extra);
+        out
     }
 }
 

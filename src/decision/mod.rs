@@ -176,6 +176,19 @@ pub(crate) fn short<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Err
 }
 
 impl FunctionState {
+    /// Reads a state as stored (JSON), or says why it cannot be used, in
+    /// words for the function's `last_error`: the caller starts afresh.
+    pub fn from_stored(json: &str) -> Result<FunctionState, String> {
+        match serde_json::from_str::<FunctionState>(json) {
+            Ok(st) if st.schema == STATE_SCHEMA => Ok(st),
+            Ok(st) => Err(format!(
+                "stored state has layout {}, this controller writes {STATE_SCHEMA}: started afresh",
+                st.schema
+            )),
+            Err(e) => Err(format!("stored state unreadable ({e}): started afresh")),
+        }
+    }
+
     /// The state of a function the controller has never seen.
     pub fn new(policy: &Policy) -> Self {
         FunctionState {
@@ -359,7 +372,6 @@ pub fn decide(
     let interval_s = state.survival.interval_s(policy);
     let horizon = interval_s.div_ceil(60);
     let forecast = cached_forecast(state, now_minute, horizon);
-    state.forecaster.issue(now_minute, horizon);
     let warm_now = state.pool_at(policy, now_ms);
     let (target, capped_by) = caps::apply(
         policy,
@@ -491,13 +503,14 @@ fn forget_warms(state: &mut FunctionState, now_ms: u64) {
 }
 
 /// What a forecast depends on. Between windows, with no new minutes, the
-/// forecast is the same; most ticks of most functions are such ticks.
+/// forecast is the same, and so are the predictions it issued; most ticks of
+/// most functions are such ticks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForecastKey {
     watermark: Option<u64>,
     first_window: u64,
     last_window: u64,
-    offset: u64,
+    z: u64,
     bucket_minutes: u32,
     season_minutes: u32,
 }
@@ -508,7 +521,7 @@ fn cached_forecast(state: &mut FunctionState, now_minute: u64, horizon: u32) -> 
         watermark: state.watermark_minute,
         first_window: now_minute / w,
         last_window: (now_minute + horizon as u64) / w,
-        offset: state.forecaster.z.to_bits(),
+        z: state.forecaster.z.to_bits(),
         bucket_minutes: state.forecaster.bucket_minutes,
         season_minutes: state.forecaster.season_minutes,
     };
@@ -517,7 +530,7 @@ fn cached_forecast(state: &mut FunctionState, now_minute: u64, horizon: u32) -> 
     {
         return f;
     }
-    let f = state.forecaster.forecast(now_minute, horizon);
+    let f = state.forecaster.issue(now_minute, horizon);
     state.forecast_cache = Some((key, f));
     f
 }
@@ -612,7 +625,12 @@ pub fn apply_report(
     let (delay, _) = delay::tune_delay(policy, state.delay_ms, &summary);
     state.delay_ms = delay;
     let real_peak = state.recent_peak();
-    state.survival.learn(report, real_peak, now_ms);
+    state.survival.learn(
+        report,
+        summary.distinct + summary.anonymous,
+        real_peak,
+        now_ms,
+    );
     if let Some(rec) = state
         .warms
         .iter_mut()

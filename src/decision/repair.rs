@@ -8,7 +8,8 @@
 //! refused, and the caller starts the function afresh and says why.
 
 use super::FunctionState;
-use super::forecast::MAX_DEMAND;
+use super::Policy;
+use super::forecast::{HEAT_RANGE, MAX_DEMAND, QUANTILE_RANGE, Z_RANGE, Z_START};
 
 /// How far ahead of `now` a stored time may lie: a look or a warm is never
 /// planned further than the longest rest, and a day covers every learner.
@@ -53,12 +54,18 @@ impl FunctionState {
             MAX_DEMAND * MAX_DEMAND,
             0.0,
         );
-        bound("heat", &mut f.heat, 0.5, 2.5, 1.0);
+        bound("heat", &mut f.heat, HEAT_RANGE.0, HEAT_RANGE.1, 1.0);
         bound("heat_seen", &mut f.heat_seen, 0.0, MAX_DEMAND, 0.0);
         bound("heat_expected", &mut f.heat_expected, 0.0, MAX_DEMAND, 0.0);
         bound("last_peak", &mut f.last_peak, 0.0, MAX_DEMAND, 0.0);
-        bound("z", &mut f.z, -2.0, 12.0, 2.0);
-        bound("quantile", &mut f.quantile, 0.5, 0.9999, 0.99);
+        bound("z", &mut f.z, Z_RANGE.0, Z_RANGE.1, Z_START);
+        bound(
+            "quantile",
+            &mut f.quantile,
+            QUANTILE_RANGE.0,
+            QUANTILE_RANGE.1,
+            Policy::default().quantile,
+        );
         bound("busy", &mut self.busy, 0.0, MAX_DEMAND, 0.0);
         bound("cold_rate", &mut self.cold_rate, 0.0, 1.0, 0.0);
         if let Some(open) = f.open.as_mut() {

@@ -115,8 +115,16 @@ impl Survival {
     /// `real_peak` bounds real concurrency from above (the recent real
     /// peak): cold pings beyond what even that much real traffic could
     /// explain are deaths at once, so a function whose pool has died is not
-    /// left on a killing interval until the next metrics read.
-    pub fn learn(&mut self, report: &WarmReport, real_peak: f64, now_ms: u64) -> Evidence {
+    /// left on a killing interval until the next metrics read. `reached`
+    /// is what the report's summary counts as reached (distinct sandboxes
+    /// and anonymous replies): the next warm is judged against it.
+    pub fn learn(
+        &mut self,
+        report: &WarmReport,
+        reached: u32,
+        real_peak: f64,
+        now_ms: u64,
+    ) -> Evidence {
         let evidence = match self.judge(report) {
             Judged::Survived { gap_s } => Evidence::Survived { gap_s },
             Judged::Later(p) => {
@@ -140,8 +148,7 @@ impl Survival {
             Judged::Nothing => Evidence::Nothing,
         };
         self.record(evidence, now_ms);
-        let s = report.summary();
-        self.last_reached = s.distinct + s.anonymous;
+        self.last_reached = reached;
         self.last_warm_ms = report.sent_at_ms;
         evidence
     }
@@ -281,6 +288,12 @@ mod tests {
         }
     }
 
+    /// Learns from a warm as `apply_report` does, with its summary's count.
+    fn learn(s: &mut Survival, report: &WarmReport, real_peak: f64, now_ms: u64) -> Evidence {
+        let sum = report.summary();
+        s.learn(report, sum.distinct + sum.anonymous, real_peak, now_ms)
+    }
+
     fn idle(ids: &[&'static str]) -> Vec<(&'static str, bool, Option<u64>)> {
         ids.iter().map(|&i| (i, false, None)).collect()
     }
@@ -300,14 +313,14 @@ mod tests {
         let p = Policy::default();
         let mut s = Survival::default();
         assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
-        s.learn(&warm_at(1, &cold(&["a", "b", "c"])), 0.0, 1_000);
-        s.learn(&warm_at(241, &idle(&["a", "b", "c"])), 0.0, 241_000);
+        learn(&mut s, &warm_at(1, &cold(&["a", "b", "c"])), 0.0, 1_000);
+        learn(&mut s, &warm_at(241, &idle(&["a", "b", "c"])), 0.0, 241_000);
         assert_eq!(s.survived_s, Some(240));
         assert_eq!(s.interval_s(&p), 270, "probes 30 s further");
         // After a 6-minute gap only new sandboxes answer; three real
         // requests could have held the old ones, so the minute decides:
         // nothing real ran beside them, they died.
-        let e = s.learn(&warm_at(601, &cold(&["x", "y", "z"])), 3.0, 601_000);
+        let e = learn(&mut s, &warm_at(601, &cold(&["x", "y", "z"])), 3.0, 601_000);
         assert_eq!(e, Evidence::Nothing, "judged when the minute is read");
         assert_eq!(
             settle(&mut s, 601, 3, 0),
@@ -318,7 +331,12 @@ mod tests {
         );
         assert_eq!(s.interval_s(&p), 270, "a minute inside the death");
         // A day later the death is forgotten and probing resumes.
-        s.learn(&warm_at(90_000, &idle(&["x", "y", "z"])), 0.0, 90_000_000);
+        learn(
+            &mut s,
+            &warm_at(90_000, &idle(&["x", "y", "z"])),
+            0.0,
+            90_000_000,
+        );
         assert_eq!(s.died_s, None);
     }
 
@@ -327,14 +345,19 @@ mod tests {
         // Real traffic took the most recently freed sandboxes, so the pings
         // met different (warm) ones: every reply is warm, none is a death.
         let mut s = Survival::default();
-        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 0.0, 1_000);
+        learn(
+            &mut s,
+            &warm_at(1, &cold(&["a", "b", "c", "d"])),
+            0.0,
+            1_000,
+        );
         let replies = [
             ("e", false, Some(200)),
             ("f", false, Some(230)),
             ("a", false, None),
             ("b", false, None),
         ];
-        let e = s.learn(&warm_at(241, &replies), 2.0, 241_000);
+        let e = learn(&mut s, &warm_at(241, &replies), 2.0, 241_000);
         assert_eq!(e, Evidence::Survived { gap_s: 240 });
         assert!(s.pending.is_empty());
     }
@@ -342,7 +365,12 @@ mod tests {
     #[test]
     fn cold_pings_beside_busy_sandboxes_are_explained_by_traffic() {
         let mut s = Survival::default();
-        s.learn(&warm_at(1, &cold(&["a", "b", "c", "d"])), 0.0, 1_000);
+        learn(
+            &mut s,
+            &warm_at(1, &cold(&["a", "b", "c", "d"])),
+            0.0,
+            1_000,
+        );
         // Two of the four are busy with real requests: two pings start cold.
         let replies = [
             ("a", false, None),
@@ -351,7 +379,7 @@ mod tests {
             ("y", true, None),
         ];
         assert_eq!(
-            s.learn(&warm_at(241, &replies), 2.0, 241_000),
+            learn(&mut s, &warm_at(241, &replies), 2.0, 241_000),
             Evidence::Nothing
         );
         // The minute's maximum shows the two real requests beside the pings.
@@ -362,11 +390,11 @@ mod tests {
     #[test]
     fn sandboxes_kept_warm_by_traffic_prove_no_idle_survival() {
         let mut s = Survival::default();
-        s.learn(&warm_at(1, &cold(&["a", "b"])), 0.0, 1_000);
+        learn(&mut s, &warm_at(1, &cold(&["a", "b"])), 0.0, 1_000);
         // Every sandbox that answered served a real request after the warm.
         let replies = [("a", false, Some(500)), ("b", false, Some(600))];
         assert_eq!(
-            s.learn(&warm_at(721, &replies), 0.0, 721_000),
+            learn(&mut s, &warm_at(721, &replies), 0.0, 721_000),
             Evidence::Nothing
         );
         assert_eq!(s.survived_s, None);
@@ -383,7 +411,8 @@ mod tests {
         };
         assert_eq!(s.interval_s(&p), 570);
         // Reaping got faster: the next 540 s gap kills.
-        let e = s.learn(
+        let e = learn(
+            &mut s,
             &warm_at(1_540, &cold(&["v", "w", "x", "y", "z"])),
             1.0,
             1_540_000,

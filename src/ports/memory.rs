@@ -113,26 +113,10 @@ impl MemoryStore {
                 unreadable: None,
             };
         };
-        let parsed = i
-            .state_json
-            .as_deref()
-            .map(serde_json::from_str::<crate::decision::FunctionState>);
-        let (state, unreadable) = match parsed {
+        let (state, unreadable) = match i.state_json.as_deref().map(FunctionState::from_stored) {
             None => (None, None),
-            Some(Ok(st)) if st.schema == crate::decision::STATE_SCHEMA => {
-                (Some(Box::new(st)), None)
-            }
-            Some(Ok(st)) => (
-                None,
-                Some(format!(
-                    "stored state has layout {}: started afresh",
-                    st.schema
-                )),
-            ),
-            Some(Err(e)) => (
-                None,
-                Some(format!("stored state unreadable ({e}): started afresh")),
-            ),
+            Some(Ok(st)) => (Some(Box::new(st)), None),
+            Some(Err(why)) => (None, Some(why)),
         };
         Stored {
             state,
