@@ -35,7 +35,6 @@ fn minute(f: u64, m: u64) -> MinuteMetrics {
         concurrency_max: Some(c),
         invocations: Some(c * 60.0),
         duration_avg_ms: Some(1_000.0),
-        throttles: Some(0.0),
         cold_starts: Some(0.0),
     }
 }
@@ -49,6 +48,7 @@ fn trained(policy: &Policy, f: u64) -> (FunctionState, u64) {
         complete_until_minute: 7 * 1_440,
         limits: Limits::default(),
         metrics: MetricsStatus::Fresh,
+        detail: true,
     };
     // Fold the week in one-day steps (the backfill cap is a day).
     let mut st = state.clone();
@@ -81,6 +81,7 @@ fn next_obs(f: u64, state: &FunctionState, now: u64) -> Observation {
             ..Limits::default()
         },
         metrics: MetricsStatus::Fresh,
+        detail: true,
     }
 }
 

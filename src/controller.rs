@@ -120,16 +120,48 @@ pub async fn run(ports: &AwsPorts, cfg: &TickConfig, now_ms: u64) -> TickReport 
     run_tick(&ports.store, &ports.metrics, &ports.warmer, cfg, now_ms).await
 }
 
-/// Lambda's on-demand price per request and per GB-s (us-east-1 x86), for
-/// the `WarmCostUsd` figure; see models/lambda-2021.toml for the source.
-const REQUEST_USD: f64 = 0.000_000_2;
-const GB_SECOND_USD: f64 = 0.000_016_666_7;
-
 /// What `pings` pings holding `delay_ms` each cost on a function of
-/// `memory_mb`, at on-demand prices.
+/// `memory_mb`, at on-demand list prices.
 pub fn ping_cost_usd(pings: u32, memory_mb: u32, delay_ms: u32) -> f64 {
-    let gb = memory_mb as f64 / 1_024.0;
-    pings as f64 * (REQUEST_USD + gb * delay_ms as f64 / 1_000.0 * GB_SECOND_USD)
+    crate::cost::Prices::LIST.pings_usd(
+        pings as u64,
+        memory_mb as f64,
+        pings as f64 * delay_ms as f64,
+    )
+}
+
+/// One Embedded Metric Format line for the whole tick: what it cost, part
+/// by part, and the CloudWatch and DynamoDB usage the parts are priced from.
+pub fn emf_cost_line(report: &TickReport, now_ms: u64) -> String {
+    let c = &report.cost;
+    let u = &report.usage;
+    json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "Forewarm",
+                "Dimensions": [[]],
+                "Metrics": [
+                    {"Name": "PingsUsd", "Unit": "None"},
+                    {"Name": "ControllerUsd", "Unit": "None"},
+                    {"Name": "CloudWatchUsd", "Unit": "None"},
+                    {"Name": "DynamoDbUsd", "Unit": "None"},
+                    {"Name": "MetricsRequested", "Unit": "Count"},
+                    {"Name": "ReadUnits", "Unit": "Count"},
+                    {"Name": "WriteUnits", "Unit": "Count"}
+                ]
+            }]
+        },
+        "PingsUsd": c.pings,
+        "ControllerUsd": c.controller,
+        "CloudWatchUsd": c.cloudwatch,
+        "DynamoDbUsd": c.dynamodb,
+        "MetricsRequested": u.metrics_requested,
+        "ListRequests": u.list_requests,
+        "ReadUnits": u.read_units,
+        "WriteUnits": u.write_units,
+    })
+    .to_string()
 }
 
 /// One Embedded Metric Format line per function with a decision: what the

@@ -6,6 +6,8 @@
 //! * [`decision`]: the pure core. Policy, state, forecaster, feedback, delay
 //!   tuner, interval learner and caps, joined by `decide`: no I/O, `now` is an
 //!   argument, decisions are data with a reason.
+//! * [`cost`]: the warming bill in six parts, the prices it is counted at,
+//!   and the CloudWatch and DynamoDB usage the ports count.
 //! * [`evaluate`]: scores the forecaster alone on a trace (`forewarm forecast`).
 //! * [`ports`]: the three seams between the tick and the world (state store,
 //!   metrics source, warmer), plus an in-memory store with DynamoDB's rules.
@@ -31,6 +33,7 @@
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod controller;
+pub mod cost;
 pub mod decision;
 pub mod evaluate;
 pub mod ports;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cost::Usage;
 use crate::decision::policy::{Parsed, PolicyError};
 use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
 
@@ -261,6 +262,12 @@ pub trait StateStore {
         owner: &str,
         error: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The read and write units consumed so far (a running count; the tick
+    /// takes the difference). A store that is not billed counts nothing.
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
 }
 
 /// One function's metrics request: the minutes `from..until` (epoch minutes).
@@ -272,6 +279,18 @@ pub struct MetricsRequest {
     pub from_minute: u64,
     /// First minute not wanted (exclusive).
     pub until_minute: u64,
+    /// Whether to read the detail series too (duration and the shims' cold
+    /// starts), not only concurrency and invocations.
+    pub detail: bool,
+}
+
+impl MetricsRequest {
+    /// Series this request reads, each billed as one metric requested:
+    /// concurrency and invocations, plus duration and the shims' cold starts
+    /// on a detail read.
+    pub fn series(&self) -> u64 {
+        if self.detail { 4 } else { 2 }
+    }
 }
 
 /// Where per-minute metrics come from (CloudWatch in production).
@@ -284,6 +303,12 @@ pub trait MetricsSource {
         &self,
         requests: &[MetricsRequest],
     ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send;
+
+    /// The metrics and requests billed so far (a running count; the tick
+    /// takes the difference). A source that is not billed counts nothing.
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
 }
 
 /// One warm to perform.

@@ -21,11 +21,12 @@ use std::task::{Context, Poll, Waker};
 
 use serde::Serialize;
 
+use crate::cost::{CostParts, Prices};
 use crate::decision::{
     self, Action, Decision, FunctionState, Limits, MetricsStatus, Mode, Observation, ReportSummary,
 };
 use crate::ports::{
-    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, WarmPlan, Warmer,
+    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Usage, WarmPlan, Warmer,
 };
 
 /// Settings of one tick.
@@ -40,10 +41,12 @@ pub struct TickConfig {
     pub metrics_lag_minutes: u64,
     /// History read for a function seen for the first time, minutes.
     pub first_history_minutes: u64,
-    /// Minutes of new data a function's metrics are read in: one read per
-    /// this many minutes. GetMetricData bills per metric requested, whatever
-    /// the span, so reading every window would cost three times as much for
-    /// a forecast that learns the same windows, only later.
+    /// The base gap between reads of a function's metrics, minutes: one read
+    /// per this many minutes, stretched up to
+    /// [`decision::READ_EVERY_MAX_MINUTES`] while its forecast holds.
+    /// GetMetricData bills per metric requested, whatever the span, so
+    /// reading every window would cost three times as much for a forecast
+    /// that learns the same windows, only later.
     pub metrics_every_minutes: u64,
     /// Decide, but send no pings and save nothing.
     pub dry_run: bool,
@@ -144,6 +147,14 @@ pub struct TickReport {
     pub error: Option<String>,
     /// Functions not due for a look this tick (left untouched).
     pub resting: usize,
+    /// What this tick's CloudWatch and DynamoDB calls consumed, as counted
+    /// by the ports.
+    pub usage: Usage,
+    /// What the tick cost at list prices ([`Prices::LIST`]): its pings, and
+    /// its CloudWatch and DynamoDB usage. The controller's own run and the
+    /// INIT of sandboxes the pings created are not known here; the Lambda
+    /// adds its own duration as `controller`.
+    pub cost: CostParts,
 }
 
 impl TickReport {
@@ -187,6 +198,27 @@ where
     W: Warmer,
 {
     let mut report = TickReport::default();
+    let before = store.usage().plus(&metrics.usage());
+    run_stages(store, metrics, warmer, cfg, now_ms, &mut report).await;
+    report.usage = store.usage().plus(&metrics.usage()).since(&before);
+    let (cloudwatch, dynamodb) = Prices::LIST.usage_usd(&report.usage);
+    report.cost.cloudwatch = cloudwatch;
+    report.cost.dynamodb = dynamodb;
+    report
+}
+
+async fn run_stages<S, M, W>(
+    store: &S,
+    metrics: &M,
+    warmer: &W,
+    cfg: &TickConfig,
+    now_ms: u64,
+    report: &mut TickReport,
+) where
+    S: StateStore,
+    M: MetricsSource,
+    W: Warmer,
+{
     let targets = match store.targets().await {
         Ok(t) => {
             report.functions.reserve(t.len());
@@ -195,7 +227,7 @@ where
         Err(e) => {
             tracing::error!(error = %e, "cannot read policies");
             report.error = Some(format!("cannot read policies: {e}"));
-            return report;
+            return;
         }
     };
 
@@ -314,6 +346,18 @@ where
 
     share_account_pool(now_ms, &mut work);
     warm_all(warmer, cfg, now_ms, &mut work).await;
+    report.cost.pings = work
+        .iter()
+        .filter_map(|w| {
+            let s = w.warm?;
+            let memory = w.obs.limits.memory_mb.unwrap_or(128) as f64;
+            Some(Prices::LIST.pings_usd(
+                s.requested as u64,
+                memory,
+                s.requested as f64 * s.delay_ms as f64,
+            ))
+        })
+        .sum();
 
     for mut w in work {
         let mut saved = false;
@@ -346,7 +390,6 @@ where
             note: w.note,
         });
     }
-    report
 }
 
 /// The state to decide on: the stored one, checked and bounded, or a fresh
@@ -391,10 +434,10 @@ fn skipped(function: FunctionRef, note: String) -> FunctionOutcome {
     }
 }
 
-/// One batched metrics read for the functions that need one: those with
-/// `metrics_every_minutes` of unread minutes, and new ones. GetMetricData
-/// bills per metric requested, so reading every function every minute would
-/// cost far more than the pings.
+/// One batched metrics read for the functions whose read is due
+/// ([`decision::read_plan`]): new ones, and those whose read gap has passed.
+/// GetMetricData bills per metric requested, so reading every function every
+/// minute would cost far more than the pings.
 async fn observe_all<M: MetricsSource>(
     metrics: &M,
     cfg: &TickConfig,
@@ -405,26 +448,20 @@ async fn observe_all<M: MetricsSource>(
     let mut wanted = Vec::new();
     let mut requests = Vec::new();
     for (i, w) in work.iter().enumerate() {
-        let fresh_enough = w
-            .state
-            .watermark_minute
-            .is_some_and(|m| until < m + 1 + cfg.metrics_every_minutes.max(1));
-        if fresh_enough {
+        let Some(plan) = decision::read_plan(
+            &w.state,
+            until,
+            cfg.metrics_every_minutes,
+            cfg.first_history_minutes,
+        ) else {
             continue;
-        }
-        let from = w
-            .state
-            .watermark_minute
-            .map_or(until.saturating_sub(cfg.first_history_minutes), |m| m + 1)
-            .max(until.saturating_sub(decision::MAX_BACKFILL_MINUTES));
-        if from >= until {
-            continue;
-        }
+        };
         wanted.push(i);
         requests.push(MetricsRequest {
             function: w.function.clone(),
-            from_minute: from,
+            from_minute: plan.from_minute,
             until_minute: until,
+            detail: plan.detail,
         });
     }
     if requests.is_empty() {
@@ -432,10 +469,11 @@ async fn observe_all<M: MetricsSource>(
     }
     match metrics.observe(&requests).await {
         Ok(results) => {
-            for (&i, r) in wanted.iter().zip(results) {
+            for ((&i, r), req) in wanted.iter().zip(results).zip(&requests) {
                 let w = &mut work[i];
                 match r {
                     Ok(minutes) => {
+                        w.obs.detail = req.detail;
                         w.obs.minutes = minutes;
                         w.obs.complete_until_minute = until;
                         w.obs.metrics = MetricsStatus::Fresh;

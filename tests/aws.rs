@@ -173,6 +173,33 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     assert!(distinct >= 1 && distinct <= n, "{report:#}");
     assert_eq!(f["saved"], true, "{report:#}");
 
+    // What the tick consumed, as the adapters counted it: a first read has
+    // the detail series (the simulator bills the same request the same).
+    // DynamoDB's units are what the service reports (`ReturnConsumedCapacity`);
+    // moto reports a constant unit on some calls only, whatever the item's
+    // size, so here they are only checked to be counted at all.
+    let first_read = forewarm::ports::MetricsRequest {
+        function: forewarm::ports::FunctionRef::unqualified(FUNCTION),
+        from_minute: 0,
+        until_minute: 180,
+        detail: true,
+    };
+    assert_eq!(
+        report["usage"]["metrics_requested"],
+        first_read.series(),
+        "{report:#}"
+    );
+    assert!(
+        report["usage"]["write_units"].as_f64().unwrap() >= 1.0,
+        "{report:#}"
+    );
+    assert!(
+        report["usage"]["read_units"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    let cloudwatch = report["cost"]["cloudwatch"].as_f64().unwrap();
+    assert!((cloudwatch - 4.0 * 0.000_01).abs() < 1e-12, "{report:#}");
+
     let states = stack.store().states(Some(FUNCTION)).await.unwrap();
     let st = states[0].state.as_ref().expect("readable state");
     assert_eq!(states[0].version, 1);

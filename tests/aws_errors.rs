@@ -271,6 +271,7 @@ fn cloudwatch_5xx_is_unavailable_and_names_the_call() {
         function: FunctionRef::unqualified("orders"),
         from_minute: 10,
         until_minute: 20,
+        detail: true,
     };
     let err = block(CloudWatchMetrics::new(client).observe(&[req])).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
@@ -280,7 +281,8 @@ fn cloudwatch_5xx_is_unavailable_and_names_the_call() {
 #[test]
 fn get_metric_data_calls_grow_with_functions_over_500_queries() {
     // Each call is answered empty; what counts is how many calls 1,000
-    // functions take: 5,000 queries, 500 per call.
+    // functions take: 2,000 queries (concurrency and invocations), 500 per
+    // call, and that each query is counted as a metric requested.
     let rule = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
         .then_output(|| GetMetricDataOutput::builder().build());
     let client = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &[&rule]);
@@ -290,12 +292,14 @@ fn get_metric_data_calls_grow_with_functions_over_500_queries() {
             function: FunctionRef::unqualified(format!("f{i}")),
             from_minute: 100,
             until_minute: 115,
+            detail: false,
         })
         .collect();
     let out = block(metrics.observe(&reqs)).unwrap();
     assert_eq!(out.len(), 1_000);
-    assert_eq!(metrics.calls(), 10);
-    assert_eq!(rule.num_calls(), 10);
+    assert_eq!(metrics.calls(), 4);
+    assert_eq!(rule.num_calls(), 4);
+    assert_eq!(metrics.usage().metrics_requested, 2_000);
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! Metrics from CloudWatch `GetMetricData`, batched.
 //!
-//! Per function and qualifier, five one-minute series: `AWS/Lambda`
-//! `ConcurrentExecutions` (Maximum), `Invocations` (Sum), `Duration`
-//! (Average), `Throttles` (Sum), and the shims' `Forewarm/ColdStart` (Sum).
+//! Per function and qualifier, one-minute series: always `AWS/Lambda`
+//! `ConcurrentExecutions` (Maximum) and `Invocations` (Sum), which carry the
+//! forecast; on a detail read (one in several, see
+//! `decision::DETAIL_EVERY_MINUTES`) also `Duration` (Average) and the shims'
+//! `Forewarm/ColdStart` (Sum). `GetMetricData` bills per metric requested, so
+//! a read asks for nothing a decision does not use (no `Throttles`).
 //! One call carries up to 500 queries (and at most 100,800 datapoints), so
 //! functions are packed into as few calls as those limits allow, never one
-//! call per function; `NextToken` pages are followed. A minute without any
+//! call per function; `NextToken` pages are followed, and each page counts
+//! its queries again in [`MetricsSource::usage`]. A minute without any
 //! datapoint is left out: Lambda emits nothing when nothing ran, and the
 //! core counts such minutes (below the observation's end) as idle.
 
@@ -25,28 +29,33 @@ pub const MAX_QUERIES: usize = 500;
 /// Datapoints per call (the API's limit).
 pub const MAX_DATAPOINTS: usize = 100_800;
 
-/// The series read per function: namespace, metric, statistic.
-const SERIES: [(&str, &str, &str); 5] = [
+/// The series read per function: namespace, metric, statistic. The first
+/// [`BASIC_SERIES`] on every read, all of them on a detail read.
+const SERIES: [(&str, &str, &str); 4] = [
     ("AWS/Lambda", "ConcurrentExecutions", "Maximum"),
     ("AWS/Lambda", "Invocations", "Sum"),
     ("AWS/Lambda", "Duration", "Average"),
-    ("AWS/Lambda", "Throttles", "Sum"),
     ("Forewarm", "ColdStart", "Sum"),
 ];
+/// Series on every read.
+const BASIC_SERIES: usize = 2;
+
+/// Series a request asks for.
+fn series(r: &MetricsRequest) -> usize {
+    if r.detail { SERIES.len() } else { BASIC_SERIES }
+}
 
 /// The CloudWatch metrics source.
 #[derive(Debug)]
 pub struct CloudWatchMetrics {
     client: Client,
     calls: AtomicU64,
+    metrics_requested: AtomicU64,
 }
 
 impl Clone for CloudWatchMetrics {
     fn clone(&self) -> Self {
-        CloudWatchMetrics {
-            client: self.client.clone(),
-            calls: AtomicU64::new(0),
-        }
+        CloudWatchMetrics::new(self.client.clone())
     }
 }
 
@@ -93,6 +102,7 @@ impl CloudWatchMetrics {
         CloudWatchMetrics {
             client,
             calls: AtomicU64::new(0),
+            metrics_requested: AtomicU64::new(0),
         }
     }
 
@@ -101,11 +111,28 @@ impl CloudWatchMetrics {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Functions per call: 500 queries, and no more datapoints than allowed
-    /// for the longest span asked.
-    pub fn functions_per_call(span_minutes: u64) -> usize {
-        let by_points = MAX_DATAPOINTS / (span_minutes.max(1) as usize * SERIES.len());
-        (MAX_QUERIES / SERIES.len()).min(by_points).max(1)
+    /// Splits `requests` into consecutive batches, each as large as one
+    /// call allows: at most 500 queries, and no more datapoints than allowed
+    /// for the longest span in the batch.
+    pub fn batches(requests: &[MetricsRequest]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let (mut start, mut queries, mut longest) = (0, 0, 0);
+        for (i, r) in requests.iter().enumerate() {
+            let q = series(r);
+            let span = r.until_minute.saturating_sub(r.from_minute).max(1) as usize;
+            let fits =
+                queries + q <= MAX_QUERIES && (queries + q) * longest.max(span) <= MAX_DATAPOINTS;
+            if !fits && i > start {
+                out.push(start..i);
+                (start, queries, longest) = (i, 0, 0);
+            }
+            queries += q;
+            longest = longest.max(span);
+        }
+        if start < requests.len() {
+            out.push(start..requests.len());
+        }
+        out
     }
 
     async fn fetch(
@@ -119,13 +146,15 @@ impl CloudWatchMetrics {
             .iter()
             .enumerate()
             .flat_map(|(i, r)| {
-                (0..SERIES.len()).map(move |k| query(format!("f{}s{k}", first + i), &r.function, k))
+                (0..series(r)).map(move |k| query(format!("f{}s{k}", first + i), &r.function, k))
             })
             .collect();
         let mut out: HashMap<String, Vec<(u64, f64)>> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
             self.calls.fetch_add(1, Ordering::Relaxed);
+            self.metrics_requested
+                .fetch_add(queries.len() as u64, Ordering::Relaxed);
             let resp = self
                 .client
                 .get_metric_data()
@@ -163,23 +192,25 @@ impl CloudWatchMetrics {
 }
 
 impl MetricsSource for CloudWatchMetrics {
+    fn usage(&self) -> crate::ports::Usage {
+        crate::ports::Usage {
+            metrics_requested: self.metrics_requested.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
+
     async fn observe(
         &self,
         requests: &[MetricsRequest],
     ) -> Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError> {
-        let span = requests
-            .iter()
-            .map(|r| r.until_minute.saturating_sub(r.from_minute))
-            .max()
-            .unwrap_or(1);
-        let per_call = Self::functions_per_call(span);
         let mut results = Vec::with_capacity(requests.len());
-        for (c, batch) in requests.chunks(per_call).enumerate() {
-            let first = c * per_call;
+        for range in Self::batches(requests) {
+            let first = range.start;
+            let batch = &requests[range];
             let points = self.fetch(batch, first).await?;
             for (i, r) in batch.iter().enumerate() {
                 let mut minutes: BTreeMap<u64, MinuteMetrics> = BTreeMap::new();
-                for k in 0..SERIES.len() {
+                for k in 0..series(r) {
                     for &(minute, v) in points
                         .get(&format!("f{}s{k}", first + i))
                         .into_iter()
@@ -196,7 +227,6 @@ impl MetricsSource for CloudWatchMetrics {
                             0 => &mut m.concurrency_max,
                             1 => &mut m.invocations,
                             2 => &mut m.duration_avg_ms,
-                            3 => &mut m.throttles,
                             _ => &mut m.cold_starts,
                         };
                         *slot = Some(v);
@@ -213,23 +243,46 @@ impl MetricsSource for CloudWatchMetrics {
 mod tests {
     use super::*;
 
+    fn reqs(n: usize, span: u64, detail: bool) -> Vec<MetricsRequest> {
+        (0..n)
+            .map(|i| MetricsRequest {
+                function: FunctionRef::unqualified(format!("f{i}")),
+                from_minute: 1_000,
+                until_minute: 1_000 + span,
+                detail,
+            })
+            .collect()
+    }
+
     #[test]
     fn batches_respect_both_limits() {
-        assert_eq!(
-            CloudWatchMetrics::functions_per_call(15),
-            100,
-            "500 queries"
-        );
-        assert_eq!(
-            CloudWatchMetrics::functions_per_call(180),
-            100,
-            "90,000 points"
-        );
-        assert_eq!(
-            CloudWatchMetrics::functions_per_call(1_440),
-            14,
-            "backfilling a day"
-        );
+        let sizes = |r: &[MetricsRequest]| -> Vec<usize> {
+            CloudWatchMetrics::batches(r)
+                .iter()
+                .map(|b| b.len())
+                .collect()
+        };
+        assert_eq!(sizes(&reqs(600, 15, false)), [250, 250, 100], "500 queries");
+        assert_eq!(sizes(&reqs(300, 15, true)), [125, 125, 50], "500 queries");
+        assert_eq!(sizes(&reqs(200, 180, true)), [125, 75], "90,000 points");
+        assert_eq!(sizes(&reqs(40, 1_440, true))[0], 17, "backfilling a day");
+        let mut mixed = reqs(3, 15, false);
+        mixed.extend(reqs(1, 1_440, true));
+        assert_eq!(sizes(&mixed), [4], "a long span among short ones");
+        assert!(sizes(&[]).is_empty());
+    }
+
+    #[test]
+    fn each_request_reads_the_series_it_is_billed_for() {
+        for detail in [false, true] {
+            let r = MetricsRequest {
+                function: FunctionRef::unqualified("f"),
+                from_minute: 0,
+                until_minute: 15,
+                detail,
+            };
+            assert_eq!(series(&r) as u64, r.series());
+        }
     }
 
     #[test]

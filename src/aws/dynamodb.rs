@@ -21,14 +21,16 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
+    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::port_error;
 use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
-use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target};
+use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target, Usage};
 
 /// The `pk` of the account-wide defaults item.
 pub const DEFAULTS_PK: &str = "*";
@@ -38,6 +40,16 @@ pub const DEFAULTS_PK: &str = "*";
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Units consumed, as DynamoDB reported them (`ReturnConsumedCapacity`),
+    /// in thousandths: (read, write).
+    units: Arc<(AtomicU64, AtomicU64)>,
+}
+
+/// Thousandths of a unit, so that half read units add up exactly.
+fn milli(c: Option<&ConsumedCapacity>) -> u64 {
+    c.and_then(|c| c.capacity_units())
+        .filter(|u| u.is_finite() && *u >= 0.0)
+        .map_or(0, |u| (u * 1_000.0).round() as u64)
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -124,7 +136,16 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            units: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
         }
+    }
+
+    fn read(&self, c: Option<&ConsumedCapacity>) {
+        self.units.0.fetch_add(milli(c), Ordering::Relaxed);
+    }
+
+    fn wrote(&self, c: Option<&ConsumedCapacity>) {
+        self.units.1.fetch_add(milli(c), Ordering::Relaxed);
     }
 
     /// The table name.
@@ -173,9 +194,11 @@ impl DynamoStore {
                 .scan()
                 .table_name(&self.table)
                 .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| port_error(&format!("scan table {}", self.table), e))?;
+            self.read(out.consumed_capacity());
             items.extend(out.items().iter().cloned());
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -236,9 +259,11 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(pk, sk)))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| port_error(&format!("{what} {pk}"), e))?;
+        self.read(out.consumed_capacity());
         Ok(out.item().cloned())
     }
 
@@ -330,6 +355,14 @@ impl DynamoStore {
 }
 
 impl StateStore for DynamoStore {
+    fn usage(&self) -> Usage {
+        Usage {
+            read_units: self.units.0.load(Ordering::Relaxed) as f64 / 1_000.0,
+            write_units: self.units.1.load(Ordering::Relaxed) as f64 / 1_000.0,
+            ..Usage::default()
+        }
+    }
+
     async fn targets(&self) -> Result<Vec<Target>, PortError> {
         let items = self.scan_all().await?;
         let mut defaults = None;
@@ -412,6 +445,7 @@ impl StateStore for DynamoStore {
                 .expression_attribute_values(":now", n(now_ms))
                 .expression_attribute_values(":zero", n(0))
                 .return_values(ReturnValue::AllNew)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| {
@@ -421,6 +455,7 @@ impl StateStore for DynamoStore {
                     }
                     pe
                 })?;
+            self.wrote(out.consumed_capacity());
             let item = out.attributes().cloned().unwrap_or_default();
             Ok(Self::stored(&pk, &item))
         }
@@ -471,15 +506,20 @@ impl StateStore for DynamoStore {
             if let Some(v) = values {
                 req = req.expression_attribute_values(":err", v);
             }
-            req.send().await.map_err(|e| {
-                let mut pe = port_error(&format!("save state of {pk}"), e);
-                if pe.kind == ErrorKind::Conflict {
-                    pe.message = format!(
-                        "state of {pk} changed since version {version}, or the lease was lost"
-                    );
-                }
-                pe
-            })?;
+            let out = req
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| {
+                    let mut pe = port_error(&format!("save state of {pk}"), e);
+                    if pe.kind == ErrorKind::Conflict {
+                        pe.message = format!(
+                            "state of {pk} changed since version {version}, or the lease was lost"
+                        );
+                    }
+                    pe
+                })?;
+            self.wrote(out.consumed_capacity());
             Ok(version + 1)
         }
     }
@@ -493,16 +533,19 @@ impl StateStore for DynamoStore {
         let (owner, error) = (owner.to_string(), error.to_string());
         async move {
             let pk = f.to_string();
-            self.client
+            let out = self
+                .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(&pk, "state")))
                 .update_expression("SET #le = :err")
                 .expression_attribute_names("#le", "last_error")
                 .expression_attribute_values(":err", s(error))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| port_error(&format!("record error on {pk}"), e))?;
+            self.wrote(out.consumed_capacity());
             // Release our lease if we hold it; someone else's stays.
             let released = self
                 .client
@@ -514,10 +557,14 @@ impl StateStore for DynamoStore {
                 .expression_attribute_names("#lo", "lease_owner")
                 .expression_attribute_names("#lu", "lease_until")
                 .expression_attribute_values(":o", s(owner))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await;
             match released {
-                Ok(_) => Ok(()),
+                Ok(out) => {
+                    self.wrote(out.consumed_capacity());
+                    Ok(())
+                }
                 Err(e) => {
                     let pe = port_error(&format!("release lease of {pk}"), e);
                     if pe.kind == ErrorKind::Conflict {

@@ -20,11 +20,20 @@ async fn handler(
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let started = std::time::Instant::now();
     let tick = cfg.tick(event.context.request_id.clone(), false);
-    let report = controller::run(ports, &tick, now_ms).await;
+    let mut report = controller::run(ports, &tick, now_ms).await;
+    // This run's own duration at the sandbox's memory is the controller part.
+    let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|m| m.parse::<f64>().ok())
+        .unwrap_or(128.0);
+    report.cost.controller =
+        forewarm::cost::Prices::LIST.pings_usd(1, memory_mb, started.elapsed().as_millis() as f64);
     for line in controller::emf_lines(&report, now_ms, cfg.emf_per_function, |_| None) {
         println!("{line}");
     }
+    println!("{}", controller::emf_cost_line(&report, now_ms));
     if let Some(e) = report.error {
         // Failing the invocation lets the schedule's retry policy, the
         // dead-letter queue and the error alarm see it.

@@ -19,8 +19,6 @@ pub struct MinuteMetrics {
     pub invocations: Option<f64>,
     /// `Duration`, Average, milliseconds.
     pub duration_avg_ms: Option<f64>,
-    /// `Throttles`, Sum.
-    pub throttles: Option<f64>,
     /// The shims' `Forewarm/ColdStart`, Sum: real requests that paid an init.
     pub cold_starts: Option<f64>,
 }
@@ -38,7 +36,10 @@ impl MinuteMetrics {
 }
 
 /// A warm forewarm sent: enough to find and subtract its pings later.
+/// Stored as an array `[at_ms, n, hold_ms, reached, busy]`: the state item
+/// is billed per KB written, and it holds dozens of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u32, u32, u32, u32)", into = "(u64, u32, u32, u32, u32)")]
 pub struct WarmRecord {
     /// When the fan-out started, epoch ms.
     pub at_ms: u64,
@@ -51,8 +52,25 @@ pub struct WarmRecord {
     pub reached: u32,
     /// Sandboxes real traffic was taken to be using when it went out (the
     /// part of the target it did not ping).
-    #[serde(default)]
     pub busy: u32,
+}
+
+impl From<(u64, u32, u32, u32, u32)> for WarmRecord {
+    fn from((at_ms, n, hold_ms, reached, busy): (u64, u32, u32, u32, u32)) -> Self {
+        WarmRecord {
+            at_ms,
+            n,
+            hold_ms,
+            reached,
+            busy,
+        }
+    }
+}
+
+impl From<WarmRecord> for (u64, u32, u32, u32, u32) {
+    fn from(w: WarmRecord) -> Self {
+        (w.at_ms, w.n, w.hold_ms, w.reached, w.busy)
+    }
 }
 
 /// Slack after a warm's nominal end: pings start over a spread and return
@@ -93,12 +111,15 @@ pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
 
 /// Average real concurrency in one minute (Little's law: real invocations
 /// times their average duration, over the minute), with the pings' share
-/// taken out. Zero when the minute has no duration figure.
-pub fn real_busy(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
+/// taken out. A minute read without its duration figure (not a detail read)
+/// takes `usual_duration_ms`, the running average of earlier ones.
+pub fn real_busy(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64) -> f64 {
     let (pings, ping_ms) = pings_in(m.minute, warms);
     let invocations = m.invocations.unwrap_or(0.0).max(0.0);
-    let total_ms = invocations * m.duration_avg_ms.unwrap_or(0.0).max(0.0);
-    let real_ms = (total_ms - ping_ms).max(0.0);
+    let real_ms = match m.duration_avg_ms {
+        Some(avg) => (invocations * avg.max(0.0) - ping_ms).max(0.0),
+        None => (invocations - pings).max(0.0) * usual_duration_ms.max(0.0),
+    };
     let busy = if invocations > pings {
         real_ms / 60_000.0
     } else {
@@ -110,6 +131,19 @@ pub fn real_busy(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
         0.0
     }
 }
+
+/// The average duration of the minute's real invocations, ms (the pings'
+/// holds taken out), when the minute has a duration figure and real calls.
+pub fn real_duration_ms(m: &MinuteMetrics, warms: &[WarmRecord]) -> Option<f64> {
+    let (pings, ping_ms) = pings_in(m.minute, warms);
+    let invocations = m.invocations?.max(0.0);
+    let real = invocations - pings;
+    let d = (invocations * m.duration_avg_ms?.max(0.0) - ping_ms).max(0.0) / real;
+    (real >= 1.0 && d.is_finite()).then(|| d.min(MAX_DURATION_MS))
+}
+
+/// Lambda's longest timeout, ms: no real invocation lasts longer.
+pub(crate) const MAX_DURATION_MS: f64 = 900_000.0;
 
 fn pings_in(minute: u64, warms: &[WarmRecord]) -> (f64, f64) {
     warms

@@ -161,6 +161,9 @@ pub struct ClosedWindow {
     pub index: u64,
     /// Its realized peak demand.
     pub peak: f64,
+    /// Whether the peak went above the target forecast for the window
+    /// (`None` when no forecast was issued for it).
+    pub missed: Option<bool>,
 }
 
 /// What the forecaster expects of the coming windows.
@@ -258,7 +261,7 @@ impl Forecaster {
 
     fn learn(&mut self, w: OpenWindow, alpha: f64) -> ClosedWindow {
         let x = w.peak;
-        self.score(w.index, x);
+        let missed = self.score(w.index, x);
         let b = self.bucket_of(w.index);
         let bucket = self.buckets[b];
         let expected = if bucket.n > 0 {
@@ -309,19 +312,19 @@ impl Forecaster {
         ClosedWindow {
             index: w.index,
             peak: x,
+            missed,
         }
     }
 
     /// Scores the forecast that was in force for window `index` against its
-    /// real peak and moves the offset: the quantile tracker.
-    fn score(&mut self, index: u64, peak: f64) {
+    /// real peak and moves the offset: the quantile tracker. Returns whether
+    /// the peak missed the forecast's target.
+    fn score(&mut self, index: u64, peak: f64) -> Option<bool> {
         let found = self.predicted.iter().find(|p| p.0 == index).copied();
         self.predicted.retain(|p| p.0 > index);
-        let Some(Prediction(_, point, target)) = found else {
-            return;
-        };
+        let Prediction(_, point, target) = found?;
         if !(peak.is_finite() && point.is_finite()) {
-            return;
+            return None;
         }
         let missed = peak > target as f64 + 1e-9;
         let q = self.quantile.clamp(QUANTILE_RANGE.0, QUANTILE_RANGE.1);
@@ -331,6 +334,7 @@ impl Forecaster {
             self.z -= Z_STEP * (1.0 - q);
         }
         self.z = self.z.clamp(Z_RANGE.0, Z_RANGE.1);
+        Some(missed)
     }
 
     /// Point forecast of one window's peak, and the spread of that peak (its

@@ -44,7 +44,7 @@ pub use survival::{Evidence, Survival};
 
 /// Version of the [`FunctionState`] layout; bumped when a field changes
 /// meaning, so an old item is recognized and rebuilt, never misread.
-pub const STATE_SCHEMA: u32 = 2;
+pub const STATE_SCHEMA: u32 = 3;
 
 /// The most history folded in one decision: a controller that was off for a
 /// week catches up on the last day instead of spending its tick on the past.
@@ -63,8 +63,10 @@ const WARMS_KEPT_MS: u64 = 30 * 60_000;
 const WARMS_KEPT_MAX: usize = 48;
 /// Weight of each read minute in the running real concurrency.
 const BUSY_WEIGHT: f64 = 0.3;
+/// Weight of each minute with real invocations in the running duration.
+const DURATION_WEIGHT: f64 = 0.1;
 /// Decisions remembered for people (`forewarm status`).
-const DECISIONS_KEPT: usize = 5;
+const DECISIONS_KEPT: usize = 3;
 /// Weight of each tick's observed cold-start share in its running average.
 const COLD_RATE_WEIGHT: f64 = 0.2;
 /// How often a function with traffic or warm sandboxes is looked at: once
@@ -73,6 +75,17 @@ pub const ACTIVE_CHECK_MS: u64 = policy::WINDOW_MINUTES as u64 * 60_000;
 /// How often an idle function (nothing forecast, nothing warm, no recent
 /// traffic) is looked at.
 pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
+/// Minutes between detail reads (duration and the shims' cold starts, on
+/// top of concurrency and invocations). Both move slowly: the average
+/// duration only scales the running concurrency estimate, and the cold-start
+/// share only gates narrowing the forecast band, so one read an hour keeps
+/// them current at half the metrics of reading them every time.
+pub const DETAIL_EVERY_MINUTES: u64 = 60;
+/// The longest a function whose forecast keeps holding goes between reads.
+/// Every window since the last read covered (its real peak at or below what
+/// was warm) doubles the gap from the base cadence up to this; one miss, or a
+/// warm whose pings came back cold, brings it back to the base at once.
+pub const READ_EVERY_MAX_MINUTES: u64 = 120;
 /// The hold a new function starts with: the seed's hand-tuned 300 ms.
 pub const INITIAL_DELAY_MS: u32 = 300;
 
@@ -113,6 +126,17 @@ pub struct FunctionState {
     pub decisions: Vec<DecisionRecord>,
     /// The last error met while handling this function, for people.
     pub last_error: Option<String>,
+    /// Minutes between metrics reads now (0: the base cadence). Grows while
+    /// the forecast holds; see [`READ_EVERY_MAX_MINUTES`].
+    #[serde(default)]
+    pub read_every_minutes: u64,
+    /// Last minute a detail read covered.
+    #[serde(default)]
+    pub detail_minute: Option<u64>,
+    /// Running average duration of real invocations, ms, from detail reads:
+    /// the running concurrency between them.
+    #[serde(default, serialize_with = "short")]
+    pub duration_ms: f64,
     /// The last forecast and what it depended on (not stored: recomputed
     /// after a load, reused while its inputs are unchanged).
     #[serde(skip)]
@@ -132,8 +156,13 @@ pub struct WindowOutcome {
     pub warmed: u32,
 }
 
-/// A decision as remembered in the state.
+/// A decision as remembered in the state, stored as an array
+/// `[at_ms, reason, forecast, target, warmed]` to keep the item small.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(
+    from = "(u64, Reason, f32, u32, u32)",
+    into = "(u64, Reason, f32, u32, u32)"
+)]
 pub struct DecisionRecord {
     /// When, epoch ms.
     pub at_ms: u64,
@@ -145,6 +174,24 @@ pub struct DecisionRecord {
     pub target: u32,
     /// Pings sent (0 when not warming).
     pub warmed: u32,
+}
+
+impl From<(u64, Reason, f32, u32, u32)> for DecisionRecord {
+    fn from((at_ms, reason, forecast, target, warmed): (u64, Reason, f32, u32, u32)) -> Self {
+        DecisionRecord {
+            at_ms,
+            reason,
+            forecast,
+            target,
+            warmed,
+        }
+    }
+}
+
+impl From<DecisionRecord> for (u64, Reason, f32, u32, u32) {
+    fn from(d: DecisionRecord) -> Self {
+        (d.at_ms, d.reason, d.forecast, d.target, d.warmed)
+    }
 }
 
 impl From<(u64, f32, u32)> for WindowOutcome {
@@ -206,6 +253,9 @@ impl FunctionState {
             busy: 0.0,
             decisions: Vec::new(),
             last_error: None,
+            read_every_minutes: 0,
+            detail_minute: None,
+            duration_ms: 0.0,
             forecast_cache: None,
         }
     }
@@ -244,6 +294,9 @@ pub struct Observation {
     pub limits: Limits,
     /// Whether `minutes` is fresh, not read this tick, or failed to read.
     pub metrics: MetricsStatus,
+    /// Whether the read carried the detail series (duration, cold starts).
+    #[serde(default)]
+    pub detail: bool,
 }
 
 /// Whether an observation carries fresh metrics.
@@ -493,6 +546,63 @@ fn next_check(policy: &Policy, state: &FunctionState, now_ms: u64, idle: bool) -
 
 /// Drops warms that matter no more: older than [`WARMS_KEPT_MS`] and with
 /// every minute they touched already read.
+/// What to read of a function's metrics now, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// First minute to read.
+    pub from_minute: u64,
+    /// Whether to read the detail series too.
+    pub detail: bool,
+}
+
+/// Whether a function's metrics are due, with final minutes up to
+/// `until_minute` (exclusive): a new function at once (its last
+/// `first_history` minutes), else once its read gap has passed: the base
+/// cadence `every_minutes`, stretched while the forecast holds (see
+/// [`READ_EVERY_MAX_MINUTES`]), and cut back to the base when the last warm
+/// found cold sandboxes, which says the function changed.
+pub fn read_plan(
+    state: &FunctionState,
+    until_minute: u64,
+    every_minutes: u64,
+    first_history: u64,
+) -> Option<ReadPlan> {
+    let base = every_minutes.max(1);
+    let from = match state.watermark_minute {
+        None => until_minute.saturating_sub(first_history),
+        Some(w) => {
+            let changed = state
+                .last_warm
+                .is_some_and(|l| l.cold > 0 && l.at_ms >= (w + 1) * 60_000);
+            let every = if changed {
+                base
+            } else {
+                state
+                    .read_every_minutes
+                    .clamp(base, READ_EVERY_MAX_MINUTES.max(base))
+            };
+            if until_minute < w + 1 + every {
+                return None;
+            }
+            w + 1
+        }
+    }
+    .max(until_minute.saturating_sub(MAX_BACKFILL_MINUTES));
+    if from >= until_minute {
+        return None;
+    }
+    // A function with no real traffic lately has no duration or cold starts
+    // to learn: its detail waits until it has.
+    let active = state.recent_peak() > 0.0 || state.busy > 0.01;
+    let detail = state
+        .detail_minute
+        .is_none_or(|d| active && until_minute >= d + 1 + DETAIL_EVERY_MINUTES);
+    Some(ReadPlan {
+        from_minute: from,
+        detail,
+    })
+}
+
 fn forget_warms(state: &mut FunctionState, now_ms: u64) {
     let read_until_ms = state.watermark_minute.map_or(0, |w| (w + 1) * 60_000);
     state.warms.retain(|w| {
@@ -560,47 +670,64 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         .filter(|m| m.minute >= first && m.minute < end)
         .peekable();
     let (mut colds, mut real_inv) = (0.0, 0.0);
+    let mut held = true;
     for minute in first..end {
         let m = match points.peek() {
             Some(p) if p.minute == minute => *points.next().unwrap_or(&MinuteMetrics::idle(minute)),
             _ => MinuteMetrics::idle(minute),
         };
         let demand = demand::real_demand(&m, &state.warms);
-        let busy = demand::real_busy(&m, &state.warms);
+        if obs.detail
+            && let Some(d) = demand::real_duration_ms(&m, &state.warms)
+        {
+            state.duration_ms += DURATION_WEIGHT * (d - state.duration_ms);
+        }
+        let busy = demand::real_busy(&m, &state.warms, state.duration_ms);
         state.survival.settle(minute, m.concurrency_max, now_ms);
         state.busy += BUSY_WEIGHT * (busy - state.busy);
         colds += m.cold_starts.unwrap_or(0.0).max(0.0);
         real_inv += m.invocations.unwrap_or(0.0).max(0.0);
         if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {
-            record_outcome(policy, state, w);
+            held &= record_outcome(policy, state, w);
         }
     }
     if let Some(w) = state.forecaster.close_before(end, alpha) {
-        record_outcome(policy, state, w);
+        held &= record_outcome(policy, state, w);
     }
     state.survival.settled_until(end);
-    // Pings are invocations too, but never report cold starts (the shims
-    // only report real ones), so the share is of real calls at worst low.
-    let pings: f64 = state
-        .warms
-        .iter()
-        .filter(|w| (first * 60_000..end * 60_000).contains(&w.at_ms))
-        .map(|w| w.n as f64)
-        .sum();
-    let real = (real_inv - pings).max(0.0);
-    if real > 0.0 {
-        let share = (colds / real).min(1.0);
-        state.cold_rate += COLD_RATE_WEIGHT * (share - state.cold_rate);
+    if obs.detail {
+        // Pings are invocations too, but never report cold starts (the shims
+        // only report real ones), so the share is of real calls at worst low.
+        let pings: f64 = state
+            .warms
+            .iter()
+            .filter(|w| (first * 60_000..end * 60_000).contains(&w.at_ms))
+            .map(|w| w.n as f64)
+            .sum();
+        let real = (real_inv - pings).max(0.0);
+        if real > 0.0 {
+            let share = (colds / real).min(1.0);
+            state.cold_rate += COLD_RATE_WEIGHT * (share - state.cold_rate);
+        }
+        state.detail_minute = Some(end - 1);
     }
+    state.read_every_minutes = if held {
+        (state.read_every_minutes.max(1) * 2).min(READ_EVERY_MAX_MINUTES)
+    } else {
+        0
+    };
     state.watermark_minute = Some(end - 1);
 }
 
 /// Remembers one closed window's real peak beside what was warm when it
 /// began (a warm that reacted to the peak inside the window came too late
 /// to spare it cold starts).
-fn record_outcome(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindow) {
+/// Returns whether the forecast held for the window: its peak within the
+/// target forecast for it (or, where none was issued, within the pool).
+fn record_outcome(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindow) -> bool {
     let window_start_ms = w.index * policy::WINDOW_MINUTES as u64 * 60_000;
     let warmed = state.pool_at(policy, window_start_ms);
+    let covered = w.missed.map_or(w.peak <= warmed as f64, |m| !m);
     state.outcomes.push(WindowOutcome {
         index: w.index,
         realized: w.peak as f32,
@@ -609,6 +736,7 @@ fn record_outcome(policy: &Policy, state: &mut FunctionState, w: forecast::Close
     if state.outcomes.len() > OUTCOMES_KEPT {
         state.outcomes.remove(0);
     }
+    covered
 }
 
 /// Feeds a warm's outcome back into the state: the delay tuner, the

@@ -68,6 +68,13 @@ impl FunctionState {
         );
         bound("busy", &mut self.busy, 0.0, MAX_DEMAND, 0.0);
         bound("cold_rate", &mut self.cold_rate, 0.0, 1.0, 0.0);
+        bound(
+            "duration_ms",
+            &mut self.duration_ms,
+            0.0,
+            super::demand::MAX_DURATION_MS,
+            0.0,
+        );
         if let Some(open) = f.open.as_mut() {
             bound("open window peak", &mut open.peak, 0.0, MAX_DEMAND, 0.0);
         }
@@ -86,6 +93,14 @@ impl FunctionState {
             p.2 = p.2.min(MAX_DEMAND as u32);
         }
 
+        if self.read_every_minutes > super::READ_EVERY_MAX_MINUTES {
+            fixed.push(format!(
+                "read_every_minutes ({}) above {}",
+                self.read_every_minutes,
+                super::READ_EVERY_MAX_MINUTES
+            ));
+            self.read_every_minutes = 0;
+        }
         let latest = now_ms.saturating_add(FUTURE_LIMIT_MS);
         let mut not_after = |name: &str, t: &mut u64| {
             if *t > latest {
@@ -100,6 +115,10 @@ impl FunctionState {
         if self.watermark_minute.is_some_and(|w| w > latest / 60_000) {
             fixed.push("watermark_minute is in the future".into());
             self.watermark_minute = None;
+        }
+        if self.detail_minute.is_some_and(|w| w > latest / 60_000) {
+            fixed.push("detail_minute is in the future".into());
+            self.detail_minute = None;
         }
         let latest_window = latest / 60_000 / super::policy::WINDOW_MINUTES as u64;
         if f.open.is_some_and(|o| o.index > latest_window) {

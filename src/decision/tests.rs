@@ -93,7 +93,6 @@ impl Loop {
             } else {
                 None
             },
-            throttles: Some(0.0),
             cold_starts: Some(0.0),
         }
     }
@@ -118,6 +117,7 @@ impl Loop {
                 complete_until_minute: complete,
                 limits: self.limits,
                 metrics: MetricsStatus::Fresh,
+                detail: true,
             }
         };
         let d = decide(&self.policy, &mut self.state, &obs, self.now);
@@ -395,15 +395,12 @@ fn arb_minute(m: u64) -> impl Strategy<Value = MinuteMetrics> {
         1 => Just(None),
         1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(-3.0), Just(1e300)].prop_map(Some),
     ];
-    (num.clone(), num.clone(), num.clone(), num.clone(), num).prop_map(move |(c, i, d, t, cs)| {
-        MinuteMetrics {
-            minute: m,
-            concurrency_max: c,
-            invocations: i,
-            duration_avg_ms: d,
-            throttles: t,
-            cold_starts: cs,
-        }
+    (num.clone(), num.clone(), num.clone(), num).prop_map(move |(c, i, d, cs)| MinuteMetrics {
+        minute: m,
+        concurrency_max: c,
+        invocations: i,
+        duration_avg_ms: d,
+        cold_starts: cs,
     })
 }
 
@@ -424,7 +421,7 @@ proptest! {
             now += gap * MIN;
             let base = now / MIN - 8;
             let minutes = minutes.into_iter().enumerate().map(|(i, mut m)| { m.minute = base + i as u64; m }).collect();
-            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics: MetricsStatus::Fresh };
+            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics: MetricsStatus::Fresh, detail: gap % 2 == 0 };
             let d = decide(&policy, &mut state, &obs, now);
             prop_assert!(d.target <= policy.max);
             prop_assert!(d.forecast.is_finite() && d.forecast >= 0.0);
@@ -441,4 +438,33 @@ proptest! {
             prop_assert!(serde_json::to_string(&state).is_ok());
         }
     }
+}
+
+#[test]
+fn reads_stretch_while_the_forecast_holds_and_a_cold_warm_brings_them_back() {
+    let mut st = FunctionState::new(&Policy::default());
+    let until = 10_000;
+    let plan = read_plan(&st, until, 15, 180).expect("a new function is read at once");
+    assert_eq!(plan.from_minute, until - 180);
+    assert!(plan.detail, "its first read has the detail");
+    st.watermark_minute = Some(until - 1);
+    st.detail_minute = Some(until - 1);
+    st.read_every_minutes = 120;
+    assert_eq!(
+        read_plan(&st, until + 60, 15, 180),
+        None,
+        "held: 120 minutes"
+    );
+    let later = read_plan(&st, until + 120, 15, 180).expect("due after 120");
+    assert!(!later.detail, "no traffic lately: no detail");
+    // A warm after the last read found cold sandboxes: read at the base.
+    st.last_warm = Some(ReportSummary {
+        at_ms: (until + 5) * 60_000,
+        requested: 3,
+        ok: 3,
+        cold: 2,
+        ..ReportSummary::default()
+    });
+    assert!(read_plan(&st, until + 15, 15, 180).is_some());
+    assert_eq!(read_plan(&st, until + 14, 15, 180), None);
 }

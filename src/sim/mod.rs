@@ -311,16 +311,16 @@ pub fn run_policy(
         per_function.push((f.stats.cold_starts, f.stats.requests));
         stats.merge(&f.stats);
     }
-    let controller_usd = controller
+    let controller_parts = controller
         .as_ref()
-        .map_or(0.0, |c| c.cost_usd(model, report_from_ms));
+        .map_or_else(Default::default, |c| c.cost_parts(model, report_from_ms));
     let sim_seconds = (end - report_from_ms) as f64 / 1_000.0;
     PolicyRun {
         report: PolicyReport::from_stats(
             spec.to_string(),
             &stats,
             model,
-            controller_usd,
+            controller_parts,
             sim_seconds,
         ),
         fleet,

@@ -79,25 +79,7 @@ pub struct Invoke {
     pub controller_overhead_ms: f64,
 }
 
-/// Prices, USD.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prices {
-    /// Per request.
-    pub request_usd: f64,
-    /// Per GB-second of on-demand duration.
-    pub gb_second_usd: f64,
-    /// Per GB-second of Provisioned Concurrency kept ready.
-    pub provisioned_gb_second_usd: f64,
-    /// Whether the INIT phase of on-demand sandboxes is billed as duration.
-    pub init_billed: bool,
-    /// Per metric requested from CloudWatch GetMetricData.
-    pub metric_request_usd: f64,
-    /// Per DynamoDB write request unit (1 KB written).
-    pub dynamodb_write_unit_usd: f64,
-    /// Per DynamoDB read request unit (4 KB read, strongly consistent).
-    pub dynamodb_read_unit_usd: f64,
-}
+pub use crate::cost::Prices;
 
 /// A model file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +238,7 @@ impl Model {
                 p.provisioned_gb_second_usd,
             ),
             ("prices.metric_request_usd", p.metric_request_usd),
+            ("prices.api_request_usd", p.api_request_usd),
             ("prices.dynamodb_write_unit_usd", p.dynamodb_write_unit_usd),
             ("prices.dynamodb_read_unit_usd", p.dynamodb_read_unit_usd),
         ] {

@@ -171,7 +171,6 @@ struct MinuteAcc {
     invocations: u32,
     duration_ms: f64,
     cold: u32,
-    throttles: u32,
 }
 
 impl FnSim {
@@ -279,9 +278,6 @@ impl FnSim {
             None => {
                 if counted {
                     self.stats.throttles += 1;
-                }
-                if let Some(m) = self.minute.as_mut() {
-                    m.throttles += 1;
                 }
             }
             Some((id, init)) => {
@@ -500,7 +496,6 @@ impl FnSim {
                     invocations: 0,
                     duration_ms: 0.0,
                     cold: 0,
-                    throttles: 0,
                 });
             }
         }
@@ -540,7 +535,6 @@ impl MinuteAcc {
             concurrency_max: Some(self.max as f64),
             invocations: Some(inv),
             duration_avg_ms: (self.invocations > 0).then(|| self.duration_ms / inv),
-            throttles: Some(self.throttles as f64),
             cold_starts: Some(self.cold as f64),
         }
     }

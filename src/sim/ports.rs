@@ -20,25 +20,79 @@ use std::sync::Mutex;
 
 use super::model::Model;
 use super::platform::{FnSim, PingResult};
+use crate::cost::CostParts;
 use crate::decision::policy::{Parsed, Policy, PolicyDoc};
 use crate::decision::{
     FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport,
 };
 use crate::ports::{
     ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, StateStore, Stored, Target,
-    WarmPlan, Warmer,
+    Usage, WarmPlan, Warmer,
 };
 use crate::tick::{TickConfig, block_on_ready, run_tick};
 
-/// CloudWatch metrics the AWS adapter requests per function: concurrency,
-/// invocations, duration, throttles and the shims' cold starts.
-pub const METRICS_PER_FUNCTION: u64 = 5;
-/// Write units of one look at a function: the lease (a small conditional
-/// update, 1 unit) and the state save (an item of 2-3 KB, 3 units).
-pub const WRITE_UNITS_PER_LOOK: u64 = 4;
-/// Read units of one tick's Scan, per function: a policy item and a state
-/// item, about 3 KB, at half a unit per 4 KB (eventually consistent).
-pub const READ_UNITS_PER_FUNCTION_SCAN: f64 = 0.5;
+/// Bytes DynamoDB bills a state item at: attribute names and values (a
+/// number as about one byte per two digits plus one), the key included.
+fn state_item_bytes(pk_len: usize, state_json: u64, error: usize) -> u64 {
+    (("pk".len() + pk_len)
+        + ("sk".len() + "state".len())
+        + ("version".len() + NUMBER_BYTES)
+        + ("next_check_ms".len() + NUMBER_BYTES)
+        + ("state".len())
+        + if error > 0 {
+            "last_error".len() + error
+        } else {
+            0
+        }) as u64
+        + state_json
+}
+
+/// Bytes of an epoch-ms number as DynamoDB sizes it.
+const NUMBER_BYTES: usize = 1 + 13 / 2;
+
+/// Bytes a per-function lease adds to a state item while it is held.
+const LEASE_BYTES: u64 =
+    ("lease_owner".len() + "sim".len() + "lease_until".len() + NUMBER_BYTES) as u64;
+
+/// Bytes of a policy item as the simulator's fleet has them (`pk`, `sk`,
+/// `mode`).
+const POLICY_ITEM_BYTES: u64 = 2 + 4 + 2 + 6 + 4 + 4;
+
+/// Write units of one write to an item: 1 KB each, of the larger of the item
+/// before and after (DynamoDB's rule for `UpdateItem`).
+fn write_units(before: u64, after: u64) -> f64 {
+    before.max(after).max(1).div_ceil(1_024) as f64
+}
+
+/// Read units of a Scan over `bytes` (eventually consistent: half a unit per
+/// 4 KB, rounded up per page of 1 MB).
+fn scan_units(bytes: u64) -> f64 {
+    let pages = bytes.div_ceil(1 << 20).max(1);
+    let per_page = bytes.div_ceil(pages);
+    pages as f64 * per_page.div_ceil(4_096) as f64 * 0.5
+}
+
+/// Counts the bytes a value serializes to, without keeping them.
+#[derive(Default)]
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_bytes(state: &FunctionState) -> u64 {
+    let mut c = ByteCount::default();
+    match serde_json::to_writer(&mut c, state) {
+        Ok(()) => c.0,
+        Err(_) => 0,
+    }
+}
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -46,7 +100,20 @@ struct Slot {
     version: u64,
     lease_until_ms: u64,
     next_check_ms: u64,
+    /// The state item's billed size (0 while there is none).
+    bytes: u64,
+    /// Saves so far: the state's JSON is measured on one save in
+    /// [`MEASURE_EVERY`].
+    saves: u32,
+    /// Its JSON's length when last measured.
+    json: u64,
 }
+
+/// Serializing every saved state only to learn its size would triple the
+/// simulator's run time; an item's size drifts by a few entries between
+/// saves, so one save in this many is measured and the others are billed
+/// at that size.
+const MEASURE_EVERY: u32 = 8;
 
 /// The controller state of every simulated function.
 #[derive(Debug)]
@@ -55,6 +122,15 @@ struct SimStore {
     policy: Parsed,
     slots: Mutex<Vec<Slot>>,
     now_ms: std::sync::atomic::AtomicU64,
+    usage: Mutex<Usage>,
+}
+
+impl SimStore {
+    fn charge(&self, read_units: f64, write_units: f64) {
+        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        u.read_units += read_units;
+        u.write_units += write_units;
+    }
 }
 
 fn index(f: &FunctionRef) -> Result<usize, PortError> {
@@ -67,6 +143,8 @@ impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.now_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes: u64 = slots.iter().map(|s| s.bytes + POLICY_ITEM_BYTES).sum();
+        self.charge(scan_units(bytes), 0.0);
         // Resting functions are left out here rather than by the tick, which
         // would skip them anyway: it saves building a target for each.
         ready(Ok(self
@@ -111,6 +189,9 @@ impl StateStore for SimStore {
                 ));
             }
             slot.lease_until_ms = until_ms;
+            let before = slot.bytes.max(state_item_bytes(f.name.len(), 0, 0));
+            self.charge(0.0, write_units(slot.bytes, before + LEASE_BYTES));
+            slot.bytes = before;
             Ok(Stored {
                 state: slot.state.take(),
                 version: slot.version,
@@ -134,6 +215,14 @@ impl StateStore for SimStore {
                 return Err(PortError::new(ErrorKind::Conflict, format!("{f} changed")));
             }
             slot.next_check_ms = state.next_check_ms;
+            let error = state.last_error.as_ref().map_or(0, String::len);
+            if slot.saves.is_multiple_of(MEASURE_EVERY) {
+                slot.json = json_bytes(&state);
+            }
+            slot.saves = slot.saves.wrapping_add(1);
+            let after = state_item_bytes(f.name.len(), slot.json, error);
+            self.charge(0.0, write_units(slot.bytes + LEASE_BYTES, after));
+            slot.bytes = after;
             slot.state = Some(state);
             slot.version += 1;
             slot.lease_until_ms = 0;
@@ -153,9 +242,16 @@ impl StateStore for SimStore {
             if let Some(s) = slots[i].state.as_mut() {
                 s.last_error = Some(error.to_string());
             }
+            let before = slots[i].bytes;
+            slots[i].bytes += "last_error".len() as u64 + error.len() as u64;
+            self.charge(0.0, 2.0 * write_units(before, slots[i].bytes));
             slots[i].lease_until_ms = 0;
         });
         ready(r)
+    }
+
+    fn usage(&self) -> Usage {
+        *self.usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -169,6 +265,16 @@ struct World<'a> {
 }
 
 impl MetricsSource for World<'_> {
+    fn usage(&self) -> Usage {
+        Usage {
+            metrics_requested: *self
+                .metric_requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            ..Usage::default()
+        }
+    }
+
     fn observe(
         &self,
         requests: &[MetricsRequest],
@@ -178,10 +284,22 @@ impl MetricsSource for World<'_> {
         *self
             .metric_requests
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) += requests.len() as u64 * METRICS_PER_FUNCTION;
+            .unwrap_or_else(|e| e.into_inner()) +=
+            requests.iter().map(MetricsRequest::series).sum::<u64>();
         let out = requests
             .iter()
-            .map(|r| index(&r.function).map(|i| fns[i].metrics(r.from_minute, r.until_minute)))
+            .map(|r| {
+                index(&r.function).map(|i| {
+                    let mut minutes = fns[i].metrics(r.from_minute, r.until_minute);
+                    if !r.detail {
+                        for m in minutes.iter_mut() {
+                            m.duration_avg_ms = None;
+                            m.cold_starts = None;
+                        }
+                    }
+                    minutes
+                })
+            })
             .collect();
         ready(Ok(out))
     }
@@ -252,12 +370,11 @@ impl Warmer for World<'_> {
 pub struct Controller {
     store: SimStore,
     cfg: TickConfig,
-    ticks: Vec<(u64, u64)>,
-    metric_requests: Vec<(u64, u64)>,
+    /// Per tick: its time, its longest hold and what it consumed.
+    ticks: Vec<(u64, u64, Usage)>,
     limit: u32,
     gap_ms: u64,
     targets: Vec<u32>,
-    looks: Vec<(u64, u64)>,
 }
 
 impl Controller {
@@ -275,13 +392,12 @@ impl Controller {
                 policy,
                 slots: Mutex::new((0..functions).map(|_| Slot::default()).collect()),
                 now_ms: std::sync::atomic::AtomicU64::new(0),
+                usage: Mutex::new(Usage::default()),
             },
             cfg: TickConfig::new("sim"),
             ticks: Vec::new(),
-            metric_requests: Vec::new(),
             limit: model.scaling.account_concurrency,
             targets: vec![0; functions],
-            looks: Vec::new(),
             gap_ms: model.invoke.fanout_gap_ms.round() as u64,
         }
     }
@@ -299,17 +415,11 @@ impl Controller {
             longest_hold_ms: Mutex::new(0),
         };
         let report = block_on_ready(run_tick(&self.store, &world, &world, &self.cfg, t));
-        self.looks.push((t, report.functions.len() as u64));
         let hold = world
             .longest_hold_ms
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
-        let metrics = world
-            .metric_requests
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        self.ticks.push((t, hold));
-        self.metric_requests.push((t, metrics));
+        self.ticks.push((t, hold, report.usage));
         for f in &report.functions {
             if let (Ok(i), Some(d)) = (f.function.name.parse::<usize>(), f.decision) {
                 self.targets[i] = d.target;
@@ -318,44 +428,19 @@ impl Controller {
         self.targets.clone()
     }
 
-    /// What the controller itself cost over the report period: one
+    /// What the controller itself cost over the report period, by part: one
     /// invocation per tick (its memory for the longest hold plus overhead),
-    /// the CloudWatch metrics it requested, and its DynamoDB reads and writes.
-    pub fn cost_usd(&self, model: &Model, report_from_ms: u64) -> f64 {
+    /// and the CloudWatch and DynamoDB usage its ports counted.
+    pub fn cost_parts(&self, model: &Model, report_from_ms: u64) -> CostParts {
         let p = &model.prices;
-        let gb = model.invoke.controller_memory_mb / 1024.0;
-        let ticks: f64 = self
-            .ticks
-            .iter()
-            .filter(|(t, _)| *t >= report_from_ms)
-            .map(|(_, hold)| {
-                p.request_usd
-                    + gb * (*hold as f64 + model.invoke.controller_overhead_ms) / 1_000.0
-                        * p.gb_second_usd
-            })
-            .sum();
-        let metrics: u64 = self
-            .metric_requests
-            .iter()
-            .filter(|(t, _)| *t >= report_from_ms)
-            .map(|(_, n)| n)
-            .sum();
-        let looks: u64 = self
-            .looks
-            .iter()
-            .filter(|(t, _)| *t >= report_from_ms)
-            .map(|(_, n)| n)
-            .sum();
-        let scans = self
-            .looks
-            .iter()
-            .filter(|(t, _)| *t >= report_from_ms)
-            .count() as f64;
-        let dynamodb = looks as f64 * WRITE_UNITS_PER_LOOK as f64 * p.dynamodb_write_unit_usd
-            + scans
-                * self.store.names.len() as f64
-                * READ_UNITS_PER_FUNCTION_SCAN
-                * p.dynamodb_read_unit_usd;
-        ticks + metrics as f64 * p.metric_request_usd + dynamodb
+        let mut parts = CostParts::default();
+        for (_, hold, usage) in self.ticks.iter().filter(|(t, ..)| *t >= report_from_ms) {
+            let run_ms = *hold as f64 + model.invoke.controller_overhead_ms;
+            parts.controller += p.pings_usd(1, model.invoke.controller_memory_mb, run_ms);
+            let (cw, ddb) = p.usage_usd(usage);
+            parts.cloudwatch += cw;
+            parts.dynamodb += ddb;
+        }
+        parts
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::model::Model;
 use super::platform::Stats;
+use crate::cost::{CostParts, gb_s};
 
 /// One policy's figures over the report period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,8 +28,11 @@ pub struct PolicyReport {
     pub warm_pings: u64,
     /// What warming cost: pings (requests, holds, INIT of sandboxes they
     /// created), Provisioned Concurrency, the oracle's INIT, and forewarm's
-    /// own controller runs and CloudWatch reads.
+    /// own controller runs, CloudWatch reads and DynamoDB units: the sum of
+    /// `warm_cost_parts`.
     pub warm_cost_usd: f64,
+    /// The same bill part by part.
+    pub warm_cost_parts: CostParts,
     /// GB-seconds of sandboxes kept idle (including Provisioned Concurrency
     /// not in use).
     pub idle_gb_s: f64,
@@ -68,17 +72,19 @@ impl PolicyReport {
         name: String,
         s: &Stats,
         model: &Model,
-        controller_usd: f64,
+        controller: CostParts,
         _sim_seconds: f64,
     ) -> PolicyReport {
         let p = &model.prices;
-        let gb_s = |gb_ms: f64| gb_ms / 1_000.0;
+        let gb_s = |gb_ms: f64| gb_s(1_024.0, gb_ms);
         let init = if p.init_billed { 1.0 } else { 0.0 };
-        let cost = s.pings as f64 * p.request_usd
-            + gb_s(s.ping_gb_ms + init * s.ping_init_gb_ms) * p.gb_second_usd
-            + gb_s(s.provisioned_gb_ms) * p.provisioned_gb_second_usd
-            + init * gb_s(s.oracle_init_gb_ms) * p.gb_second_usd
-            + controller_usd;
+        let parts = CostParts {
+            pings: s.pings as f64 * p.request_usd + gb_s(s.ping_gb_ms) * p.gb_second_usd,
+            init: init * gb_s(s.ping_init_gb_ms + s.oracle_init_gb_ms) * p.gb_second_usd,
+            provisioned: gb_s(s.provisioned_gb_ms) * p.provisioned_gb_second_usd,
+            ..controller
+        }
+        .rounded(9);
         PolicyReport {
             name,
             requests: s.requests,
@@ -92,7 +98,8 @@ impl PolicyReport {
             interference_cold_starts: s.interference_cold_starts,
             throttles: s.throttles,
             warm_pings: s.pings,
-            warm_cost_usd: round(cost, 9),
+            warm_cost_usd: round(parts.total(), 9),
+            warm_cost_parts: parts,
             idle_gb_s: round(gb_s(s.idle_gb_ms + s.provisioned_gb_ms), 3),
             p99_added_latency_ms: p99(&s.cold_latency_ms, s.requests),
             events: s.events,
@@ -151,6 +158,17 @@ impl Report {
                 p.warm_cost_usd,
                 p.idle_gb_s / 3_600.0,
                 p.p99_added_latency_ms
+            ));
+        }
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.warm_cost_parts.bookkeeping() > 0.0)
+        {
+            let c = &p.warm_cost_parts;
+            out.push_str(&format!(
+                "{}: warm ${:.4} = pings ${:.4} + init ${:.4} + controller runs ${:.4} + CloudWatch ${:.4} + DynamoDB ${:.4}\n",
+                p.name, p.warm_cost_usd, c.pings, c.init, c.controller, c.cloudwatch, c.dynamodb
             ));
         }
         out

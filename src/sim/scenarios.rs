@@ -220,3 +220,33 @@ fn a_faster_reaping_is_followed_within_fifteen_minutes() {
     let long = after.iter().filter(|&&g| g > 6).count();
     assert!(long <= 1, "gaps after the change settled: {after:?}");
 }
+
+#[test]
+fn a_forecast_that_holds_is_read_rarely_and_a_jump_is_read_at_once() {
+    // Two one-second calls a minute for ten hours, then three hundred: the
+    // steady hours need few reads, each of two series (concurrency and
+    // invocations) but for the hourly detail; the jump must be seen within a
+    // read or two, not after the longest read gap.
+    let mut work = Workload::steady(2, 14 * 60, 1_000.0);
+    let jump = 10 * 60;
+    for m in jump..14 * 60 {
+        work.per_minute[m] = 300;
+    }
+    let run = work.run("forewarm");
+    let model = Model::load("lambda-2021").expect("bundled model");
+    let metrics = run.report.warm_cost_parts.cloudwatch / model.prices.metric_request_usd;
+    // Every 15 minutes with five series, as before, would be 56 reads and
+    // 280 metrics.
+    assert!(
+        metrics <= 100.0,
+        "{metrics:.0} metrics requested over 14 hours of one function"
+    );
+    let after: Vec<u32> = between(&run, jump, jump + 40)
+        .iter()
+        .map(|p| p.target)
+        .collect();
+    assert!(
+        after.iter().any(|&t| t >= 4),
+        "targets in the 40 minutes after the jump: {after:?}"
+    );
+}

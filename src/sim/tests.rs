@@ -285,11 +285,35 @@ fn the_same_seed_gives_a_byte_identical_report() {
         "throttles",
         "warm_pings",
         "warm_cost_usd",
+        "warm_cost_parts",
         "idle_gb_s",
         "p99_added_latency_ms",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);
+    for p in v["policies"].as_array().unwrap() {
+        let parts = p["warm_cost_parts"].as_object().unwrap();
+        let mut names: Vec<&str> = parts.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "cloudwatch",
+                "controller",
+                "dynamodb",
+                "init",
+                "pings",
+                "provisioned"
+            ]
+        );
+        let sum: f64 = parts.values().map(|x| x.as_f64().unwrap()).sum();
+        let total = p["warm_cost_usd"].as_f64().unwrap();
+        assert!(
+            (sum - total).abs() < 1e-8,
+            "{}: parts {sum} vs {total}",
+            p["name"]
+        );
+    }
     let mut top: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     top.sort_unstable();
     assert_eq!(
