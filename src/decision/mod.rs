@@ -85,7 +85,7 @@ pub const DETAIL_EVERY_MINUTES: u64 = 60;
 /// Every window since the last read covered (its real peak at or below what
 /// was warm) doubles the gap from the base cadence up to this; one miss, or a
 /// warm whose pings came back cold, brings it back to the base at once.
-pub const READ_EVERY_MAX_MINUTES: u64 = 120;
+pub const READ_EVERY_MAX_MINUTES: u64 = 60;
 /// The hold a new function starts with: the seed's hand-tuned 300 ms.
 pub const INITIAL_DELAY_MS: u32 = 300;
 

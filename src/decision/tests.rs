@@ -449,13 +449,10 @@ fn reads_stretch_while_the_forecast_holds_and_a_cold_warm_brings_them_back() {
     assert!(plan.detail, "its first read has the detail");
     st.watermark_minute = Some(until - 1);
     st.detail_minute = Some(until - 1);
-    st.read_every_minutes = 120;
-    assert_eq!(
-        read_plan(&st, until + 60, 15, 180),
-        None,
-        "held: 120 minutes"
-    );
-    let later = read_plan(&st, until + 120, 15, 180).expect("due after 120");
+    st.read_every_minutes = READ_EVERY_MAX_MINUTES;
+    let gap = READ_EVERY_MAX_MINUTES;
+    assert_eq!(read_plan(&st, until + gap - 1, 15, 180), None, "held");
+    let later = read_plan(&st, until + gap, 15, 180).expect("due after the gap");
     assert!(!later.detail, "no traffic lately: no detail");
     // A warm after the last read found cold sandboxes: read at the base.
     st.last_warm = Some(ReportSummary {
