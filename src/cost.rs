@@ -72,7 +72,7 @@ impl Prices {
 }
 
 /// GB-seconds of `ms` milliseconds at `memory_mb`.
-pub fn gb_s(memory_mb: f64, ms: f64) -> f64 {
+fn gb_s(memory_mb: f64, ms: f64) -> f64 {
     memory_mb / 1_024.0 * ms / 1_000.0
 }
 

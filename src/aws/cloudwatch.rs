@@ -22,7 +22,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 
 use super::port_error;
 use crate::decision::MinuteMetrics;
-use crate::ports::{ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError};
+use crate::ports::{ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, Usage};
 
 /// Queries per `GetMetricData` call (the API's limit).
 pub const MAX_QUERIES: usize = 500;
@@ -30,19 +30,18 @@ pub const MAX_QUERIES: usize = 500;
 pub const MAX_DATAPOINTS: usize = 100_800;
 
 /// The series read per function: namespace, metric, statistic. The first
-/// [`BASIC_SERIES`] on every read, all of them on a detail read.
+/// two on every read, all of them on a detail read: as many as
+/// [`MetricsRequest::series`], which is what the simulator bills.
 const SERIES: [(&str, &str, &str); 4] = [
     ("AWS/Lambda", "ConcurrentExecutions", "Maximum"),
     ("AWS/Lambda", "Invocations", "Sum"),
     ("AWS/Lambda", "Duration", "Average"),
     ("Forewarm", "ColdStart", "Sum"),
 ];
-/// Series on every read.
-const BASIC_SERIES: usize = 2;
-
-/// Series a request asks for.
+/// Series a request asks for: the first [`MetricsRequest::series`] of
+/// [`SERIES`].
 fn series(r: &MetricsRequest) -> usize {
-    if r.detail { SERIES.len() } else { BASIC_SERIES }
+    (r.series() as usize).min(SERIES.len())
 }
 
 /// The CloudWatch metrics source.
@@ -192,8 +191,8 @@ impl CloudWatchMetrics {
 }
 
 impl MetricsSource for CloudWatchMetrics {
-    fn usage(&self) -> crate::ports::Usage {
-        crate::ports::Usage {
+    fn usage(&self) -> Usage {
+        Usage {
             metrics_requested: self.metrics_requested.load(Ordering::Relaxed),
             ..Default::default()
         }

@@ -16,6 +16,7 @@ async fn handler(
     event: LambdaEvent<Value>,
     ports: &AwsPorts,
     cfg: &ControllerConfig,
+    memory_mb: f64,
 ) -> Result<Value, Error> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -24,10 +25,6 @@ async fn handler(
     let tick = cfg.tick(event.context.request_id.clone(), false);
     let mut report = controller::run(ports, &tick, now_ms).await;
     // This run's own duration at the sandbox's memory is the controller part.
-    let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        .ok()
-        .and_then(|m| m.parse::<f64>().ok())
-        .unwrap_or(128.0);
     report.cost.controller =
         forewarm::cost::Prices::LIST.pings_usd(1, memory_mb, started.elapsed().as_millis() as f64);
     for line in controller::emf_lines(&report, now_ms, cfg.emf_per_function, |_| None) {
@@ -68,11 +65,15 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .init();
     let cfg = ControllerConfig::from_env()?;
+    let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|m| m.parse::<f64>().ok())
+        .unwrap_or(128.0);
     let sdk = forewarm::aws::load_config(cfg.timeouts).await;
     let ports = AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer);
     let (ports, cfg) = (&ports, &cfg);
     lambda_runtime::run(service_fn(move |ev| async move {
-        handler(ev, ports, cfg).await
+        handler(ev, ports, cfg, memory_mb).await
     }))
     .await
 }

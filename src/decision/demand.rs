@@ -101,19 +101,25 @@ impl WarmRecord {
 /// long request that started in an earlier minute and so has no invocation in
 /// this one.
 pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
-    let d = corrected(m, warms);
-    if d.is_finite() {
-        d.clamp(0.0, super::forecast::MAX_DEMAND)
-    } else {
-        0.0
-    }
+    bounded(corrected(m, pings_in(m.minute, warms)))
 }
 
-/// Average real concurrency in one minute (Little's law: real invocations
-/// times their average duration, over the minute), with the pings' share
-/// taken out. A minute read without its duration figure (not a detail read)
-/// takes `usual_duration_ms`, the running average of earlier ones.
-pub fn real_busy(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64) -> f64 {
+/// What one minute says of real traffic once the pings are taken out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RealUse {
+    /// Peak real concurrency ([`real_demand`]).
+    pub demand: f64,
+    /// Average real concurrency (Little's law: real invocations times their
+    /// average duration, over the minute). A minute read without its
+    /// duration figure (not a detail read) takes the usual duration given.
+    pub busy: f64,
+    /// The average duration of the minute's real invocations, ms, when the
+    /// minute has a duration figure and real calls.
+    pub duration_ms: Option<f64>,
+}
+
+/// [`RealUse`] of one minute, finding the pings in it once.
+pub fn real_use(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64) -> RealUse {
     let (pings, ping_ms) = pings_in(m.minute, warms);
     let invocations = m.invocations.unwrap_or(0.0).max(0.0);
     let real_ms = match m.duration_avg_ms {
@@ -125,21 +131,26 @@ pub fn real_busy(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64
     } else {
         0.0
     };
-    if busy.is_finite() {
-        busy.clamp(0.0, super::forecast::MAX_DEMAND)
-    } else {
-        0.0
+    let real = invocations - pings;
+    let duration_ms = m
+        .duration_avg_ms
+        .and(m.invocations)
+        .map(|_| real_ms / real)
+        .filter(|d| real >= 1.0 && d.is_finite())
+        .map(|d| d.min(MAX_DURATION_MS));
+    RealUse {
+        demand: bounded(corrected(m, (pings, ping_ms))),
+        busy: bounded(busy),
+        duration_ms,
     }
 }
 
-/// The average duration of the minute's real invocations, ms (the pings'
-/// holds taken out), when the minute has a duration figure and real calls.
-pub fn real_duration_ms(m: &MinuteMetrics, warms: &[WarmRecord]) -> Option<f64> {
-    let (pings, ping_ms) = pings_in(m.minute, warms);
-    let invocations = m.invocations?.max(0.0);
-    let real = invocations - pings;
-    let d = (invocations * m.duration_avg_ms?.max(0.0) - ping_ms).max(0.0) / real;
-    (real >= 1.0 && d.is_finite()).then(|| d.min(MAX_DURATION_MS))
+fn bounded(x: f64) -> f64 {
+    if x.is_finite() {
+        x.clamp(0.0, super::forecast::MAX_DEMAND)
+    } else {
+        0.0
+    }
 }
 
 /// Lambda's longest timeout, ms: no real invocation lasts longer.
@@ -154,8 +165,7 @@ fn pings_in(minute: u64, warms: &[WarmRecord]) -> (f64, f64) {
         })
 }
 
-fn corrected(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
-    let (pings, ping_ms) = pings_in(m.minute, warms);
+fn corrected(m: &MinuteMetrics, (pings, ping_ms): (f64, f64)) -> f64 {
     let invocations = m.invocations.unwrap_or(0.0).max(0.0);
     let real_inv = (invocations - pings).max(0.0);
     let little = |inv: f64, total_ms: f64| {

@@ -82,9 +82,9 @@ pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
 /// them current at half the metrics of reading them every time.
 pub const DETAIL_EVERY_MINUTES: u64 = 60;
 /// The longest a function whose forecast keeps holding goes between reads.
-/// Every window since the last read covered (its real peak at or below what
-/// was warm) doubles the gap from the base cadence up to this; one miss, or a
-/// warm whose pings came back cold, brings it back to the base at once.
+/// A read in which every closed window held (its real peak within the target
+/// forecast for it) doubles the gap, from the base cadence up to this; one
+/// miss, or a warm whose pings came back cold, brings it back to the base.
 pub const READ_EVERY_MAX_MINUTES: u64 = 60;
 /// The hold a new function starts with: the seed's hand-tuned 300 ms.
 pub const INITIAL_DELAY_MS: u32 = 300;
@@ -544,8 +544,6 @@ fn next_check(policy: &Policy, state: &FunctionState, now_ms: u64, idle: bool) -
     }
 }
 
-/// Drops warms that matter no more: older than [`WARMS_KEPT_MS`] and with
-/// every minute they touched already read.
 /// What to read of a function's metrics now, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadPlan {
@@ -603,6 +601,8 @@ pub fn read_plan(
     })
 }
 
+/// Drops warms that matter no more: older than [`WARMS_KEPT_MS`] and with
+/// every minute they touched already read.
 fn forget_warms(state: &mut FunctionState, now_ms: u64) {
     let read_until_ms = state.watermark_minute.map_or(0, |w| (w + 1) * 60_000);
     state.warms.retain(|w| {
@@ -676,15 +676,17 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
             Some(p) if p.minute == minute => *points.next().unwrap_or(&MinuteMetrics::idle(minute)),
             _ => MinuteMetrics::idle(minute),
         };
-        let demand = demand::real_demand(&m, &state.warms);
+        // A minute with its own duration figure needs no usual one, so the
+        // running duration can move after its busy figure is taken.
+        let real = demand::real_use(&m, &state.warms, state.duration_ms);
         if obs.detail
-            && let Some(d) = demand::real_duration_ms(&m, &state.warms)
+            && let Some(d) = real.duration_ms
         {
             state.duration_ms += DURATION_WEIGHT * (d - state.duration_ms);
         }
-        let busy = demand::real_busy(&m, &state.warms, state.duration_ms);
+        let demand = real.demand;
         state.survival.settle(minute, m.concurrency_max, now_ms);
-        state.busy += BUSY_WEIGHT * (busy - state.busy);
+        state.busy += BUSY_WEIGHT * (real.busy - state.busy);
         colds += m.cold_starts.unwrap_or(0.0).max(0.0);
         real_inv += m.invocations.unwrap_or(0.0).max(0.0);
         if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {

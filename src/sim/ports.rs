@@ -189,9 +189,10 @@ impl StateStore for SimStore {
                 ));
             }
             slot.lease_until_ms = until_ms;
-            let before = slot.bytes.max(state_item_bytes(f.name.len(), 0, 0));
-            self.charge(0.0, write_units(slot.bytes, before + LEASE_BYTES));
-            slot.bytes = before;
+            // The lease creates the item when there is none yet.
+            let unleased = slot.bytes.max(state_item_bytes(f.name.len(), 0, 0));
+            self.charge(0.0, write_units(slot.bytes, unleased + LEASE_BYTES));
+            slot.bytes = unleased;
             Ok(Stored {
                 state: slot.state.take(),
                 version: slot.version,

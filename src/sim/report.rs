@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::model::Model;
 use super::platform::Stats;
-use crate::cost::{CostParts, gb_s};
+use crate::cost::CostParts;
 
 /// One policy's figures over the report period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,7 +76,8 @@ impl PolicyReport {
         _sim_seconds: f64,
     ) -> PolicyReport {
         let p = &model.prices;
-        let gb_s = |gb_ms: f64| gb_s(1_024.0, gb_ms);
+        // The platform counts GB-milliseconds.
+        let gb_s = |gb_ms: f64| gb_ms / 1_000.0;
         let init = if p.init_billed { 1.0 } else { 0.0 };
         let parts = CostParts {
             pings: s.pings as f64 * p.request_usd + gb_s(s.ping_gb_ms) * p.gb_second_usd,
