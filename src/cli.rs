@@ -44,6 +44,9 @@ pub enum Command {
     /// The controller's view of each function: last decisions, forecast, delay, survival, last error.
     #[cfg(feature = "aws")]
     Status(crate::cli_aws::StatusArgs),
+    /// Fire N concurrent real requests at a URL or a function and tell cold answers from warm.
+    #[cfg(feature = "aws")]
+    Probe(crate::cli_probe::ProbeArgs),
 }
 
 /// `forewarm trace ...`.
@@ -180,6 +183,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(c) => crate::cli_aws::policy(c),
         #[cfg(feature = "aws")]
         Command::Status(a) => crate::cli_aws::status(a),
+        #[cfg(feature = "aws")]
+        Command::Probe(a) => crate::cli_probe::probe(a),
     }
 }
 

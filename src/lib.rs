@@ -11,6 +11,9 @@
 //! * [`evaluate`]: scores the forecaster alone on a trace (`forewarm forecast`).
 //! * [`ports`]: the three seams between the tick and the world (state store,
 //!   metrics source, warmer), plus an in-memory store with DynamoDB's rules.
+//! * [`probe`]: `forewarm probe`'s analysis: each of N concurrent real
+//!   requests told cold or warm (the platform's `REPORT` line, a threshold,
+//!   or the largest latency gap), summarized and drawn.
 //! * [`sim`]: the offline simulator: a model of the Lambda platform, the
 //!   workloads, the policies compared, and the real tick behind simulated
 //!   ports for `forewarm`.
@@ -37,6 +40,7 @@ pub mod cost;
 pub mod decision;
 pub mod evaluate;
 pub mod ports;
+pub mod probe;
 pub mod protocol;
 pub mod sim;
 pub mod tick;
@@ -46,6 +50,8 @@ pub mod trace;
 pub mod cli;
 #[cfg(all(feature = "cli", feature = "aws"))]
 mod cli_aws;
+#[cfg(all(feature = "cli", feature = "aws"))]
+mod cli_probe;
 #[cfg(feature = "cli")]
 mod cli_sim;
 #[cfg(feature = "cli")]

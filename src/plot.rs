@@ -167,3 +167,78 @@ fn draw_function_timeline(path: &Path, id: &str, run: &PolicyRun) -> PlotResult 
     root.present().map_err(boxed)?;
     Ok(())
 }
+
+/// `forewarm probe --out`: the latency histogram (log-spaced bins), warm
+/// answers below and cold ones stacked on top.
+pub fn probe_histogram(path: &Path, title: &str, bins: &[crate::probe::Bin]) -> anyhow::Result<()> {
+    draw_probe_histogram(path, title, bins).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn draw_probe_histogram(path: &Path, title: &str, bins: &[crate::probe::Bin]) -> PlotResult {
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(boxed)?;
+    let n = bins.len().max(1);
+    let top = bins
+        .iter()
+        .map(|b| b.warm + b.cold + b.unknown)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..n as f64, 0.0..top)
+        .map_err(boxed)?;
+    let edges: Vec<u64> = bins.iter().map(|b| b.lo_ms).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.min(10))
+        .x_label_formatter(&|x| {
+            edges
+                .get(x.round() as usize)
+                .map_or(String::new(), |&e| crate::probe::ms(e))
+        })
+        .x_desc("latency (log scale; label: bin's lower edge)")
+        .y_desc("requests")
+        .draw()
+        .map_err(boxed)?;
+    let warm = RGBColor(70, 110, 200);
+    let cold = RGBColor(230, 120, 40);
+    chart
+        .draw_series(bins.iter().enumerate().map(|(i, b)| {
+            let h = (b.warm + b.unknown) as f64;
+            Rectangle::new(
+                [(i as f64 + 0.05, 0.0), (i as f64 + 0.95, h)],
+                warm.filled(),
+            )
+        }))
+        .map_err(boxed)?
+        .label("warm (or not told)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], warm.filled()));
+    chart
+        .draw_series(bins.iter().enumerate().map(|(i, b)| {
+            let base = (b.warm + b.unknown) as f64;
+            Rectangle::new(
+                [
+                    (i as f64 + 0.05, base),
+                    (i as f64 + 0.95, base + b.cold as f64),
+                ],
+                cold.filled(),
+            )
+        }))
+        .map_err(boxed)?
+        .label("cold")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], cold.filled()));
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(boxed)?;
+    root.present().map_err(boxed)?;
+    Ok(())
+}

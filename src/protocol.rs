@@ -352,6 +352,26 @@ pub fn cold_start_emf(function_name: &str, timestamp_ms: u64) -> String {
     .to_string()
 }
 
+/// The `custom` key of an Invoke's client context that `forewarm probe` sets
+/// on its real events. The event reaches the handler untouched; a shim that
+/// sees the key also prints [`probe_line`] to the function's log, so the
+/// Invoke's log tail (`LogType=Tail`) names the sandbox that served it.
+pub const PROBE_CONTEXT_KEY: &str = "forewarm-probe";
+
+/// What starts the log line of [`probe_line`].
+pub const PROBE_LINE_PREFIX: &str = "forewarm-probe sandbox=";
+
+/// The log line a shim prints for a probed event: `forewarm-probe sandbox=<id>`.
+pub fn probe_line(instance: &str) -> String {
+    format!("{PROBE_LINE_PREFIX}{instance}")
+}
+
+/// The client context `forewarm probe` sends (JSON; the Invoke API wants it
+/// base64-encoded).
+pub fn probe_client_context() -> String {
+    serde_json::json!({"custom": {PROBE_CONTEXT_KEY: "1"}}).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

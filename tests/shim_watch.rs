@@ -121,3 +121,84 @@ async fn a_real_event_gets_the_handlers_answer() {
         "EMF line in the function's stdout"
     );
 }
+
+/// `forewarm probe` through the Invoke path, as the field report's check:
+/// a fresh pool answers cold; a pool `forewarm warm` has warmed answers warm.
+/// The emulator's Invoke answer carries no log tail (`X-Amz-Log-Result`) and
+/// does not pass the client context on, so the probe falls back to the
+/// latency split with its warm reference; the exact `REPORT`-line path is
+/// tested against the scripted endpoint (tests/probe.rs).
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_finds_a_fresh_pool_cold_and_a_warmed_pool_warm() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 3;
+    let forewarm = |endpoint: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forewarm"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(
+                "FOREWARM_TIMEOUT_MARGIN_MS",
+                support::EMULATOR_PING_MARGIN_MS.to_string(),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "forewarm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // 100 ms of work per request; a sandbox's start (`cargo run`) takes seconds.
+    let probe = [
+        "probe",
+        FUNCTION,
+        "-n",
+        "3",
+        "--payload",
+        r#"{"sleep_ms": 100}"#,
+        "--timeout",
+        "90s",
+        "--json",
+    ];
+
+    let fresh = LambdaWatch::start(N);
+    let cold = forewarm(&fresh.endpoint, &probe);
+    assert_eq!(
+        (cold["cold"].as_u64(), cold["warm"].as_u64()),
+        (Some(3), Some(0)),
+        "{cold}\n{}",
+        fresh.log_text()
+    );
+    assert_eq!(
+        cold["cold_method"], "latency_split",
+        "no log tail from the emulator"
+    );
+    assert!(
+        cold["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["sandbox"].is_null())
+    );
+    drop(fresh);
+
+    let warmed = LambdaWatch::start(N);
+    let w = forewarm(
+        &warmed.endpoint,
+        &["warm", FUNCTION, "-n", "3", "--delay", "6s", "--json"],
+    );
+    assert_eq!(w["distinct"], 3, "{w}");
+    let after = forewarm(&warmed.endpoint, &probe);
+    assert_eq!(
+        (after["cold"].as_u64(), after["warm"].as_u64()),
+        (Some(0), Some(3)),
+        "{after}\n{}",
+        warmed.log_text()
+    );
+}

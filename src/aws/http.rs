@@ -68,6 +68,18 @@ impl Transport {
     /// be found it still builds, as the SDK's client does, and TLS
     /// connections then fail with a certificate error a person can read.
     pub fn new() -> Transport {
+        Transport::build(Some(READ_BUF_BYTES), usize::MAX)
+    }
+
+    /// A client for `forewarm probe`'s real requests: hyper's default read
+    /// buffers (answers of any size), and with `reuse` false no connection
+    /// is kept once its answer is read, so every request opens its own (as
+    /// a fresh client would, and as the platform sees a burst of them).
+    pub fn for_probe(reuse: bool) -> Transport {
+        Transport::build(None, if reuse { usize::MAX } else { 0 })
+    }
+
+    fn build(read_buf: Option<usize>, max_idle_per_host: usize) -> Transport {
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
@@ -87,11 +99,15 @@ impl Transport {
             }
         };
         let https = builder.https_or_http().enable_http1().wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
-            .http1_read_buf_exact_size(READ_BUF_BYTES)
-            .build(https);
+            .pool_max_idle_per_host(max_idle_per_host);
+        if let Some(bytes) = read_buf {
+            builder.http1_read_buf_exact_size(bytes);
+        }
+        let client = builder.build(https);
         Transport { client }
     }
 
@@ -122,6 +138,27 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Sends `request` and reads its whole answer, keeping only the status
+    /// and the body's length: what a probe's latency is measured to. The
+    /// error is left whole, for [`super::probe`] to tell its kind.
+    pub async fn send_counting(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<(u16, usize), Box<dyn std::error::Error + Send + Sync>> {
+        let response = self.client.request(request.map(Full::new)).await?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                len += data.len();
+            }
+        }
+        Ok((status, len))
+    }
+}
+
 impl Default for Transport {
     fn default() -> Self {
         Transport::new()
@@ -130,7 +167,7 @@ impl Default for Transport {
 
 /// An error and its causes on one line ("client error (Connect): tcp
 /// connect error: Connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

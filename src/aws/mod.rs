@@ -8,12 +8,14 @@
 //! borrowed by every tick. Pings are the one exception to "the SDK sends":
 //! the SDK prepares and signs each Invoke and [`http`] sends it, because a
 //! thousand whole SDK calls in flight cost the controller 42 MB (see
-//! [`lambda`]).
+//! [`lambda`]). [`probe`] sends `forewarm probe`'s real requests, to URLs
+//! over the same transport and to functions through Invoke.
 
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod http;
 pub mod lambda;
+pub mod probe;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 

@@ -33,6 +33,11 @@
 //! the adapter is itself a `Service<LambdaEvent<LambdaRequest>>`. Streaming
 //! responses are not supported: the reply to a ping is always buffered JSON.
 //!
+//! A real event sent by `forewarm probe` carries a client-context key
+//! ([`PROBE_CONTEXT_KEY`](crate::protocol::PROBE_CONTEXT_KEY)); for it the
+//! shim prints one line naming the sandbox, which the probe reads back from
+//! the Invoke's log tail. The event itself reaches the handler unchanged.
+//!
 //! A real event that is the first event its sandbox serves paid the init, so the
 //! shim prints one Embedded Metric Format line for `Forewarm/ColdStart`. A
 //! sandbox first touched by a ping never reports a cold start: warming spared
@@ -119,6 +124,17 @@ impl Sandbox {
         }
     }
 
+    /// The line naming this sandbox in the log, when `forewarm probe` asked
+    /// for it (a client-context key, never the event): the Invoke's log tail
+    /// then says which sandbox served the probe's request.
+    fn probe_line(&self, context: &lambda_runtime::Context) -> Option<String> {
+        context
+            .client_context
+            .as_ref()
+            .is_some_and(|c| c.custom.contains_key(protocol::PROBE_CONTEXT_KEY))
+            .then(|| protocol::probe_line(&self.instance))
+    }
+
     fn report(&self, cold: bool, started_ms: u64) -> Reply {
         let last = self.last_real_ms.load(Ordering::Relaxed);
         Reply {
@@ -178,6 +194,9 @@ where
                 })
             }
             Event::Real => {
+                if let Some(line) = self.sandbox.probe_line(&context) {
+                    println!("{line}");
+                }
                 if first {
                     println!(
                         "{}",
@@ -349,6 +368,30 @@ mod tests {
         assert!(!report.cold, "the sandbox already served a real event");
         assert_eq!(report.served, 1);
         assert!(report.last_real_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_probed_event_reaches_the_handler_and_the_log_names_the_sandbox() {
+        let (calls, mut shim) = counting();
+        let mut e = event(json!({"order": 7}), 0);
+        e.context.client_context = Some(
+            serde_json::from_str(&protocol::probe_client_context()).expect("a client context"),
+        );
+        assert_eq!(
+            shim.sandbox.probe_line(&e.context),
+            Some(format!("forewarm-probe sandbox={}", shim.instance()))
+        );
+        match shim.call(e).await.unwrap() {
+            Response::Event(v) => assert_eq!(v, json!({"handled": {"order": 7}})),
+            Response::Ping(_) => panic!("a probe's event is a real event"),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let plain = event(json!({"order": 8}), 0);
+        assert_eq!(
+            shim.sandbox.probe_line(&plain.context),
+            None,
+            "only when asked"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! A scripted Lambda Invoke endpoint on loopback, for what `cargo lambda
 //! watch` cannot be made to do: throttle, fail with 5xx, answer as the
 //! real service answers errors (`X-Amzn-ErrorType`, `X-Amz-Function-Error`),
-//! or hold each call for the ping's delay by the thousand (benches/warm.rs).
+//! return log tails (`X-Amz-Log-Result`), hold each call for the ping's
+//! delay by the thousand (benches/warm.rs), or drop a connection unanswered.
+//! `forewarm probe`'s tests also use it as a plain HTTP endpoint.
 //!
 //! It speaks just enough HTTP/1.1 for the SDK-prepared requests forewarm
 //! sends: a request head, a `Content-Length` body, keep-alive.
@@ -21,6 +23,8 @@ pub struct Reply {
     pub body: String,
     /// Held this long before answering.
     pub hold: Duration,
+    /// Close the connection after the hold instead of answering.
+    pub drop: bool,
 }
 
 impl Reply {
@@ -31,6 +35,7 @@ impl Reply {
             headers: vec![],
             body: body.into(),
             hold: Duration::ZERO,
+            drop: false,
         }
     }
 
@@ -45,7 +50,29 @@ impl Reply {
             )],
             body: serde_json::json!({"Type": "User", "message": message}).to_string(),
             hold: Duration::ZERO,
+            drop: false,
         }
+    }
+
+    /// No answer: the connection closes after `hold`.
+    pub fn dropped(hold: Duration) -> Reply {
+        Reply {
+            hold,
+            drop: true,
+            ..Reply::ok("")
+        }
+    }
+
+    /// With another status.
+    pub fn status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+
+    /// Held for `hold` before answering.
+    pub fn after(mut self, hold: Duration) -> Reply {
+        self.hold = hold;
+        self
     }
 
     /// Adds a header.
@@ -216,6 +243,9 @@ async fn serve(
         };
         let reply = script(&seen);
         tokio::time::sleep(reply.hold).await;
+        if reply.drop {
+            return;
+        }
         let mut out = format!(
             "HTTP/1.1 {} X\r\ncontent-type: application/json\r\n",
             reply.status

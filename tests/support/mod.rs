@@ -104,6 +104,12 @@ impl Drop for LambdaWatch {
 /// timeouts ("6 of 6 pings failed") about one run in three.
 pub const EMULATOR_PING_MARGIN_MS: u64 = 90_000;
 
+/// Raises this test process's open-file limit to `n` (within the hard
+/// limit): a stand-in serving a thousand connections holds one each.
+pub fn raise_fd_limit(n: u64) {
+    let _ = rlimit::increase_nofile_limit(n);
+}
+
 /// A free TCP port on loopback (bound, then released for the stand-in).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -101,6 +101,21 @@ def test_real_events_pass_through_and_the_first_reports_a_cold_start(fresh_sandb
     assert reply["served"] == 3 and reply["last_real_ms"] is not None
 
 
+def test_a_probed_event_reaches_the_handler_and_the_log_names_the_sandbox(fresh_sandbox, capsys):
+    class ClientContext:
+        custom = {"forewarm-probe": "1"}
+
+    class Probed(Context):
+        client_context = ClientContext()
+
+    handler, calls = counting_handler()
+    assert handler({"order": 7}, Probed()) == {"handled": {"order": 7}}
+    assert handler({"order": 8}, Context()) == {"handled": {"order": 8}}
+    assert calls == [{"order": 7}, {"order": 8}]
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("forewarm-probe")]
+    assert lines == ["forewarm-probe sandbox=" + forewarm._SANDBOX.instance], "only when asked"
+
+
 def test_a_sandbox_first_touched_by_a_ping_reports_no_cold_start(fresh_sandbox, capsys):
     handler, _ = counting_handler()
     handler({"warmer": True, "delay": 0}, Context())

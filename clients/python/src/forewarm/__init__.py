@@ -33,6 +33,11 @@ LAMBDA_WARMER_DELAY_MS = 75
 #: Hold for serverless-plugin-warmup pings: its README's suggested 25 ms sleep.
 PLUGIN_WARMUP_DELAY_MS = 25
 
+#: Client-context key ``forewarm probe`` sets on its real events (never in the event).
+PROBE_CONTEXT_KEY = "forewarm-probe"
+#: Start of the log line naming the sandbox, printed for a probed event.
+PROBE_LINE_PREFIX = "forewarm-probe sandbox="
+
 _log = logging.getLogger("forewarm")
 
 
@@ -165,6 +170,13 @@ def _remaining_ms(context):
     return remaining if remaining > 0 else None
 
 
+def _probed(context):
+    """True when ``forewarm probe`` sent this event (a client-context key)."""
+    cc = getattr(context, "client_context", None)
+    custom = cc.get("custom") if isinstance(cc, dict) else getattr(cc, "custom", None)
+    return isinstance(custom, dict) and PROBE_CONTEXT_KEY in custom
+
+
 def warmer(handler):
     """Decorate ``handler(event, context)`` so forewarm pings never reach it."""
 
@@ -182,6 +194,10 @@ def warmer(handler):
             _log.info("forewarm: ping instance=%s cold=%s hold_ms=%d", _SANDBOX.instance, first, hold)
             time.sleep(hold / 1000.0)
             return reply
+        if _probed(context):
+            # The Invoke's log tail then names the sandbox that served it.
+            sys.stdout.write(PROBE_LINE_PREFIX + _SANDBOX.instance + "\n")
+            sys.stdout.flush()
         if first:
             sys.stdout.write(cold_start_emf(_SANDBOX.function_name, started_ms) + "\n")
             sys.stdout.flush()
