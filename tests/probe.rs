@@ -482,7 +482,9 @@ fn rounds_are_one_line_each_and_a_saved_run_sets_beside_this_one() {
 
 #[test]
 fn a_thousand_requests_from_one_process_overlap() {
-    support::raise_fd_limit(4_096);
+    // The stand-in here and the probe in its own process each hold a
+    // connection per request.
+    let limit = support::raise_fd_limit(4_096);
     // Each request holds its sandbox for 4 s: a sandbox is reused only by a
     // request that started after another had ended.
     let pool = Pool::new(0, 4_000);
@@ -495,8 +497,15 @@ fn a_thousand_requests_from_one_process_overlap() {
         "--no-reference",
         "--json",
     ]));
-    assert!(out.status.success(), "{}", stderr(&out));
     let r = json(&out);
+    if limit < 1_100 {
+        // A machine whose hard limit is below a thousand connections: the
+        // shortfall must be reported as such, not as a network failure.
+        assert!(stderr(&out).contains("ulimit -n"), "{}", stderr(&out));
+        assert!(r["errors_by_kind"]["fd_limit"].as_u64() > Some(0), "{r}");
+        return;
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(r["ok"], 1_000, "{}", r["errors_by_kind"]);
     assert_eq!(
         pool.cold(),

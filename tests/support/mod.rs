@@ -106,8 +106,9 @@ pub const EMULATOR_PING_MARGIN_MS: u64 = 90_000;
 
 /// Raises this test process's open-file limit to `n` (within the hard
 /// limit): a stand-in serving a thousand connections holds one each.
-pub fn raise_fd_limit(n: u64) {
-    let _ = rlimit::increase_nofile_limit(n);
+/// Returns the limit in force.
+pub fn raise_fd_limit(n: u64) -> u64 {
+    rlimit::increase_nofile_limit(n).unwrap_or(0)
 }
 
 /// A free TCP port on loopback (bound, then released for the stand-in).
