@@ -28,6 +28,10 @@ fn main() {
     let mut runs = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
+        // The report (about 100 KB) goes to a file: a pipe nobody reads
+        // while the probe runs would block it once full.
+        let report =
+            std::env::temp_dir().join(format!("forewarm-probe-bench-{}.json", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_forewarm"))
             .args([
                 "probe",
@@ -37,7 +41,7 @@ fn main() {
                 "--no-reference",
                 "--json",
             ])
-            .stdout(Stdio::piped())
+            .stdout(Stdio::from(std::fs::File::create(&report).unwrap()))
             .spawn()
             .unwrap();
         let pid = child.id();
@@ -47,8 +51,9 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let wall = t.elapsed().as_millis() as u64;
-        let out = child.wait_with_output().unwrap();
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&report);
         assert_eq!(r["ok"], 1_000, "{}", r["errors_by_kind"]);
         runs.push((wall, peak, r["start_spread_ms"].as_u64().unwrap_or(0)));
     }

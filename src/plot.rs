@@ -170,10 +170,12 @@ fn draw_function_timeline(path: &Path, id: &str, run: &PolicyRun) -> PlotResult 
 
 /// `forewarm probe --out`: the latency histogram (log-spaced bins), warm
 /// answers below and cold ones stacked on top.
+#[cfg(feature = "aws")]
 pub fn probe_histogram(path: &Path, title: &str, bins: &[crate::probe::Bin]) -> anyhow::Result<()> {
     draw_probe_histogram(path, title, bins).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+#[cfg(feature = "aws")]
 fn draw_probe_histogram(path: &Path, title: &str, bins: &[crate::probe::Bin]) -> PlotResult {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(boxed)?;
