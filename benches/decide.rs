@@ -139,7 +139,7 @@ fn bench_decide(c: &mut Criterion) {
         )
     });
 
-    // The whole tick through the ports, in memory: leases, JSON state in and
+    // The whole tick through the ports, in memory: the run's claim, JSON state in and
     // out, one batched metrics read, warm reports fed back.
     let store = MemoryStore::new();
     for f in 0..10_000u64 {

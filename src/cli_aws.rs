@@ -163,6 +163,9 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
             );
         }
         println!("{} functions resting (not due for a look)", report.resting);
+        if let Some(why) = &report.skipped {
+            println!("nothing done: {why}");
+        }
     }
     if let Some(e) = report.error {
         bail!(e);
@@ -394,9 +397,10 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
 /// Runs `forewarm status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let cfg = config(&args.table)?;
-    let items = runtime()?.block_on(async {
+    let (items, claim) = runtime()?.block_on(async {
         let ports = ports(&cfg).await;
-        ports.store.states(args.function.as_deref()).await
+        let items = ports.store.states(args.function.as_deref()).await?;
+        anyhow::Ok((items, ports.store.run_claim().await?))
     })?;
     if args.function.is_some() && items.is_empty() {
         bail!(
@@ -417,6 +421,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
+    }
+    if let Some((owner, until)) = claim.filter(|(_, until)| *until > now_ms()) {
+        println!(
+            "a controller run is in progress: {owner}, claim ends in {} s",
+            until.saturating_sub(now_ms()).div_ceil(1_000)
+        );
     }
     println!(
         "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9}  last error",

@@ -229,37 +229,42 @@ pub trait StateStore {
     /// defaults item.
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send;
 
-    /// Reads a function's state without taking the lease (dry runs, status).
-    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send;
-
-    /// Takes the function's lease for `owner` until `until_ms` and returns its
-    /// state. Fails with [`ErrorKind::Conflict`] while another owner's lease
-    /// is unexpired: two overlapping ticks never handle one function.
-    fn lease(
+    /// Claims the run for `owner` until `until_ms`: one conditional write on
+    /// the account's state item (`pk = "*"`, `sk = "state"`) per tick, so
+    /// two overlapping ticks (EventBridge delivers at least once; a person
+    /// runs `forewarm tick`) never handle functions at the same time. Fails
+    /// with [`ErrorKind::Conflict`] while another owner's claim is unexpired.
+    /// One write per tick instead of one per function looked at: a lease on
+    /// each state item cost a write unit per KB of the whole item.
+    fn claim_run(
         &self,
-        f: &FunctionRef,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Stored, PortError>> + Send;
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Writes the state if the item is still at `version` and leased by
-    /// `owner`, releasing the lease; returns the new version. A lost race is
+    /// Ends `owner`'s claim (a claim of another owner stays), so the next
+    /// tick need not wait for it to expire.
+    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Reads a function's state, consistently: under the run's claim no
+    /// other run writes it, and a save must match the version read.
+    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send;
+
+    /// Writes the state if the item is still at `version` (0: no state was
+    /// stored); returns the new version. A lost race is
     /// [`ErrorKind::Conflict`] and writes nothing.
     fn save(
         &self,
         f: &FunctionRef,
-        owner: &str,
         state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
 
-    /// Sets `last_error` on the function's state item, touching nothing else,
-    /// and releases `owner`'s lease if it holds one.
+    /// Sets `last_error` on the function's state item, touching nothing else.
     fn record_error(
         &self,
         f: &FunctionRef,
-        owner: &str,
         error: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 

@@ -10,7 +10,9 @@
 //!
 //! * a failed or lost save never overwrites anything: the stored state stays
 //!   as the last successful tick left it;
-//! * a lease held by another run means that run owns the function now: skip;
+//! * a run claimed by another tick belongs to that tick: this one does
+//!   nothing (an overlapping delivery of the schedule, or a person's
+//!   `forewarm tick`);
 //! * a metrics outage falls back to the last forecast;
 //! * a malformed policy is reported on the state item's `last_error`, and
 //!   nothing else of that function is touched; other functions go on.
@@ -32,10 +34,10 @@ use crate::ports::{
 /// Settings of one tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickConfig {
-    /// This run's id: lease owner and the `run` field of pings.
+    /// This run's id: owner of the run's claim and the `run` field of pings.
     pub owner: std::sync::Arc<str>,
-    /// How long a lease lasts, ms. Longer than a tick can take (the longest
-    /// hold plus invoke time), shorter than the schedule's period.
+    /// How long the run's claim lasts, ms. Longer than a tick can take (the
+    /// longest hold plus invoke time), shorter than the schedule's period.
     pub lease_ms: u64,
     /// Minutes CloudWatch needs before a minute's datapoints are final.
     pub metrics_lag_minutes: u64,
@@ -70,10 +72,12 @@ impl TickConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// Claiming the run.
+    Claim,
     /// Reading the list of policies.
     Targets,
-    /// Taking the lease and reading state.
-    Lease,
+    /// Reading a function's state.
+    Load,
     /// Reading metrics.
     Observe,
     /// Reading the function's limits.
@@ -88,7 +92,7 @@ pub enum Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recovery {
-    /// Leave the function to the run that holds it.
+    /// Leave everything to the run that holds the claim.
     Skip,
     /// Stop handling this function this tick; record the error on its item.
     RecordAndSkip,
@@ -110,9 +114,10 @@ pub enum Recovery {
 /// The pure error policy.
 pub fn error_policy(stage: Stage, kind: ErrorKind) -> Recovery {
     match (stage, kind) {
+        (Stage::Claim, ErrorKind::Conflict) => Recovery::Skip,
+        (Stage::Claim, _) => Recovery::Abort,
         (Stage::Targets, _) => Recovery::Abort,
-        (Stage::Lease, ErrorKind::Conflict) => Recovery::Skip,
-        (Stage::Lease, _) => Recovery::RecordAndSkip,
+        (Stage::Load, _) => Recovery::RecordAndSkip,
         (Stage::Observe, _) => Recovery::UseLastForecast,
         (Stage::Limits, ErrorKind::NotFound | ErrorKind::Invalid) => Recovery::RecordAndSkip,
         (Stage::Limits, _) => Recovery::DecideWithoutWarming,
@@ -145,6 +150,8 @@ pub struct TickReport {
     pub functions: Vec<FunctionOutcome>,
     /// A failure that stopped the whole tick (the policy list could not be read).
     pub error: Option<String>,
+    /// Why the tick did nothing without failing: another run holds the claim.
+    pub skipped: Option<String>,
     /// Functions not due for a look this tick (left untouched).
     pub resting: usize,
     /// What this tick's CloudWatch and DynamoDB calls consumed, as counted
@@ -199,7 +206,33 @@ where
 {
     let mut report = TickReport::default();
     let before = store.usage().plus(&metrics.usage());
-    run_stages(store, metrics, warmer, cfg, now_ms, &mut report).await;
+    // A dry run writes nothing, the claim included.
+    let claim = if cfg.dry_run {
+        Ok(())
+    } else {
+        store
+            .claim_run(&cfg.owner, now_ms, now_ms.saturating_add(cfg.lease_ms))
+            .await
+    };
+    match claim.map_err(|e| (error_policy(Stage::Claim, e.kind), e)) {
+        Ok(()) => {
+            run_stages(store, metrics, warmer, cfg, now_ms, &mut report).await;
+            if !cfg.dry_run
+                && let Err(e) = store.release_run(&cfg.owner).await
+            {
+                // It expires on its own within `lease_ms`.
+                tracing::warn!(error = %e, "cannot release the run's claim");
+            }
+        }
+        Err((Recovery::Skip, e)) => {
+            tracing::info!(error = %e, "another run holds the claim; nothing to do");
+            report.skipped = Some(format!("another controller run is in progress: {e}"));
+        }
+        Err((_, e)) => {
+            tracing::error!(error = %e, "cannot claim the run");
+            report.error = Some(format!("cannot claim the run: {e}"));
+        }
+    }
     report.usage = store.usage().plus(&metrics.usage()).since(&before);
     let (cloudwatch, dynamodb) = Prices::LIST.usage_usd(&report.usage);
     report.cost.cloudwatch = cloudwatch;
@@ -231,7 +264,7 @@ async fn run_stages<S, M, W>(
         }
     };
 
-    // Lease (or, on a dry run, just read) every enabled function.
+    // Read every enabled function that is due.
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
         // No decision plans a look further than the idle rest; a stored time
@@ -248,7 +281,7 @@ async fn run_stages<S, M, W>(
                 let msg = e.to_string();
                 tracing::warn!(function = %t.function, error = %msg, "invalid policy");
                 if !cfg.dry_run
-                    && let Err(re) = store.record_error(&t.function, &cfg.owner, &msg).await
+                    && let Err(re) = store.record_error(&t.function, &msg).await
                 {
                     tracing::warn!(function = %t.function, error = %re, "cannot record last_error");
                 }
@@ -265,28 +298,15 @@ async fn run_stages<S, M, W>(
                 .push(skipped(t.function, "mode is off".into()));
             continue;
         }
-        let stored = if cfg.dry_run {
-            store.load(&t.function).await
-        } else {
-            store
-                .lease(&t.function, &cfg.owner, now_ms, now_ms + cfg.lease_ms)
-                .await
-        };
-        let mut stored = match stored {
+        let mut stored = match store.load(&t.function).await {
             Ok(s) => s,
             Err(e) => {
-                let note = match error_policy(Stage::Lease, e.kind) {
-                    Recovery::Skip => format!("leased by another run ({e})"),
-                    _ => {
-                        let msg = format!("cannot read state: {e}");
-                        if !cfg.dry_run {
-                            let _ = store.record_error(&t.function, &cfg.owner, &msg).await;
-                        }
-                        msg
-                    }
-                };
-                tracing::info!(function = %t.function, note = %note, "skipped");
-                report.functions.push(skipped(t.function, note));
+                let msg = format!("cannot read state: {e}");
+                if error_policy(Stage::Load, e.kind) == Recovery::RecordAndSkip && !cfg.dry_run {
+                    let _ = store.record_error(&t.function, &msg).await;
+                }
+                tracing::info!(function = %t.function, note = %msg, "skipped");
+                report.functions.push(skipped(t.function, msg));
                 continue;
             }
         };
@@ -317,7 +337,7 @@ async fn run_stages<S, M, W>(
                     let msg = format!("cannot read function configuration: {e}");
                     tracing::warn!(function = %w.function, error = %msg, "skipped");
                     if !cfg.dry_run {
-                        let _ = store.record_error(&w.function, &cfg.owner, &msg).await;
+                        let _ = store.record_error(&w.function, &msg).await;
                     }
                     report.functions.push(skipped(w.function, msg));
                     continue;
@@ -367,10 +387,7 @@ async fn run_stages<S, M, W>(
             } else {
                 w.state.last_error = w.note.clone();
             }
-            match store
-                .save(&w.function, &cfg.owner, w.state, w.version)
-                .await
-            {
+            match store.save(&w.function, w.state, w.version).await {
                 Ok(_) => saved = true,
                 Err(e) => {
                     let what = match error_policy(Stage::Save, e.kind) {

@@ -204,7 +204,15 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     let st = states[0].state.as_ref().expect("readable state");
     assert_eq!(states[0].version, 1);
     assert_eq!(st.last_warm.unwrap().requested as u64, n);
-    assert!(states[0].lease_owner.is_none(), "lease released");
+    assert!(
+        states[0].lease_owner.is_none(),
+        "no lease on the state item"
+    );
+    assert_eq!(
+        stack.store().run_claim().await.unwrap(),
+        None,
+        "the run's claim released"
+    );
 
     // `forewarm status` shows it.
     let out = stack.forewarm(&["status", FUNCTION]).output().unwrap();
@@ -437,7 +445,8 @@ async fn an_unknown_function_or_table_is_named_in_the_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-function"), "{err}");
 
-    // A missing table stops the tick with a message that names it.
+    // A missing table stops the tick, at its first write (the run's
+    // claim), with a message that names it.
     let out = stack
         .forewarm(&["tick"])
         .env("FOREWARM_TABLE", "no-such-table")
@@ -446,7 +455,7 @@ async fn an_unknown_function_or_table_is_named_in_the_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cannot read policies") && err.contains("no-such-table"),
+        err.contains("cannot claim the run") && err.contains("no-such-table"),
         "{err}"
     );
 }

@@ -315,13 +315,8 @@ fn a_throttled_save_writes_nothing_and_says_so() {
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
     let store = DynamoStore::new(client, "t");
     let state = FunctionState::new(&Policy::default());
-    let err = block(store.save(
-        &FunctionRef::unqualified("orders"),
-        "run",
-        Box::new(state),
-        3,
-    ))
-    .unwrap_err();
+    let err =
+        block(store.save(&FunctionRef::unqualified("orders"), Box::new(state), 3)).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Throttled);
     assert!(err.message.contains("orders"), "{}", err.message);
 }
@@ -372,8 +367,9 @@ fn a_refused_connection_is_retried_then_reported_failed() {
 #[test]
 fn a_stalled_table_fails_the_tick_within_its_call_timeout() {
     // DynamoDB as a black hole: every connection accepted, nothing answered.
-    // Without client-side timeouts the Scan waits as long as the SDK's
-    // retries last (a minute here), past the controller Lambda's timeout.
+    // Without client-side timeouts the first call (the run's claim) waits
+    // as long as the SDK's retries last (a minute here), past the controller
+    // Lambda's timeout.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -399,7 +395,7 @@ fn a_stalled_table_fails_the_tick_within_its_call_timeout() {
     let took = started.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("cannot read policies"), "{err}");
+    assert!(err.contains("cannot claim the run"), "{err}");
     // The call gives up at 2 s; the rest is the process starting and
     // stopping (generous for a loaded 2-core machine).
     assert!(took < std::time::Duration::from_secs(20), "{took:?}: {err}");

@@ -1,20 +1,23 @@
 //! The state store on DynamoDB: one table, two item kinds (DESIGN §3).
 //!
 //! Key: `pk` (S) = `name` or `name:qualifier`, `sk` (S) = `policy` | `state`;
-//! `pk = "*"` with `sk = "policy"` holds account-wide defaults.
+//! `pk = "*"` with `sk = "policy"` holds account-wide defaults, and with
+//! `sk = "state"` the run's claim (`lease_owner`, `lease_until`).
 //!
 //! * **policy** items are written by people: plain scalar attributes
 //!   (strings, numbers, booleans) that read and edit well in the console.
 //! * **state** items are written only by the controller: `version` (every
-//!   write is conditional on it), the lease (`lease_owner`, `lease_until`),
-//!   `next_check_ms` (read with the policies, so resting functions cost no
-//!   state read or write), `last_error`, and `state`, the controller's memory
-//!   as a JSON string, small enough to read at a glance.
+//!   write is conditional on it), `next_check_ms` (read with the policies,
+//!   so resting functions cost no state read or write), `last_error`, and
+//!   `state`, the controller's memory as a JSON string, small enough to
+//!   read at a glance.
 //!
-//! The lease is taken with one conditional `UpdateItem` (free, expired, or
-//! already ours), so two overlapping ticks never handle the same function;
-//! the save is conditional on the version and the lease, so a run that lost
-//! either writes nothing.
+//! A tick claims the run with one conditional `UpdateItem` on the account's
+//! state item (free, expired, or already ours), so two overlapping ticks
+//! never handle functions at once; each function's state is then read
+//! consistently and saved on condition of the version read, so a save that
+//! lost a race writes nothing. One claim per tick replaced a lease on each
+//! state item, which cost a write billed on the whole item at every look.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -22,7 +25,7 @@ use std::future::Future;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
-    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType,
+    ReturnConsumedCapacity, ScalarAttributeType,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -312,7 +315,21 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// Every state item (or one function's).
+    /// The run's claim, when one is recorded: its owner and until when
+    /// (epoch ms; an expired claim stays recorded until the next tick takes it).
+    pub async fn run_claim(&self) -> Result<Option<(String, u64)>, PortError> {
+        let item = self
+            .get(DEFAULTS_PK, "state", "read the run's claim")
+            .await?;
+        Ok(item.and_then(|i| {
+            Some((
+                get_s(&i, "lease_owner")?.to_string(),
+                get_u64(&i, "lease_until").unwrap_or(0),
+            ))
+        }))
+    }
+
+    /// Every function's state item (or one function's).
     pub async fn states(&self, only: Option<&str>) -> Result<Vec<StateItem>, PortError> {
         let items: Vec<Item> = match only {
             Some(pk) => self
@@ -324,7 +341,7 @@ impl DynamoStore {
                 .scan_all()
                 .await?
                 .into_iter()
-                .filter(|i| get_s(i, "sk") == Some("state"))
+                .filter(|i| get_s(i, "sk") == Some("state") && get_s(i, "pk") != Some(DEFAULTS_PK))
                 .collect(),
         };
         let mut out: Vec<StateItem> = items
@@ -377,6 +394,8 @@ impl StateStore for DynamoStore {
                 "policy" => {
                     policies.insert(pk.to_string(), policy_doc(item));
                 }
+                // The account's state item holds the run's claim, nothing to check.
+                "state" if pk == DEFAULTS_PK => {}
                 "state" => {
                     next_check.insert(pk.to_string(), get_u64(item, "next_check_ms").unwrap_or(0));
                 }
@@ -420,55 +439,81 @@ impl StateStore for DynamoStore {
         })
     }
 
-    fn lease(
+    fn claim_run(
         &self,
-        f: &FunctionRef,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Stored, PortError>> + Send {
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
         let owner = owner.to_string();
         async move {
-            let pk = f.to_string();
             let out = self
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(Self::key(&pk, "state")))
-                .update_expression("SET #lo = :o, #lu = :u, #v = if_not_exists(#v, :zero)")
+                .set_key(Some(Self::key(DEFAULTS_PK, "state")))
+                .update_expression("SET #lo = :o, #lu = :u")
                 .condition_expression("attribute_not_exists(#lu) OR #lu <= :now OR #lo = :o")
                 .expression_attribute_names("#lo", "lease_owner")
                 .expression_attribute_names("#lu", "lease_until")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":o", s(owner.clone()))
+                .expression_attribute_values(":o", s(owner))
                 .expression_attribute_values(":u", n(until_ms))
                 .expression_attribute_values(":now", n(now_ms))
-                .expression_attribute_values(":zero", n(0))
-                .return_values(ReturnValue::AllNew)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| {
-                    let mut pe = port_error(&format!("lease {pk}"), e);
+                    let mut pe = port_error(&format!("claim the run in table {}", self.table), e);
                     if pe.kind == ErrorKind::Conflict {
-                        pe.message = format!("{pk} is leased by another controller run");
+                        pe.message = "the run is claimed by another controller run".into();
                     }
                     pe
                 })?;
             self.wrote(out.consumed_capacity());
-            let item = out.attributes().cloned().unwrap_or_default();
-            Ok(Self::stored(&pk, &item))
+            Ok(())
+        }
+    }
+
+    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+        let owner = owner.to_string();
+        async move {
+            let released = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(DEFAULTS_PK, "state")))
+                .update_expression("REMOVE #lo, #lu")
+                .condition_expression("#lo = :o")
+                .expression_attribute_names("#lo", "lease_owner")
+                .expression_attribute_names("#lu", "lease_until")
+                .expression_attribute_values(":o", s(owner))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            match released {
+                Ok(out) => {
+                    self.wrote(out.consumed_capacity());
+                    Ok(())
+                }
+                Err(e) => {
+                    let pe = port_error(&format!("release the run in table {}", self.table), e);
+                    // Someone else's claim (ours expired) stays.
+                    if pe.kind == ErrorKind::Conflict {
+                        Ok(())
+                    } else {
+                        Err(pe)
+                    }
+                }
+            }
         }
     }
 
     fn save(
         &self,
         f: &FunctionRef,
-        owner: &str,
         state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
-        let owner = owner.to_string();
         async move {
             let pk = f.to_string();
             let json = serde_json::to_string(&state).map_err(|e| {
@@ -478,10 +523,18 @@ impl StateStore for DynamoStore {
                 Some(e) => (", #le = :err", Some(s(e.clone()))),
                 None => ("", None),
             };
+            // The per-item lease of earlier versions goes with the first save.
             let remove = if values.is_some() {
                 "REMOVE #lo, #lu"
             } else {
                 "REMOVE #lo, #lu, #le"
+            };
+            // A first save also finds an item `record_error` made (no
+            // version yet).
+            let condition = if version == 0 {
+                "attribute_not_exists(#v) OR #v = :v"
+            } else {
+                "#v = :v"
             };
             let mut req = self
                 .client
@@ -491,7 +544,7 @@ impl StateStore for DynamoStore {
                 .update_expression(format!(
                     "SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"
                 ))
-                .condition_expression("#v = :v AND #lo = :o")
+                .condition_expression(condition)
                 .expression_attribute_names("#s", "state")
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_names("#nc", "next_check_ms")
@@ -501,8 +554,7 @@ impl StateStore for DynamoStore {
                 .expression_attribute_values(":state", s(json))
                 .expression_attribute_values(":next", n(version + 1))
                 .expression_attribute_values(":v", n(version))
-                .expression_attribute_values(":nc", n(state.next_check_ms))
-                .expression_attribute_values(":o", s(owner));
+                .expression_attribute_values(":nc", n(state.next_check_ms));
             if let Some(v) = values {
                 req = req.expression_attribute_values(":err", v);
             }
@@ -513,9 +565,7 @@ impl StateStore for DynamoStore {
                 .map_err(|e| {
                     let mut pe = port_error(&format!("save state of {pk}"), e);
                     if pe.kind == ErrorKind::Conflict {
-                        pe.message = format!(
-                            "state of {pk} changed since version {version}, or the lease was lost"
-                        );
+                        pe.message = format!("state of {pk} changed since version {version}");
                     }
                     pe
                 })?;
@@ -527,10 +577,9 @@ impl StateStore for DynamoStore {
     fn record_error(
         &self,
         f: &FunctionRef,
-        owner: &str,
         error: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
-        let (owner, error) = (owner.to_string(), error.to_string());
+        let error = error.to_string();
         async move {
             let pk = f.to_string();
             let out = self
@@ -546,34 +595,7 @@ impl StateStore for DynamoStore {
                 .await
                 .map_err(|e| port_error(&format!("record error on {pk}"), e))?;
             self.wrote(out.consumed_capacity());
-            // Release our lease if we hold it; someone else's stays.
-            let released = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&pk, "state")))
-                .update_expression("REMOVE #lo, #lu")
-                .condition_expression("#lo = :o")
-                .expression_attribute_names("#lo", "lease_owner")
-                .expression_attribute_names("#lu", "lease_until")
-                .expression_attribute_values(":o", s(owner))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await;
-            match released {
-                Ok(out) => {
-                    self.wrote(out.consumed_capacity());
-                    Ok(())
-                }
-                Err(e) => {
-                    let pe = port_error(&format!("release lease of {pk}"), e);
-                    if pe.kind == ErrorKind::Conflict {
-                        Ok(())
-                    } else {
-                        Err(pe)
-                    }
-                }
-            }
+            Ok(())
         }
     }
 }

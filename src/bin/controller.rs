@@ -49,6 +49,7 @@ async fn handler(
         "functions": report.functions.len(),
         "resting": report.resting,
         "pings": report.pings(),
+        "skipped": report.skipped,
         "notes": problems,
     }))
 }

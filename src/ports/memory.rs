@@ -1,5 +1,5 @@
 //! An in-memory [`StateStore`] with DynamoDB's semantics: versioned,
-//! conditional saves, leases, `last_error` written alone. The simulator keeps
+//! conditional saves, the run's claim, `last_error` written alone. The simulator keeps
 //! its controller state here, and tests use it as a fake; state goes in and
 //! out as JSON, as it does through the real table, so a field the item would
 //! lose is lost here too.
@@ -16,8 +16,6 @@ use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target
 struct Item {
     state_json: Option<String>,
     version: u64,
-    lease_owner: Option<String>,
-    lease_until_ms: u64,
     last_error: Option<String>,
     next_check_ms: u64,
 }
@@ -27,6 +25,8 @@ struct Inner {
     defaults: Option<PolicyDoc>,
     policies: BTreeMap<FunctionRef, PolicyDoc>,
     items: BTreeMap<FunctionRef, Item>,
+    /// The run's claim: owner and until when, epoch ms.
+    run: Option<(String, u64)>,
     /// Failures to return from the next calls, by operation name.
     failures: Vec<(&'static str, PortError)>,
 }
@@ -85,6 +85,11 @@ impl MemoryStore {
         item.version += 1;
     }
 
+    /// The run's claim, when one is held: owner and until when.
+    pub fn run_claim(&self) -> Option<(String, u64)> {
+        self.lock().run.clone()
+    }
+
     /// Overwrites when a function asks to be looked at next.
     pub fn set_next_check(&self, f: &FunctionRef, at_ms: u64) {
         self.lock()
@@ -94,8 +99,8 @@ impl MemoryStore {
             .next_check_ms = at_ms;
     }
 
-    /// Makes the next call of `op` (`targets`, `load`, `lease`, `save`,
-    /// `record_error`) fail with `err`.
+    /// Makes the next call of `op` (`targets`, `claim_run`, `release_run`,
+    /// `load`, `save`, `record_error`) fail with `err`.
     pub fn fail_next(&self, op: &'static str, err: PortError) {
         self.lock().failures.push((op, err));
     }
@@ -152,36 +157,43 @@ impl StateStore for MemoryStore {
         ready(Ok(Self::stored(g.items.get(f))))
     }
 
-    fn lease(
+    fn claim_run(
         &self,
-        f: &FunctionRef,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Stored, PortError>> + Send {
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut g = self.lock();
-        if let Some(e) = Self::injected(&mut g, "lease") {
+        if let Some(e) = Self::injected(&mut g, "claim_run") {
             return ready(Err(e));
         }
-        let item = g.items.entry(f.clone()).or_default();
-        if let Some(other) = &item.lease_owner
+        if let Some((other, until)) = &g.run
             && other != owner
-            && item.lease_until_ms > now_ms
+            && *until > now_ms
         {
             return ready(Err(PortError::new(
                 ErrorKind::Conflict,
-                format!("{f} is leased by {other}"),
+                format!("the run is claimed by {other} until {until} ms"),
             )));
         }
-        item.lease_owner = Some(owner.to_string());
-        item.lease_until_ms = until_ms;
-        ready(Ok(Self::stored(Some(item))))
+        g.run = Some((owner.to_string(), until_ms));
+        ready(Ok(()))
+    }
+
+    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "release_run") {
+            return ready(Err(e));
+        }
+        if g.run.as_ref().is_some_and(|(o, _)| o == owner) {
+            g.run = None;
+        }
+        ready(Ok(()))
     }
 
     fn save(
         &self,
         f: &FunctionRef,
-        owner: &str,
         state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
@@ -190,7 +202,7 @@ impl StateStore for MemoryStore {
             return ready(Err(e));
         }
         let item = g.items.entry(f.clone()).or_default();
-        if item.version != version || item.lease_owner.as_deref() != Some(owner) {
+        if item.version != version {
             return ready(Err(PortError::new(
                 ErrorKind::Conflict,
                 format!(
@@ -201,8 +213,6 @@ impl StateStore for MemoryStore {
         }
         item.state_json = Some(serde_json::to_string(&state).expect("state serializes"));
         item.version += 1;
-        item.lease_owner = None;
-        item.lease_until_ms = 0;
         item.last_error = state.last_error.clone();
         item.next_check_ms = state.next_check_ms;
         ready(Ok(item.version))
@@ -211,7 +221,6 @@ impl StateStore for MemoryStore {
     fn record_error(
         &self,
         f: &FunctionRef,
-        owner: &str,
         error: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut g = self.lock();
@@ -220,10 +229,6 @@ impl StateStore for MemoryStore {
         }
         let item = g.items.entry(f.clone()).or_default();
         item.last_error = Some(error.to_string());
-        if item.lease_owner.as_deref() == Some(owner) {
-            item.lease_owner = None;
-            item.lease_until_ms = 0;
-        }
         ready(Ok(()))
     }
 }

@@ -2,7 +2,7 @@
 //! simulated ports.
 //!
 //! * the **store** keeps each function's `FunctionState` in memory with the
-//!   same version and lease rules as DynamoDB (states move in and out; the
+//!   same version rules as DynamoDB, and bills the run's claim, (states move in and out; the
 //!   JSON round trip is exercised by the in-memory store's tests and the
 //!   determinism test);
 //! * **metrics** are what CloudWatch would report for the simulated
@@ -50,9 +50,10 @@ fn state_item_bytes(pk_len: usize, state_json: u64, error: usize) -> u64 {
 /// Bytes of an epoch-ms number as DynamoDB sizes it.
 const NUMBER_BYTES: usize = 1 + 13 / 2;
 
-/// Bytes a per-function lease adds to a state item while it is held.
-const LEASE_BYTES: u64 =
-    ("lease_owner".len() + "sim".len() + "lease_until".len() + NUMBER_BYTES) as u64;
+/// Bytes of the account's state item that holds the run's claim (`pk`
+/// `*`, `sk` `state`, owner, until).
+const RUN_ITEM_BYTES: u64 =
+    (2 + 1 + 2 + 5 + "lease_owner".len() + 36 + "lease_until".len() + NUMBER_BYTES) as u64;
 
 /// Bytes of a policy item as the simulator's fleet has them (`pk`, `sk`,
 /// `mode`).
@@ -62,6 +63,12 @@ const POLICY_ITEM_BYTES: u64 = 2 + 4 + 2 + 6 + 4 + 4;
 /// before and after (DynamoDB's rule for `UpdateItem`).
 fn write_units(before: u64, after: u64) -> f64 {
     before.max(after).max(1).div_ceil(1_024) as f64
+}
+
+/// Read units of a consistent GetItem of an item of `bytes`: one per 4 KB,
+/// rounded up; reading an item that does not exist still costs one.
+fn consistent_read_units(bytes: u64) -> f64 {
+    bytes.max(1).div_ceil(4_096) as f64
 }
 
 /// Read units of a Scan over `bytes` (eventually consistent: half a unit per
@@ -98,7 +105,6 @@ fn json_bytes(state: &FunctionState) -> u64 {
 struct Slot {
     state: Option<Box<FunctionState>>,
     version: u64,
-    lease_until_ms: u64,
     next_check_ms: u64,
     /// The state item's billed size (0 while there is none).
     bytes: u64,
@@ -160,44 +166,34 @@ impl StateStore for SimStore {
             .collect()))
     }
 
-    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send {
-        let r = index(f).map(|i| {
-            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            Stored {
-                state: slots[i].state.clone(),
-                version: slots[i].version,
-                unreadable: None,
-            }
-        });
-        ready(r)
+    fn claim_run(
+        &self,
+        _owner: &str,
+        _now_ms: u64,
+        _until_ms: u64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        // The simulator's ticks never overlap; the claim is billed as the
+        // conditional write it is on the small account item.
+        self.charge(0.0, write_units(0, RUN_ITEM_BYTES));
+        ready(Ok(()))
     }
 
-    fn lease(
-        &self,
-        f: &FunctionRef,
-        _owner: &str,
-        now_ms: u64,
-        until_ms: u64,
-    ) -> impl Future<Output = Result<Stored, PortError>> + Send {
-        let r = index(f).and_then(|i| {
+    fn release_run(&self, _owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+        self.charge(0.0, write_units(RUN_ITEM_BYTES, 0));
+        ready(Ok(()))
+    }
+
+    fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send {
+        let r = index(f).map(|i| {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = &mut slots[i];
-            if slot.lease_until_ms > now_ms {
-                return Err(PortError::new(
-                    ErrorKind::Conflict,
-                    format!("{f} is leased"),
-                ));
-            }
-            slot.lease_until_ms = until_ms;
-            // The lease creates the item when there is none yet.
-            let unleased = slot.bytes.max(state_item_bytes(f.name.len(), 0, 0));
-            self.charge(0.0, write_units(slot.bytes, unleased + LEASE_BYTES));
-            slot.bytes = unleased;
-            Ok(Stored {
+            self.charge(consistent_read_units(slot.bytes), 0.0);
+            // Handed over, not copied: the tick saves it back.
+            Stored {
                 state: slot.state.take(),
                 version: slot.version,
                 unreadable: None,
-            })
+            }
         });
         ready(r)
     }
@@ -205,7 +201,6 @@ impl StateStore for SimStore {
     fn save(
         &self,
         f: &FunctionRef,
-        _owner: &str,
         state: Box<FunctionState>,
         version: u64,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
@@ -222,11 +217,10 @@ impl StateStore for SimStore {
             }
             slot.saves = slot.saves.wrapping_add(1);
             let after = state_item_bytes(f.name.len(), slot.json, error);
-            self.charge(0.0, write_units(slot.bytes + LEASE_BYTES, after));
+            self.charge(0.0, write_units(slot.bytes, after));
             slot.bytes = after;
             slot.state = Some(state);
             slot.version += 1;
-            slot.lease_until_ms = 0;
             Ok(slot.version)
         });
         ready(r)
@@ -235,7 +229,6 @@ impl StateStore for SimStore {
     fn record_error(
         &self,
         f: &FunctionRef,
-        _owner: &str,
         error: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         let r = index(f).map(|i| {
@@ -245,8 +238,7 @@ impl StateStore for SimStore {
             }
             let before = slots[i].bytes;
             slots[i].bytes += "last_error".len() as u64 + error.len() as u64;
-            self.charge(0.0, 2.0 * write_units(before, slots[i].bytes));
-            slots[i].lease_until_ms = 0;
+            self.charge(0.0, write_units(before, slots[i].bytes));
         });
         ready(r)
     }

@@ -197,27 +197,43 @@ fn a_malformed_policy_is_reported_and_the_others_still_warm() {
 }
 
 #[test]
-fn a_function_leased_by_another_run_is_left_alone() {
+fn a_tick_while_another_run_holds_the_claim_does_nothing() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
     let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
-    // Run A holds the lease (it is mid-tick) when run B starts.
-    block_on_ready(store.lease(&f("orders"), "run-A", NOW, NOW + 50_000)).unwrap();
+    // Run A claimed the run (it is mid-tick) when run B starts.
+    block_on_ready(store.claim_run("run-A", NOW, NOW + 50_000)).unwrap();
     let r = tick(&store, &metrics, &lambda, "run-B", NOW + 1_000);
+    assert!(r.functions.is_empty(), "B looked at nothing");
     assert!(
-        r.functions[0]
-            .note
-            .as_ref()
-            .unwrap()
-            .contains("leased by another run")
+        r.error.is_none(),
+        "an overlapping delivery is not a failure"
     );
     assert!(
-        lambda.sent.lock().unwrap().is_empty(),
-        "warmed once, by A only"
+        r.skipped.as_ref().unwrap().contains("claimed by run-A"),
+        "{r:?}"
     );
-    // After A's lease expires, B may take over.
+    assert!(lambda.sent.lock().unwrap().is_empty(), "warmed by A only");
+    assert_eq!(store.get(&f("orders")).1, 0, "nothing written");
+    // After A's claim expires, B may run; it releases its own claim at the end.
     let r = tick(&store, &metrics, &lambda, "run-B", NOW + 60_000);
     assert!(r.functions[0].saved);
+    assert_eq!(store.run_claim(), None, "released");
+}
+
+#[test]
+fn a_tick_that_cannot_claim_the_run_fails_and_writes_nothing() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    store.fail_next(
+        "claim_run",
+        PortError::new(ErrorKind::Unavailable, "table unreachable"),
+    );
+    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    assert!(r.error.as_ref().unwrap().contains("table unreachable"));
+    assert!(r.functions.is_empty());
+    assert!(lambda.sent.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -285,8 +301,8 @@ fn a_missing_function_is_reported_and_skipped() {
             .iter()
             .any(|o| &*o.function.name == "here" && o.saved)
     );
-    // Its lease was released with the error: the next run is not blocked.
-    assert!(block_on_ready(store.lease(&f("gone"), "run-2", NOW + 1, NOW + 2)).is_ok());
+    // The run's claim was released: the next run is not blocked.
+    assert!(block_on_ready(store.claim_run("run-2", NOW + 1, NOW + 2)).is_ok());
 }
 
 #[test]
@@ -338,8 +354,9 @@ fn reserved_concurrency_caps_what_the_tick_sends() {
 fn every_port_failure_has_a_recovery() {
     use ErrorKind::*;
     for stage in [
+        Stage::Claim,
         Stage::Targets,
-        Stage::Lease,
+        Stage::Load,
         Stage::Observe,
         Stage::Limits,
         Stage::Warm,
@@ -347,7 +364,8 @@ fn every_port_failure_has_a_recovery() {
     ] {
         for kind in [Throttled, Conflict, NotFound, Unavailable, Invalid] {
             let r = error_policy(stage, kind);
-            if stage != Stage::Targets {
+            // Only what no function can go without stops the tick.
+            if !matches!(stage, Stage::Claim | Stage::Targets) {
                 assert_ne!(
                     r,
                     Recovery::Abort,
@@ -357,7 +375,8 @@ fn every_port_failure_has_a_recovery() {
         }
     }
     assert_eq!(error_policy(Stage::Save, Conflict), Recovery::Discard);
-    assert_eq!(error_policy(Stage::Lease, Conflict), Recovery::Skip);
+    assert_eq!(error_policy(Stage::Claim, Conflict), Recovery::Skip);
+    assert_eq!(error_policy(Stage::Claim, Unavailable), Recovery::Abort);
 }
 
 #[test]
