@@ -10,6 +10,7 @@
 
 pub mod memory;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +34,14 @@ pub struct FunctionRef {
 }
 
 impl FunctionRef {
+    /// The bare function name CloudWatch dimensions use (an ARN's last part).
+    pub fn bare_name(&self) -> &str {
+        match self.name.strip_prefix("arn:") {
+            Some(_) => self.name.rsplit(':').next().unwrap_or(&self.name),
+            None => &self.name,
+        }
+    }
+
     /// Parses `name` or `name:qualifier` (the DynamoDB `pk`). A full ARN keeps
     /// its colons: only a trailing segment after the function name counts.
     pub fn parse(s: &str) -> Self {
@@ -294,7 +303,12 @@ impl MetricsRequest {
     /// concurrency and invocations, plus duration and the shims' cold starts
     /// on a detail read.
     pub fn series(&self) -> u64 {
-        if self.detail { 4 } else { 2 }
+        Self::series_of(self.detail)
+    }
+
+    /// Series a read asks for, with or without the detail series.
+    pub fn series_of(detail: bool) -> u64 {
+        if detail { 4 } else { 2 }
     }
 }
 
@@ -308,6 +322,26 @@ pub trait MetricsSource {
         &self,
         requests: &[MetricsRequest],
     ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send;
+
+    /// The functions (bare names) with any `Invocations` datapoint in about
+    /// the last three hours, pings included: CloudWatch's `ListMetrics` with
+    /// `RecentlyActive=PT3H`, billed per request of up to 500 metrics, not
+    /// per function. A function absent from it ran nothing then, so its idle
+    /// minutes need no `GetMetricData` read (see
+    /// [`decision::screened_until`](crate::decision::screened_until)).
+    /// `None`: this source cannot tell, and every read is made.
+    fn recently_active(
+        &self,
+    ) -> impl Future<Output = Result<Option<BTreeSet<String>>, PortError>> + Send {
+        std::future::ready(Ok(None))
+    }
+
+    /// `ListMetrics` pages the last [`recently_active`](Self::recently_active)
+    /// took (0 before the first): how much the next screen will cost, since
+    /// it lists the whole account's functions, not only the opted-in ones.
+    fn screen_pages(&self) -> u64 {
+        0
+    }
 
     /// The metrics and requests billed so far (a running count; the tick
     /// takes the difference). A source that is not billed counts nothing.

@@ -264,6 +264,9 @@ async fn run_stages<S, M, W>(
         }
     };
 
+    // Every function looked after, resting or due: what a screen lists
+    // (at least).
+    let fleet = targets.len();
     // Read every enabled function that is due.
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
@@ -325,7 +328,7 @@ async fn run_stages<S, M, W>(
         });
     }
 
-    observe_all(metrics, cfg, now_ms, &mut work).await;
+    observe_all(metrics, cfg, now_ms, fleet, &mut work).await;
 
     // Limits, then the pure decision.
     let mut keep = Vec::with_capacity(work.len());
@@ -459,20 +462,67 @@ async fn observe_all<M: MetricsSource>(
     metrics: &M,
     cfg: &TickConfig,
     now_ms: u64,
+    fleet: usize,
     work: &mut [Work],
 ) {
     let until = (now_ms / 60_000).saturating_sub(cfg.metrics_lag_minutes);
+    let now_minute = now_ms / 60_000;
+    let planned: Vec<(usize, decision::ReadPlan)> = work
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| {
+            decision::read_plan(
+                &w.state,
+                until,
+                cfg.metrics_every_minutes,
+                cfg.first_history_minutes,
+            )
+            .map(|p| (i, p))
+        })
+        .collect();
+    if planned.is_empty() {
+        return;
+    }
+    // Functions with nothing forecast and nothing warm are likely idle: one
+    // `ListMetrics` screen may spare their reads.
+    let candidates = planned
+        .iter()
+        .filter(|(i, p)| {
+            let st = &work[*i].state;
+            st.recent_peak() <= 0.0
+                && st.warms.is_empty()
+                && decision::screened_until(p, until, now_minute).is_some()
+        })
+        .count();
+    let base_series = MetricsRequest::series_of(false);
+    let active = if decision::screening_pays(candidates, base_series, fleet, metrics.screen_pages())
+    {
+        match metrics.recently_active().await {
+            Ok(active) => active,
+            Err(e) => {
+                // Not screened: every read is made, as without a screen.
+                tracing::warn!(error = %e, "cannot list recently active functions");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut wanted = Vec::new();
     let mut requests = Vec::new();
-    for (i, w) in work.iter().enumerate() {
-        let Some(plan) = decision::read_plan(
-            &w.state,
-            until,
-            cfg.metrics_every_minutes,
-            cfg.first_history_minutes,
-        ) else {
+    for (i, plan) in planned {
+        let w = &mut work[i];
+        if let Some(active) = &active
+            && !active.contains(w.function.bare_name())
+            && let Some(end) = decision::screened_until(&plan, until, now_minute)
+        {
+            // Nothing ran: the minutes read as idle, without reading them.
+            w.obs.detail = false;
+            w.obs.minutes = Vec::new();
+            w.obs.complete_until_minute = end;
+            w.obs.metrics = MetricsStatus::Fresh;
             continue;
-        };
+        }
         wanted.push(i);
         requests.push(MetricsRequest {
             function: w.function.clone(),

@@ -10,10 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use forewarm::aws::{DynamoStore, LambdaWarmer, WarmerConfig};
+use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
 use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
-use forewarm::ports::{FunctionRef, WarmPlan};
+use forewarm::ports::{FunctionRef, MetricsSource, WarmPlan};
 use serde_json::Value;
 use support::{LambdaWatch, Moto};
 
@@ -458,4 +458,23 @@ async fn an_unknown_function_or_table_is_named_in_the_error() {
         err.contains("cannot claim the run") && err.contains("no-such-table"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_screen_lists_the_functions_that_ran_lately_in_one_request() {
+    let _serial = SERIAL.lock().await;
+    let moto = Moto::start(None);
+    let sdk = moto.sdk_config().await;
+    seed_metrics(&sdk, "ran").await;
+    let cw = CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk));
+    let active = cw
+        .recently_active()
+        .await
+        .expect("ListMetrics answers")
+        .expect("CloudWatch can screen");
+    assert!(active.contains("ran"), "{active:?}");
+    assert!(!active.contains("idle"), "{active:?}");
+    assert_eq!(cw.usage().list_requests, 1, "one page");
+    assert_eq!(cw.usage().metrics_requested, 0, "no metric read");
+    assert_eq!(cw.screen_pages(), 1);
 }

@@ -12,13 +12,20 @@
 //! its queries again in [`MetricsSource::usage`]. A minute without any
 //! datapoint is left out: Lambda emits nothing when nothing ran, and the
 //! core counts such minutes (below the observation's end) as idle.
+//!
+//! Functions that ran nothing lately need no read at all: `ListMetrics`
+//! with `RecentlyActive=PT3H` lists, at one request per 500 metrics, every
+//! function with an `Invocations` datapoint in the last three hours (the
+//! tick screens with it when that costs less than the reads it spares).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
+use aws_sdk_cloudwatch::types::{
+    Dimension, Metric, MetricDataQuery, MetricStat, RecentlyActive, StatusCode,
+};
 
 use super::port_error;
 use crate::decision::MinuteMetrics;
@@ -50,19 +57,15 @@ pub struct CloudWatchMetrics {
     client: Client,
     calls: AtomicU64,
     metrics_requested: AtomicU64,
+    /// `ListMetrics` requests made so far.
+    list_requests: AtomicU64,
+    /// Pages the last screen took.
+    screen_pages: AtomicU64,
 }
 
 impl Clone for CloudWatchMetrics {
     fn clone(&self) -> Self {
         CloudWatchMetrics::new(self.client.clone())
-    }
-}
-
-/// The bare function name CloudWatch dimensions use (an ARN's last part).
-pub fn function_name(f: &FunctionRef) -> &str {
-    match f.name.strip_prefix("arn:") {
-        Some(_) => f.name.rsplit(':').next().unwrap_or(&f.name),
-        None => &f.name,
     }
 }
 
@@ -72,7 +75,7 @@ fn dimension(name: &str, value: &str) -> Dimension {
 
 fn query(id: String, f: &FunctionRef, series: usize) -> MetricDataQuery {
     let (namespace, metric, stat) = SERIES[series];
-    let name = function_name(f);
+    let name = f.bare_name();
     let mut m = Metric::builder()
         .namespace(namespace)
         .metric_name(metric)
@@ -102,6 +105,8 @@ impl CloudWatchMetrics {
             client,
             calls: AtomicU64::new(0),
             metrics_requested: AtomicU64::new(0),
+            list_requests: AtomicU64::new(0),
+            screen_pages: AtomicU64::new(0),
         }
     }
 
@@ -194,8 +199,52 @@ impl MetricsSource for CloudWatchMetrics {
     fn usage(&self) -> Usage {
         Usage {
             metrics_requested: self.metrics_requested.load(Ordering::Relaxed),
+            list_requests: self.list_requests.load(Ordering::Relaxed),
             ..Default::default()
         }
+    }
+
+    fn screen_pages(&self) -> u64 {
+        self.screen_pages.load(Ordering::Relaxed)
+    }
+
+    /// Every page of `ListMetrics` for `AWS/Lambda` `Invocations` with
+    /// `RecentlyActive=PT3H`; the `FunctionName` of each metric listed (a
+    /// function's alias and version series carry it too).
+    async fn recently_active(&self) -> Result<Option<BTreeSet<String>>, PortError> {
+        let mut names = BTreeSet::new();
+        let mut token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            self.list_requests.fetch_add(1, Ordering::Relaxed);
+            pages += 1;
+            let resp = self
+                .client
+                .list_metrics()
+                .namespace("AWS/Lambda")
+                .metric_name("Invocations")
+                .recently_active(RecentlyActive::Pt3H)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| port_error("ListMetrics (recently active)", e))?;
+            for m in resp.metrics() {
+                if let Some(v) = m
+                    .dimensions()
+                    .iter()
+                    .find(|d| d.name() == Some("FunctionName"))
+                    .and_then(|d| d.value())
+                {
+                    names.insert(v.to_string());
+                }
+            }
+            match resp.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        self.screen_pages.store(pages, Ordering::Relaxed);
+        Ok(Some(names))
     }
 
     async fn observe(
@@ -287,8 +336,8 @@ mod tests {
     #[test]
     fn arns_become_bare_names() {
         let arn = FunctionRef::parse("arn:aws:lambda:us-east-1:123456789012:function:orders:live");
-        assert_eq!(function_name(&arn), "orders");
+        assert_eq!(arn.bare_name(), "orders");
         assert_eq!(arn.qualifier.as_deref(), Some("live"));
-        assert_eq!(function_name(&FunctionRef::parse("orders:live")), "orders");
+        assert_eq!(FunctionRef::parse("orders:live").bare_name(), "orders");
     }
 }

@@ -508,94 +508,85 @@ impl StateStore for DynamoStore {
         }
     }
 
-    fn save(
+    async fn save(
         &self,
         f: &FunctionRef,
         state: Box<FunctionState>,
         version: u64,
-    ) -> impl Future<Output = Result<u64, PortError>> + Send {
-        async move {
-            let pk = f.to_string();
-            let json = serde_json::to_string(&state).map_err(|e| {
-                PortError::new(ErrorKind::Invalid, format!("serialize state of {pk}: {e}"))
-            })?;
-            let (set_err, values) = match &state.last_error {
-                Some(e) => (", #le = :err", Some(s(e.clone()))),
-                None => ("", None),
-            };
-            // The per-item lease of earlier versions goes with the first save.
-            let remove = if values.is_some() {
-                "REMOVE #lo, #lu"
-            } else {
-                "REMOVE #lo, #lu, #le"
-            };
-            // A first save also finds an item `record_error` made (no
-            // version yet).
-            let condition = if version == 0 {
-                "attribute_not_exists(#v) OR #v = :v"
-            } else {
-                "#v = :v"
-            };
-            let mut req = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&pk, "state")))
-                .update_expression(format!(
-                    "SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"
-                ))
-                .condition_expression(condition)
-                .expression_attribute_names("#s", "state")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_names("#nc", "next_check_ms")
-                .expression_attribute_names("#lo", "lease_owner")
-                .expression_attribute_names("#lu", "lease_until")
-                .expression_attribute_names("#le", "last_error")
-                .expression_attribute_values(":state", s(json))
-                .expression_attribute_values(":next", n(version + 1))
-                .expression_attribute_values(":v", n(version))
-                .expression_attribute_values(":nc", n(state.next_check_ms));
-            if let Some(v) = values {
-                req = req.expression_attribute_values(":err", v);
-            }
-            let out = req
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| {
-                    let mut pe = port_error(&format!("save state of {pk}"), e);
-                    if pe.kind == ErrorKind::Conflict {
-                        pe.message = format!("state of {pk} changed since version {version}");
-                    }
-                    pe
-                })?;
-            self.wrote(out.consumed_capacity());
-            Ok(version + 1)
+    ) -> Result<u64, PortError> {
+        let pk = f.to_string();
+        let json = serde_json::to_string(&state).map_err(|e| {
+            PortError::new(ErrorKind::Invalid, format!("serialize state of {pk}: {e}"))
+        })?;
+        let (set_err, values) = match &state.last_error {
+            Some(e) => (", #le = :err", Some(s(e.clone()))),
+            None => ("", None),
+        };
+        // The per-item lease of earlier versions goes with the first save.
+        let remove = if values.is_some() {
+            "REMOVE #lo, #lu"
+        } else {
+            "REMOVE #lo, #lu, #le"
+        };
+        // A first save also finds an item `record_error` made (no
+        // version yet).
+        let condition = if version == 0 {
+            "attribute_not_exists(#v) OR #v = :v"
+        } else {
+            "#v = :v"
+        };
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&pk, "state")))
+            .update_expression(format!(
+                "SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"
+            ))
+            .condition_expression(condition)
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#nc", "next_check_ms")
+            .expression_attribute_names("#lo", "lease_owner")
+            .expression_attribute_names("#lu", "lease_until")
+            .expression_attribute_names("#le", "last_error")
+            .expression_attribute_values(":state", s(json))
+            .expression_attribute_values(":next", n(version + 1))
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":nc", n(state.next_check_ms));
+        if let Some(v) = values {
+            req = req.expression_attribute_values(":err", v);
         }
+        let out = req
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut pe = port_error(&format!("save state of {pk}"), e);
+                if pe.kind == ErrorKind::Conflict {
+                    pe.message = format!("state of {pk} changed since version {version}");
+                }
+                pe
+            })?;
+        self.wrote(out.consumed_capacity());
+        Ok(version + 1)
     }
 
-    fn record_error(
-        &self,
-        f: &FunctionRef,
-        error: &str,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        let error = error.to_string();
-        async move {
-            let pk = f.to_string();
-            let out = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(&pk, "state")))
-                .update_expression("SET #le = :err")
-                .expression_attribute_names("#le", "last_error")
-                .expression_attribute_values(":err", s(error))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| port_error(&format!("record error on {pk}"), e))?;
-            self.wrote(out.consumed_capacity());
-            Ok(())
-        }
+    async fn record_error(&self, f: &FunctionRef, error: &str) -> Result<(), PortError> {
+        let pk = f.to_string();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&pk, "state")))
+            .update_expression("SET #le = :err")
+            .expression_attribute_names("#le", "last_error")
+            .expression_attribute_values(":err", s(error.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("record error on {pk}"), e))?;
+        self.wrote(out.consumed_capacity());
+        Ok(())
     }
 }

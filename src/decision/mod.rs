@@ -86,6 +86,19 @@ pub const DETAIL_EVERY_MINUTES: u64 = 60;
 /// forecast for it) doubles the gap, from the base cadence up to this; one
 /// miss, or a warm whose pings came back cold, brings it back to the base.
 pub const READ_EVERY_MAX_MINUTES: u64 = 60;
+/// How far back CloudWatch's `ListMetrics` with `RecentlyActive=PT3H` sees:
+/// a function absent from it had no `Invocations` datapoint for three hours.
+pub const SCREEN_SEES_MINUTES: u64 = 180;
+/// Minutes at each end of that window not taken as idle: a metric that
+/// reappears may take up to 15 minutes to show in `ListMetrics` (so the
+/// latest minutes may be busy), and an invocation that started before the
+/// window may run for 15 minutes into it (Lambda's longest).
+pub const SCREEN_MARGIN_MINUTES: u64 = 15;
+/// Functions one `ListMetrics` page is taken to cover: a page lists 500
+/// metrics, and a function has about two `Invocations` series (its name
+/// alone, and per alias or version).
+pub const SCREEN_FUNCTIONS_PER_PAGE: usize = 250;
+
 /// The hold a new function starts with: the seed's hand-tuned 300 ms.
 pub const INITIAL_DELAY_MS: u32 = 300;
 
@@ -601,6 +614,29 @@ pub fn read_plan(
     })
 }
 
+/// Whether screening for recently active functions pays this tick: a
+/// `ListMetrics` page costs what one metric of `GetMetricData` does, so it
+/// pays when the reads it may spare (`candidates`, functions due for a read
+/// with nothing forecast and nothing warm, `series` metrics each) cost more
+/// than the pages: those the last screen took, and at least one per
+/// [`SCREEN_FUNCTIONS_PER_PAGE`] of the `fleet` looked after.
+pub fn screening_pays(candidates: usize, series: u64, fleet: usize, last_pages: u64) -> bool {
+    let pages = (fleet.div_ceil(SCREEN_FUNCTIONS_PER_PAGE) as u64)
+        .max(last_pages)
+        .max(1);
+    candidates as u64 * series > pages
+}
+
+/// For a function the screen found without any invocation: the minutes
+/// `plan.from_minute..end` that are known idle without reading them, `end`
+/// returned. `None` when the read reaches back before what the screen saw
+/// (a new function's history, a long gap), or nothing is left to fold.
+pub fn screened_until(plan: &ReadPlan, until_minute: u64, screen_minute: u64) -> Option<u64> {
+    let seen_from = screen_minute.saturating_sub(SCREEN_SEES_MINUTES - SCREEN_MARGIN_MINUTES);
+    let end = until_minute.min(screen_minute.saturating_sub(SCREEN_MARGIN_MINUTES));
+    (plan.from_minute >= seen_from && end > plan.from_minute).then_some(end)
+}
+
 /// Drops warms that matter no more: older than [`WARMS_KEPT_MS`] and with
 /// every minute they touched already read.
 fn forget_warms(state: &mut FunctionState, now_ms: u64) {
@@ -798,6 +834,35 @@ mod tests;
 #[cfg(test)]
 mod watermark_tests {
     use super::*;
+
+    #[test]
+    fn a_screened_function_folds_only_what_the_screen_saw() {
+        let plan = |from| ReadPlan {
+            from_minute: from,
+            detail: false,
+        };
+        // Listed at minute 1,000: idle is known for 835..985.
+        assert_eq!(screened_until(&plan(900), 998, 1_000), Some(985));
+        assert_eq!(screened_until(&plan(835), 998, 1_000), Some(985));
+        // A read reaching back before the screen's window is made for real.
+        assert_eq!(screened_until(&plan(834), 998, 1_000), None);
+        // Nothing older than the margin left to fold.
+        assert_eq!(screened_until(&plan(985), 998, 1_000), None);
+        // Never past what the read itself would cover.
+        assert_eq!(screened_until(&plan(900), 950, 1_000), Some(950));
+    }
+
+    #[test]
+    fn screening_pays_once_it_spares_more_metrics_than_it_lists_pages() {
+        // 1,350 functions: 6 pages; each spared read is 2 metrics.
+        assert!(!screening_pays(3, 2, 1_350, 0));
+        assert!(screening_pays(4, 2, 1_350, 0));
+        assert!(!screening_pays(0, 2, 10, 0));
+        assert!(screening_pays(1, 2, 10, 0));
+        // An account of 5,000 functions, 10 of them opted in: its last
+        // screen took 20 pages, more than ten reads would cost.
+        assert!(!screening_pays(10, 2, 10, 20));
+    }
 
     #[test]
     fn an_idle_function_rests_for_half_an_hour() {

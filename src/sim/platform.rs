@@ -159,6 +159,8 @@ pub struct FnSim {
     queued: std::collections::VecDeque<(u64, u64)>,
     /// Recorded minutes (only those in which something ran), ascending.
     pub history: std::collections::VecDeque<MinuteMetrics>,
+    /// The last minute an invocation (real or ping) started in.
+    pub last_invoked_minute: Option<u64>,
     /// Highest concurrency of real requests in the current hour (for
     /// scheduled Provisioned Concurrency).
     pub hour_peak: u32,
@@ -203,6 +205,7 @@ impl FnSim {
             raw: (0, 0, 0),
             minute: None,
             queued: std::collections::VecDeque::new(),
+            last_invoked_minute: None,
             history: std::collections::VecDeque::new(),
             hour_peak: 0,
         }
@@ -438,6 +441,7 @@ impl FnSim {
             m.max = m.max.max(c);
             m.invocations += 1;
             m.duration_ms += duration_ms as f64;
+            self.last_invoked_minute = Some(m.minute);
         }
     }
 

@@ -253,7 +253,11 @@ struct World<'a> {
     fns: Mutex<&'a mut Vec<FnSim>>,
     limit: u32,
     gap_ms: u64,
+    /// The tick's time.
+    now_ms: u64,
     metric_requests: Mutex<u64>,
+    /// `ListMetrics` pages, one per 500 recently active functions.
+    list_requests: Mutex<u64>,
     longest_hold_ms: Mutex<u64>,
 }
 
@@ -264,8 +268,37 @@ impl MetricsSource for World<'_> {
                 .metric_requests
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
+            list_requests: *self.list_requests.lock().unwrap_or_else(|e| e.into_inner()),
             ..Usage::default()
         }
+    }
+
+    fn screen_pages(&self) -> u64 {
+        // The simulated account is the fleet, one `Invocations` series per
+        // function: a screen takes at most a page per 500 of them.
+        let fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
+        (fns.len() as u64).div_ceil(500).max(1)
+    }
+
+    /// Functions with an invocation, real or ping, in the last three hours
+    /// (the simulator knows exactly; CloudWatch's listing is approximate in
+    /// the other direction only, listing some that ran nothing, and a
+    /// reappearing metric may show late, which the screen's margin allows).
+    fn recently_active(
+        &self,
+    ) -> impl Future<Output = Result<Option<std::collections::BTreeSet<String>>, PortError>> + Send
+    {
+        let fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
+        let since = (self.now_ms / 60_000).saturating_sub(crate::decision::SCREEN_SEES_MINUTES);
+        let active: std::collections::BTreeSet<String> = fns
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.last_invoked_minute.is_some_and(|m| m >= since))
+            .map(|(i, _)| i.to_string())
+            .collect();
+        *self.list_requests.lock().unwrap_or_else(|e| e.into_inner()) +=
+            (active.len() as u64).div_ceil(500).max(1);
+        ready(Ok(Some(active)))
     }
 
     fn observe(
@@ -403,8 +436,10 @@ impl Controller {
         let world = World {
             limit: self.limit,
             gap_ms: self.gap_ms,
+            now_ms: t,
             fns: Mutex::new(fns),
             metric_requests: Mutex::new(0),
+            list_requests: Mutex::new(0),
             longest_hold_ms: Mutex::new(0),
         };
         let report = block_on_ready(run_tick(&self.store, &world, &world, &self.cfg, t));

@@ -18,6 +18,12 @@ struct Metrics {
     steady: BTreeMap<String, f64>,
     down: bool,
     calls: Mutex<usize>,
+    /// Functions read, every request of every call.
+    read: Mutex<Vec<String>>,
+    /// What a `ListMetrics` screen answers (`None`: cannot screen): the
+    /// functions with a nonzero steady level, when set.
+    screens: bool,
+    screened: Mutex<usize>,
 }
 
 impl Metrics {
@@ -36,6 +42,10 @@ impl MetricsSource for Metrics {
     ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send
     {
         *self.calls.lock().unwrap() += 1;
+        self.read
+            .lock()
+            .unwrap()
+            .extend(requests.iter().map(|r| r.function.to_string()));
         if self.down {
             return ready(Err(PortError::new(
                 ErrorKind::Unavailable,
@@ -58,6 +68,20 @@ impl MetricsSource for Metrics {
                     .collect())
             })
             .collect()))
+    }
+
+    fn recently_active(
+        &self,
+    ) -> impl Future<Output = Result<Option<std::collections::BTreeSet<String>>, PortError>> + Send
+    {
+        *self.screened.lock().unwrap() += 1;
+        ready(Ok(self.screens.then(|| {
+            self.steady
+                .iter()
+                .filter(|(_, c)| **c > 0.0)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })))
     }
 }
 
@@ -473,4 +497,49 @@ fn a_look_planned_beyond_any_rest_is_taken_now() {
     let r = tick(&store, &metrics, &lambda, "run-2", NOW + 10 * 60_000);
     assert_eq!(r.resting, 0);
     assert!(r.functions[0].saved, "{r:?}");
+}
+
+#[test]
+fn functions_that_ran_nothing_are_screened_not_read() {
+    // Twelve functions that never run and one busy one, read at the base
+    // cadence (15 minutes).
+    let store = MemoryStore::new();
+    let mut levels = vec![("busy".to_string(), 4.0)];
+    levels.extend((0..12).map(|i| (format!("idle-{i}"), 0.0)));
+    for (name, _) in &levels {
+        store.put_policy(&f(name), policy(&[]));
+    }
+    let pairs: Vec<(&str, f64)> = levels.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let metrics = Metrics {
+        screens: true,
+        ..Metrics::steady(&pairs)
+    };
+    let lambda = Lambda::default();
+    // First look: three hours of history, read for everyone (the screen
+    // sees only the last three hours, minus its margins).
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    assert_eq!(metrics.read.lock().unwrap().len(), 13);
+    metrics.read.lock().unwrap().clear();
+    // An hour later every function is due again: one screen, and only the
+    // busy function is read; the others' idle minutes are folded in up to
+    // the screen's margin.
+    let later = NOW + 60 * 60_000;
+    tick(&store, &metrics, &lambda, "run-2", later);
+    assert_eq!(*metrics.screened.lock().unwrap(), 1);
+    assert_eq!(*metrics.read.lock().unwrap(), vec!["busy".to_string()]);
+    let (idle, _, _) = store.get(&f("idle-3"));
+    assert_eq!(
+        idle.unwrap().watermark_minute,
+        Some(later / 60_000 - decision::SCREEN_MARGIN_MINUTES - 1)
+    );
+    // A source that cannot screen: everything due is read.
+    let store2 = MemoryStore::new();
+    for (name, _) in &levels {
+        store2.put_policy(&f(name), policy(&[]));
+    }
+    let plain = Metrics::steady(&pairs);
+    tick(&store2, &plain, &lambda, "run-1", NOW);
+    plain.read.lock().unwrap().clear();
+    tick(&store2, &plain, &lambda, "run-2", later);
+    assert_eq!(plain.read.lock().unwrap().len(), 13);
 }

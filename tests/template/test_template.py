@@ -10,7 +10,7 @@ TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
 
 # Actions for which IAM offers no resource-level permissions: "*" is the only
 # valid Resource (AWS Service Authorization Reference).
-NO_RESOURCE_SCOPING = {"cloudwatch:GetMetricData", "lambda:GetAccountSettings"}
+NO_RESOURCE_SCOPING = {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics", "lambda:GetAccountSettings"}
 
 
 class Loader(yaml.SafeLoader):
