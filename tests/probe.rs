@@ -219,6 +219,25 @@ fn failures_are_counted_by_kind_and_only_no_success_fails_the_command() {
         serde_json::json!({"connect": 3})
     );
 
+    // TLS to something that does not speak it: a server that answers every
+    // connection with plain text.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls_url = format!("https://{}/", plain.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut conn in plain.incoming().flatten().take(8) {
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let out = run(forewarm().args(["probe", &tls_url, "-n", "2", "--no-reference", "--json"]));
+    assert!(!out.status.success());
+    assert_eq!(
+        json(&out)["errors_by_kind"],
+        serde_json::json!({"tls": 2}),
+        "{}",
+        stderr(&out)
+    );
+
     // Answers slower than --timeout.
     let slow = InvokeStub::start(|_| Reply::ok("{}").after(Duration::from_secs(5)));
     let out = run(forewarm().args([

@@ -309,7 +309,17 @@ fn failure_of(e: &(dyn std::error::Error + 'static)) -> Failure {
     // Some causes only survive as text.
     let text = error_chain(e).to_ascii_lowercase();
     fd |= text.contains("too many open files");
-    tls |= text.contains("certificate") || text.contains("tls handshake");
+    // rustls' own wording, for when its error arrives as text only.
+    tls |= [
+        "certificate",
+        "tls handshake",
+        "corrupt message",
+        "fatal alert",
+        "peer is incompatible",
+        "peer misbehaved",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
     match (fd, tls, timeout, connect) {
         (true, _, _, _) => Failure::FdLimit,
         (false, true, _, _) => Failure::Tls,
