@@ -278,14 +278,12 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            let exact = samples
-                .iter()
-                .any(|s| s.error.is_none() && s.cold.is_some());
-            let reference_ms = if exact || cold_over_ms.is_some() || args.no_reference {
-                None
-            } else {
-                prober.reference().await
-            };
+            let reference_ms =
+                if probe::exact(&samples) || cold_over_ms.is_some() || args.no_reference {
+                    None
+                } else {
+                    prober.reference().await
+                };
             let report = ProbeReport::new(
                 Round {
                     target: target_name.clone(),
@@ -537,12 +535,7 @@ fn side_by_side(before: &ProbeReport, name: &str, now: &ProbeReport) -> String {
 }
 
 fn method_name(r: &ProbeReport) -> &'static str {
-    match r.cold_method {
-        Some(probe::ColdMethod::InitDuration) => "init_duration",
-        Some(probe::ColdMethod::LatencySplit) => "latency_split",
-        Some(probe::ColdMethod::Threshold) => "threshold",
-        None => "-",
-    }
+    r.cold_method.map_or("-", probe::ColdMethod::name)
 }
 
 fn write_out(dir: &Path, reports: &[ProbeReport]) -> anyhow::Result<()> {

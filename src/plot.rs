@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::sim::{PolicyRun, Report};
@@ -12,6 +13,21 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(
     e: E,
 ) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(e)
+}
+
+/// Every plot's ending: the legend in a framed box, then the file written.
+fn legend_and_present<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+) -> PlotResult {
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(boxed)?;
+    root.present().map_err(boxed)?;
+    Ok(())
 }
 
 /// Warming cost against cold-start rate, one point per policy run: the
@@ -84,14 +100,7 @@ fn draw_cost_vs_cold(path: &Path, r: &Report) -> PlotResult {
             .label(*family)
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(boxed)?;
-    root.present().map_err(boxed)?;
-    Ok(())
+    legend_and_present(&mut chart, &root)
 }
 
 /// One function under one policy, minute by minute: requests, the warm pool,
@@ -158,14 +167,7 @@ fn draw_function_timeline(path: &Path, id: &str, run: &PolicyRun) -> PlotResult 
         .map_err(boxed)?
         .label("cold starts")
         .legend(|(x, y)| Cross::new((x, y), 4, RED));
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(boxed)?;
-    root.present().map_err(boxed)?;
-    Ok(())
+    legend_and_present(&mut chart, &root)
 }
 
 /// `forewarm probe --out`: the latency histogram (log-spaced bins), warm
@@ -235,12 +237,5 @@ fn draw_probe_histogram(path: &Path, title: &str, bins: &[crate::probe::Bin]) ->
         .map_err(boxed)?
         .label("cold")
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], cold.filled()));
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(boxed)?;
-    root.present().map_err(boxed)?;
-    Ok(())
+    legend_and_present(&mut chart, &root)
 }

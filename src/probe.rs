@@ -168,6 +168,24 @@ pub enum ColdMethod {
     Threshold,
 }
 
+impl ColdMethod {
+    /// The name in reports and in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColdMethod::InitDuration => "init_duration",
+            ColdMethod::LatencySplit => "latency_split",
+            ColdMethod::Threshold => "threshold",
+        }
+    }
+}
+
+/// Whether some answer of a round says exactly whether it was cold (a log
+/// tail's `REPORT` line): then no estimate, and no reference request, is
+/// needed.
+pub fn exact(samples: &[Sample]) -> bool {
+    samples.iter().any(|s| s.ok() && s.cold.is_some())
+}
+
 /// What the latencies alone say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -299,7 +317,7 @@ impl ProbeReport {
             reference_ms,
             wall_ms,
         } = round;
-        let exact = samples.iter().any(|s| s.ok() && s.cold.is_some());
+        let exact = exact(&samples);
         let ok_latencies: Vec<u64> = samples
             .iter()
             .filter(|s| s.ok())

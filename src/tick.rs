@@ -467,7 +467,8 @@ async fn observe_all<M: MetricsSource>(
 ) {
     let until = (now_ms / 60_000).saturating_sub(cfg.metrics_lag_minutes);
     let now_minute = now_ms / 60_000;
-    let planned: Vec<(usize, decision::ReadPlan)> = work
+    // Each due read, and how far a screen could fold it without reading.
+    let planned: Vec<(usize, decision::ReadPlan, Option<u64>)> = work
         .iter()
         .enumerate()
         .filter_map(|(i, w)| {
@@ -477,7 +478,7 @@ async fn observe_all<M: MetricsSource>(
                 cfg.metrics_every_minutes,
                 cfg.first_history_minutes,
             )
-            .map(|p| (i, p))
+            .map(|p| (i, p, decision::screened_until(&p, until, now_minute)))
         })
         .collect();
     if planned.is_empty() {
@@ -487,11 +488,9 @@ async fn observe_all<M: MetricsSource>(
     // `ListMetrics` screen may spare their reads.
     let candidates = planned
         .iter()
-        .filter(|(i, p)| {
+        .filter(|(i, _, end)| {
             let st = &work[*i].state;
-            st.recent_peak() <= 0.0
-                && st.warms.is_empty()
-                && decision::screened_until(p, until, now_minute).is_some()
+            st.recent_peak() <= 0.0 && st.warms.is_empty() && end.is_some()
         })
         .count();
     let base_series = MetricsRequest::series_of(false);
@@ -510,11 +509,11 @@ async fn observe_all<M: MetricsSource>(
     };
     let mut wanted = Vec::new();
     let mut requests = Vec::new();
-    for (i, plan) in planned {
+    for (i, plan, screened) in planned {
         let w = &mut work[i];
         if let Some(active) = &active
             && !active.contains(w.function.bare_name())
-            && let Some(end) = decision::screened_until(&plan, until, now_minute)
+            && let Some(end) = screened
         {
             // Nothing ran: the minutes read as idle, without reading them.
             w.obs.detail = false;

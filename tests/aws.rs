@@ -110,19 +110,14 @@ impl Stack {
 
     /// `forewarm ARGS` as a user runs it, against the stand-ins.
     fn forewarm(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_forewarm"));
+        let mut c = support::forewarm();
         c.args(args)
             .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("FOREWARM_TABLE", &self.table)
             .env(
                 "FOREWARM_TIMEOUT_MARGIN_MS",
                 support::EMULATOR_PING_MARGIN_MS.to_string(),
-            )
-            .env_remove("AWS_PROFILE");
+            );
         c
     }
 

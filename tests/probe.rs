@@ -15,16 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use invoke::{InvokeStub, Reply, Seen};
 use serde_json::Value;
-
-fn forewarm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_forewarm"));
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE");
-    c
-}
+use support::forewarm;
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("forewarm runs")

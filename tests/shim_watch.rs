@@ -134,13 +134,9 @@ async fn a_probe_finds_a_fresh_pool_cold_and_a_warmed_pool_warm() {
     let _serial = SERIAL.lock().await;
     const N: usize = 3;
     let forewarm = |endpoint: &str, args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forewarm"))
+        let out = support::forewarm()
             .args(args)
             .env("AWS_ENDPOINT_URL_LAMBDA", endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env(
                 "FOREWARM_TIMEOUT_MARGIN_MS",
                 support::EMULATOR_PING_MARGIN_MS.to_string(),

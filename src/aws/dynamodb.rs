@@ -20,7 +20,6 @@
 //! state item, which cost a write billed on the whole item at every look.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -439,70 +438,59 @@ impl StateStore for DynamoStore {
         })
     }
 
-    fn claim_run(
-        &self,
-        owner: &str,
-        now_ms: u64,
-        until_ms: u64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
-        let owner = owner.to_string();
-        async move {
-            let out = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(DEFAULTS_PK, "state")))
-                .update_expression("SET #lo = :o, #lu = :u")
-                .condition_expression("attribute_not_exists(#lu) OR #lu <= :now OR #lo = :o")
-                .expression_attribute_names("#lo", "lease_owner")
-                .expression_attribute_names("#lu", "lease_until")
-                .expression_attribute_values(":o", s(owner))
-                .expression_attribute_values(":u", n(until_ms))
-                .expression_attribute_values(":now", n(now_ms))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| {
-                    let mut pe = port_error(&format!("claim the run in table {}", self.table), e);
-                    if pe.kind == ErrorKind::Conflict {
-                        pe.message = "the run is claimed by another controller run".into();
-                    }
-                    pe
-                })?;
-            self.wrote(out.consumed_capacity());
-            Ok(())
-        }
+    async fn claim_run(&self, owner: &str, now_ms: u64, until_ms: u64) -> Result<(), PortError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(DEFAULTS_PK, "state")))
+            .update_expression("SET #lo = :o, #lu = :u")
+            .condition_expression("attribute_not_exists(#lu) OR #lu <= :now OR #lo = :o")
+            .expression_attribute_names("#lo", "lease_owner")
+            .expression_attribute_names("#lu", "lease_until")
+            .expression_attribute_values(":o", s(owner.to_string()))
+            .expression_attribute_values(":u", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut pe = port_error(&format!("claim the run in table {}", self.table), e);
+                if pe.kind == ErrorKind::Conflict {
+                    pe.message = "the run is claimed by another controller run".into();
+                }
+                pe
+            })?;
+        self.wrote(out.consumed_capacity());
+        Ok(())
     }
 
-    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
-        let owner = owner.to_string();
-        async move {
-            let released = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(DEFAULTS_PK, "state")))
-                .update_expression("REMOVE #lo, #lu")
-                .condition_expression("#lo = :o")
-                .expression_attribute_names("#lo", "lease_owner")
-                .expression_attribute_names("#lu", "lease_until")
-                .expression_attribute_values(":o", s(owner))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await;
-            match released {
-                Ok(out) => {
-                    self.wrote(out.consumed_capacity());
+    async fn release_run(&self, owner: &str) -> Result<(), PortError> {
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(DEFAULTS_PK, "state")))
+            .update_expression("REMOVE #lo, #lu")
+            .condition_expression("#lo = :o")
+            .expression_attribute_names("#lo", "lease_owner")
+            .expression_attribute_names("#lu", "lease_until")
+            .expression_attribute_values(":o", s(owner.to_string()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match released {
+            Ok(out) => {
+                self.wrote(out.consumed_capacity());
+                Ok(())
+            }
+            Err(e) => {
+                let pe = port_error(&format!("release the run in table {}", self.table), e);
+                // Someone else's claim (ours expired) stays.
+                if pe.kind == ErrorKind::Conflict {
                     Ok(())
-                }
-                Err(e) => {
-                    let pe = port_error(&format!("release the run in table {}", self.table), e);
-                    // Someone else's claim (ours expired) stays.
-                    if pe.kind == ErrorKind::Conflict {
-                        Ok(())
-                    } else {
-                        Err(pe)
-                    }
+                } else {
+                    Err(pe)
                 }
             }
         }

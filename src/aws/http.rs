@@ -136,26 +136,21 @@ impl Transport {
             body,
         })
     }
-}
 
-impl Transport {
-    /// Sends `request` and reads its whole answer, keeping only the status
-    /// and the body's length: what a probe's latency is measured to. The
-    /// error is left whole, for [`super::probe`] to tell its kind.
-    pub async fn send_counting(
+    /// Sends `request` and reads its whole answer, keeping only the
+    /// status: a probe's latency runs to the answer's last byte. The error
+    /// is left whole, for [`super::probe`] to tell its kind.
+    pub async fn send_discarding(
         &self,
         request: http::Request<Bytes>,
-    ) -> Result<(u16, usize), Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
         let response = self.client.request(request.map(Full::new)).await?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
-        let mut len = 0;
         while let Some(frame) = body.frame().await {
-            if let Some(data) = frame?.data_ref() {
-                len += data.len();
-            }
+            frame?;
         }
-        Ok((status, len))
+        Ok(status)
     }
 }
 

@@ -167,10 +167,10 @@ impl Prober {
                     Ok(r) => r,
                     Err(e) => return failed(Failure::Connect, 0, e.to_string()),
                 };
-                match tokio::time::timeout(self.timeout, transport.send_counting(req)).await {
+                match tokio::time::timeout(self.timeout, transport.send_discarding(req)).await {
                     Err(_) => failed(Failure::Timeout, since(start), "no answer in time".into()),
                     Ok(Err(e)) => failed(failure_of(&*e), since(start), error_chain(&*e)),
-                    Ok(Ok((status, _len))) => {
+                    Ok(Ok(status)) => {
                         let error = Failure::of_status(status);
                         Sample {
                             started_ms: 0,

@@ -111,6 +111,20 @@ pub fn raise_fd_limit(n: u64) -> u64 {
     rlimit::increase_nofile_limit(n).unwrap_or(0)
 }
 
+/// The `forewarm` binary as a user runs it against local stand-ins: static
+/// test credentials, one region, no instance metadata and no profile; the
+/// caller sets the endpoints. The binary exists only with the `cli` feature.
+#[cfg(feature = "cli")]
+pub fn forewarm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_forewarm"));
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    c
+}
+
 /// A free TCP port on loopback (bound, then released for the stand-in).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
