@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
             policies: vec![PolicySpec::parse(spec).unwrap()],
             timeline_function: None,
             reaping_change: None,
+            record_forecasts: false,
         };
         g.bench_function(spec, |b| {
             b.iter(|| run_policy(&trace, &by_minute, &cfg, &cfg.policies[0], &|_| {}))

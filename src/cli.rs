@@ -3,14 +3,11 @@
 //! The binary (`src/bin/forewarm.rs`) only parses and calls [`run`]; each
 //! subcommand is a thin layer over the library.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-
-use crate::decision::policy::{self, Policy};
 
 /// forewarm: keep Lambda functions warm in proportion to the traffic they are about to get.
 #[derive(Debug, Parser)]
@@ -26,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Replay traces against a model of Lambda and compare warming policies.
     Simulate(SimulateArgs),
-    /// Replay a trace through the forecaster alone: what would have been warmed, window by window.
+    /// Score the controller's forecasts, as it makes them in the simulator, against the real peaks and simple baselines.
     Forecast(ForecastArgs),
     /// Work with traces.
     #[command(subcommand)]
@@ -73,9 +70,9 @@ pub struct SynthArgs {
     pub out: PathBuf,
 }
 
-/// `forewarm simulate`.
+/// What to replay and on which platform: shared by `simulate` and `forecast`.
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
+pub struct ScenarioArgs {
     /// A scenario file; default: the bundled simulations/default.toml.
     pub scenario: Option<PathBuf>,
     /// Azure Functions 2019 invocations CSV (replaces the scenario's traces; several are consecutive
@@ -85,6 +82,23 @@ pub struct SimulateArgs {
     /// Play the trace N times; the report covers the plays after the first.
     #[arg(long)]
     pub repeat: Option<usize>,
+    /// Platform model: lambda-2021, lambda-2019, vpc-2018, or a model file.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Override idle reaping: a fixed TTL (10m) or a range (5m..7m).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Seed of every random draw.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `forewarm simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario, trace and platform.
+    #[command(flatten)]
+    pub run: ScenarioArgs,
     /// A policy to compare (replaces the scenario's list): none, fixed:n=N,every=5m,delay=300ms,
     /// lambda-warmer:n=N,every=5m, provisioned:n=N, provisioned:auto, forewarm[:k=v,...], oracle.
     #[arg(long = "policy")]
@@ -92,18 +106,9 @@ pub struct SimulateArgs {
     /// Also run each parametric baseline at every n of the scenario's sweep (its cost/cold-start frontier).
     #[arg(long)]
     pub sweep: bool,
-    /// Platform model: lambda-2021, lambda-2019, vpc-2018, or a model file.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Override idle reaping: a fixed TTL (10m) or a range (5m..7m).
-    #[arg(long)]
-    pub ttl: Option<String>,
     /// Show the N busiest functions' cold-start rates under each policy.
     #[arg(long, default_value_t = 0)]
     pub top: usize,
-    /// Seed of every random draw.
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Print the report as JSON (the keys of DESIGN §5).
     #[arg(long)]
     pub json: bool,
@@ -118,33 +123,23 @@ pub struct SimulateArgs {
 /// `forewarm forecast`.
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
-    /// Azure Functions 2019 invocations CSV; several are consecutive days.
-    #[arg(long = "trace", required = true)]
-    pub traces: Vec<PathBuf>,
-    /// Window length (e.g. 5m, 10m, 1h).
-    #[arg(long, default_value = "5m", value_parser = parse_minutes)]
-    pub window: u32,
-    /// A policy as JSON (the attributes of a policy item), merged over the defaults.
+    /// The scenario, trace and platform.
+    #[command(flatten)]
+    pub run: ScenarioArgs,
+    /// The controller's policy as JSON (the attributes of a policy item), merged over the defaults.
     #[arg(long)]
     pub policy_file: Option<PathBuf>,
-    /// Play the trace this many times back to back (history for the seasonal buckets).
-    #[arg(long, default_value_t = 1)]
-    pub repeat: usize,
-    /// Print one CSV row per function and window: function,window_start_min,forecast,realized_peak.
+    /// Score at these quantiles (each a run of the controller with that `quantile`, e.g.
+    /// 0.8,0.9,0.95); default: the policy's.
+    #[arg(long, value_delimiter = ',')]
+    pub quantile: Vec<f64>,
+    /// Print one CSV row per scored window: function,window_start_min,quantile, each forecaster's
+    /// forecast, realized_peak.
     #[arg(long)]
     pub csv: bool,
-    /// Print the score as JSON.
+    /// Print the scores as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Parses a duration such as `5m` into whole minutes (at least one).
-pub fn parse_minutes(s: &str) -> Result<u32, String> {
-    let d = parse_duration(s)?;
-    if d.as_secs() % 60 != 0 || d.as_secs() == 0 {
-        return Err(format!("`{s}` is not a whole number of minutes"));
-    }
-    u32::try_from(d.as_secs() / 60).map_err(|_| format!("`{s}` is too long"))
 }
 
 /// Parses a duration such as `300ms`, `5m` or `1h30m`.
@@ -153,27 +148,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 300ms, 5m or 1h ({e})"))
 }
 
-/// Reads a policy file (JSON attributes) and merges it over the defaults.
-pub fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
-    let Some(path) = path else {
-        return Ok(Policy::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    let doc =
-        policy::doc_from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let parsed = Policy::from_doc(&doc).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for w in parsed.warnings {
-        eprintln!("warning: {}: {w}", path.display());
-    }
-    Ok(parsed.policy)
-}
-
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(args) => crate::cli_sim::simulate(args),
-        Command::Forecast(args) => forecast(args),
+        Command::Forecast(args) => crate::cli_sim::forecast(args),
         Command::Trace(TraceCommand::Synth(args)) => synth(args),
         #[cfg(feature = "aws")]
         Command::Tick(a) => crate::cli_aws::tick(a),
@@ -211,65 +190,5 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
         100.0 * s.bursty,
         s.diurnal_ratio
     );
-    Ok(())
-}
-
-fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
-    if args.repeat == 0 {
-        bail!("--repeat must be at least 1");
-    }
-    let policy = load_policy(args.policy_file.as_ref())?;
-    let trace = crate::trace::read_any(&args.traces)?.repeated(args.repeat);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.csv {
-        writeln!(out, "function,window_start_min,forecast,realized_peak")?;
-    }
-    let mut failed = None;
-    let score = crate::evaluate::replay(&trace, &policy, args.window, |f, r| {
-        if args.csv
-            && failed.is_none()
-            && let Err(e) = writeln!(
-                out,
-                "{},{},{},{}",
-                f.id, r.window_start_min, r.forecast, r.realized_peak
-            )
-        {
-            failed = Some(e);
-        }
-    });
-    if let Some(e) = failed {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Ok(());
-        }
-        return Err(e.into());
-    }
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&score)?)?;
-    } else {
-        let summary = format!(
-            "functions {}, windows {} ({} scored after an hour of history, {} with demand)\n\
-             quantile {}: forecast below the realized peak in {:.2} % of scored windows ({:.2} % of those with demand)\n\
-             over-provisioning: {:.2} sandboxes per over-provisioned window, {:.3} per window; {} warmed for {} needed\n",
-            score.functions,
-            score.windows,
-            score.scored_windows,
-            score.active_windows,
-            policy.quantile,
-            100.0 * score.under_share,
-            100.0 * score.under_share_active,
-            score.mean_over,
-            score.mean_excess,
-            score.forecast_sum,
-            score.realized_sum,
-        );
-        // With --csv the rows own stdout; the summary goes to stderr.
-        if args.csv {
-            eprint!("{summary}");
-        } else {
-            write!(out, "{summary}")?;
-        }
-    }
-    out.flush()?;
     Ok(())
 }

@@ -8,7 +8,6 @@
 //!   argument, decisions are data with a reason.
 //! * [`cost`]: the warming bill in six parts, the prices it is counted at,
 //!   and the CloudWatch and DynamoDB usage the ports count.
-//! * [`evaluate`]: scores the forecaster alone on a trace (`forewarm forecast`).
 //! * [`ports`]: the three seams between the tick and the world (state store,
 //!   metrics source, warmer), plus an in-memory store with DynamoDB's rules.
 //! * [`probe`]: `forewarm probe`'s analysis: each of N concurrent real
@@ -38,7 +37,6 @@ pub mod aws;
 pub mod controller;
 pub mod cost;
 pub mod decision;
-pub mod evaluate;
 pub mod ports;
 pub mod probe;
 pub mod protocol;

@@ -46,22 +46,71 @@ fn small_trace(dir: &std::path::Path) -> PathBuf {
 }
 
 #[test]
-fn forecast_prints_one_row_per_function_and_window() {
+fn forecast_scores_the_controller_beside_the_baselines_window_by_window() {
     let dir = tmp("forecast");
     let trace = small_trace(&dir);
-    let (text, err) = ok(forewarm()
-        .args(["forecast", "--csv", "--window", "10m", "--trace"])
-        .arg(&trace));
+    let run = |extra: &[&str]| {
+        ok(forewarm()
+            .args(["forecast", "--repeat", "3", "--quantile", "0.9,0.99"])
+            .args(extra)
+            .arg("--trace")
+            .arg(&trace))
+    };
+    let (text, err) = run(&["--csv"]);
     let rows: Vec<&str> = text.lines().collect();
-    assert_eq!(rows[0], "function,window_start_min,forecast,realized_peak");
-    assert_eq!(rows.len(), 1 + 2 * 3, "{text}");
-    // 120 calls a minute of 2 s: 4 sandboxes by Little's law.
-    assert_eq!(rows[1], "busy,0,0,4");
-    let last_busy: Vec<&str> = rows[3].split(',').collect();
-    assert_eq!(last_busy[..2], ["busy", "20"]);
-    assert!(last_busy[2].parse::<u32>().unwrap() >= 4);
-    assert!(rows[4..].iter().all(|r| r.ends_with(",0,0")));
-    assert!(err.contains("quantile 0.99"), "{err}");
+    assert_eq!(
+        rows[0],
+        "function,window_start_min,quantile,forewarm,last_window,hour_max,seasonal_naive,realized_peak"
+    );
+    // 90 minutes: the first play is learning and the first hour is history,
+    // so the busy function's six windows from minute 60 are scored, at each
+    // quantile; the idle one never ran, so it has none.
+    assert_eq!(rows.len(), 1 + 2 * 6, "{text}");
+    for (i, row) in rows[1..].iter().enumerate() {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(f[0], "busy");
+        assert_eq!(f[1], (60 + 5 * (i % 6)).to_string());
+        assert_eq!(f[2], if i < 6 { "0.9" } else { "0.99" });
+        let n: Vec<u32> = f[3..].iter().map(|x| x.parse().unwrap()).collect();
+        assert!(
+            n[4] > 0,
+            "120 calls a minute of 2 s run in every window: {row}"
+        );
+        assert!(
+            n[0] > 0 && n[2] > 0,
+            "warmed and seen within the hour: {row}"
+        );
+    }
+    assert!(
+        err.contains("quantile 0.99") && err.contains("hour_max"),
+        "{err}"
+    );
+
+    let (json, _) = run(&["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let reports = v["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[1]["quantile"], 0.99);
+    assert_eq!(reports[1]["scored_windows"], 6);
+    let names: Vec<&str> = reports[1]["forecasters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["forewarm", "last_window", "hour_max", "seasonal_naive"]
+    );
+    for key in [
+        "pinball",
+        "under_share",
+        "under_share_active",
+        "short_per_window",
+        "over_per_window",
+    ] {
+        assert!(reports[1]["forecasters"][0][key].is_number(), "{key}");
+    }
 }
 
 #[test]
@@ -96,12 +145,13 @@ fn forecast_rejects_bad_input_with_file_line_and_field() {
     );
 
     let out = forewarm()
-        .args(["forecast", "--window", "90s", "--trace"])
+        .args(["forecast", "--quantile", "0.9,1.5", "--trace"])
         .arg(&good)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("whole number of minutes"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("quantile (1.5)"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The offline simulator: replay a workload against a model of Lambda and
 //! compare warming policies.
 //!
+//! * [`evaluate`]: the controller's forecasts scored against the peaks real
+//!   traffic then made, beside simple baselines (`forewarm forecast`).
 //! * [`model`]: the platform's numbers (reaping, cold starts, limits, prices),
 //!   from `models/*.toml`.
 //! * [`platform`]: one function's sandboxes, processed event by event in
@@ -21,6 +23,7 @@
 //! function's events are processed in time order; functions only meet at
 //! minute boundaries, where the controller (or a baseline's schedule) acts.
 
+pub mod evaluate;
 pub mod model;
 pub mod platform;
 pub mod policy;
@@ -58,6 +61,9 @@ pub struct RunConfig {
     /// sandboxes that go idle are reaped after a drawn `(min, max)` seconds
     /// (the interval learner must follow such a change).
     pub reaping_change: Option<(usize, (f64, f64))>,
+    /// Keep, for the `forewarm` policy, what it forecast for each window and
+    /// what real traffic then did (for `forewarm forecast`).
+    pub record_forecasts: bool,
 }
 
 /// One minute of one function, for the timeline plot.
@@ -99,6 +105,8 @@ pub struct PolicyRun {
     pub timeline: Vec<TimelinePoint>,
     /// Cold starts and requests per function, in trace order.
     pub per_function: Vec<(u64, u64)>,
+    /// What the controller forecast and what came, when asked for.
+    pub forecasts: Option<evaluate::Record>,
 }
 
 /// A seed for function `i`'s stream `stream`: distinct, well mixed
@@ -142,6 +150,7 @@ pub fn run_policy(
         0
     };
     let forewarm = matches!(spec, PolicySpec::Forewarm { .. });
+    let record = forewarm && cfg.record_forecasts;
     let mut fns: Vec<FnSim> = trace
         .functions
         .iter()
@@ -153,6 +162,7 @@ pub fn run_policy(
                 report_from_ms,
                 oracle: matches!(spec, PolicySpec::Oracle),
                 record_metrics: forewarm,
+                real_peak_minutes: if record { total_minutes } else { 0 },
             };
             FnSim::new(model, setup, stream_seed(cfg.seed, i as u64, 2))
         })
@@ -185,6 +195,11 @@ pub fn run_policy(
         )),
         _ => None,
     };
+    if let Some(c) = controller.as_mut().filter(|_| record) {
+        c.record_forecasts(
+            total_minutes.div_ceil(crate::decision::policy::WINDOW_MINUTES as usize),
+        );
+    }
     let mut pc_peaks: Vec<[u32; 24]> = vec![[0; 24]; trace.functions.len()];
     let gap = model.invoke.fanout_gap_ms.round() as u64;
     let mut arrivals: Vec<(u64, u64)> = Vec::new();
@@ -311,6 +326,18 @@ pub fn run_policy(
         per_function.push((f.stats.cold_starts, f.stats.requests));
         stats.merge(&f.stats);
     }
+    let forecasts = controller
+        .as_mut()
+        .filter(|_| record)
+        .map(|c| evaluate::Record {
+            targets: c.forecasts(),
+            real_peaks: fns
+                .iter_mut()
+                .map(|f| std::mem::take(&mut f.real_peaks))
+                .collect(),
+            report_from_minute: (report_from_ms / 60_000) as usize,
+            lag_minutes: c.metrics_lag_minutes() as usize,
+        });
     let controller_parts = controller
         .as_ref()
         .map_or_else(Default::default, |c| c.cost_parts(model, report_from_ms));
@@ -326,6 +353,7 @@ pub fn run_policy(
         fleet,
         timeline,
         per_function,
+        forecasts,
     }
 }
 

@@ -125,6 +125,9 @@ pub struct Setup {
     pub oracle: bool,
     /// Whether to record CloudWatch-style minute metrics.
     pub record_metrics: bool,
+    /// Minutes of real peak concurrency to record (0: none), the truth
+    /// `forewarm forecast` scores forecasts against.
+    pub real_peak_minutes: usize,
 }
 
 /// One function's sandboxes and its share of the totals.
@@ -164,6 +167,12 @@ pub struct FnSim {
     /// Highest concurrency of real requests in the current hour (for
     /// scheduled Provisioned Concurrency).
     pub hour_peak: u32,
+    /// Peak concurrency of real requests (pings not counted) in each minute
+    /// from the start, when [`Setup::real_peak_minutes`] asks for it.
+    pub real_peaks: Vec<u16>,
+    /// Real requests in flight now, and the last minute they were noted in.
+    real_busy: u32,
+    real_minute: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,7 +189,6 @@ impl FnSim {
     pub fn new(model: &Model, setup: Setup, seed: u64) -> FnSim {
         let (mu, sigma) = model.cold_start_lognormal();
         FnSim {
-            setup,
             ttl_ms: (
                 (model.reaping.ttl_min_s * 1_000.0) as u64,
                 (model.reaping.ttl_max_s * 1_000.0) as u64,
@@ -208,6 +216,10 @@ impl FnSim {
             last_invoked_minute: None,
             history: std::collections::VecDeque::new(),
             hour_peak: 0,
+            real_peaks: vec![0; setup.real_peak_minutes],
+            real_busy: 0,
+            real_minute: 0,
+            setup,
         }
     }
 
@@ -230,6 +242,9 @@ impl FnSim {
             self.busy.pop();
             self.stats.events += 1;
             self.roll_minutes(until);
+            if kind != Kind::Ping {
+                self.note_real(until, false);
+            }
             match kind {
                 Kind::Provisioned => self.provisioned_busy -= 1,
                 Kind::Real | Kind::Ping => {
@@ -257,6 +272,34 @@ impl FnSim {
 
     fn concurrency(&self) -> u32 {
         self.on_demand_busy + self.provisioned_busy
+    }
+
+    /// Notes a real request starting or ending at `t` in the minute peaks.
+    /// Events come in time order, so what is in flight now was in flight at
+    /// the start of every minute since the last event: a request running
+    /// through a minute counts in it, as CloudWatch's gauge counts it.
+    fn note_real(&mut self, t: u64, starts: bool) {
+        if self.real_peaks.is_empty() {
+            return;
+        }
+        let m = ((t / 60_000) as usize).min(self.real_peaks.len() - 1);
+        if m > self.real_minute {
+            let carried = self.real_busy.min(u16::MAX as u32) as u16;
+            if carried > 0 {
+                for p in &mut self.real_peaks[self.real_minute + 1..=m] {
+                    *p = (*p).max(carried);
+                }
+            }
+            self.real_minute = m;
+        }
+        if starts {
+            self.real_busy += 1;
+            let now = self.real_busy.min(u16::MAX as u32) as u16;
+            let p = &mut self.real_peaks[m];
+            *p = (*p).max(now);
+        } else {
+            self.real_busy = self.real_busy.saturating_sub(1);
+        }
     }
 
     /// A real request arriving at `t` that runs `duration_ms` once started.
@@ -433,6 +476,10 @@ impl FnSim {
             self.on_demand_busy += 1;
         }
         self.busy.push(Reverse((until, id, kind, last_real_ms)));
+        if kind != Kind::Ping {
+            // A real request's start is its `last_real_ms`.
+            self.note_real(last_real_ms, true);
+        }
         let c = self.concurrency();
         if kind != Kind::Ping {
             self.hour_peak = self.hour_peak.max(c - self.ping_busy);
@@ -570,6 +617,7 @@ mod tests {
             report_from_ms: 0,
             oracle: false,
             record_metrics: true,
+            real_peak_minutes: 10,
         }
     }
 
@@ -587,6 +635,19 @@ mod tests {
         // Idle: sandbox 0 from 1.1 s to 11.1 s, sandbox 1 from 1.6 s to 11.6 s,
         // sandbox 2 from 21.1 s to the end at 30 s.
         assert_eq!(f.stats.idle_gb_ms, 10_000.0 + 10_000.0 + 8_900.0);
+    }
+
+    #[test]
+    fn real_peaks_count_requests_in_flight_and_never_pings() {
+        let mut f = FnSim::new(&model(600.0, 100.0), setup(), 1);
+        for k in 0..5 {
+            f.ping(k * 10, 30_000); // five pings held through minute 0
+        }
+        f.request(1_000, 150_000); // runs through minutes 0, 1 and 2
+        f.request(2_000, 1_000);
+        f.request(200_000, 1_000); // minute 3
+        f.finish(600_000);
+        assert_eq!(f.real_peaks[..5], [2, 1, 1, 1, 0], "{:?}", f.real_peaks);
     }
 
     #[test]

@@ -151,18 +151,32 @@ impl PolicySpec {
                         .unwrap_or_else(|_| Scalar::Str(v.to_string()));
                     doc.insert(k.to_string(), s);
                 }
-                let parsed = Policy::from_doc(&doc).map_err(|e| format!("policy `{spec}`: {e}"))?;
-                if let Some(w) = parsed.warnings.first() {
-                    return Err(format!("policy `{spec}`: {w}"));
-                }
-                Ok(PolicySpec::Forewarm {
-                    doc,
-                    policy: parsed.policy,
-                })
+                PolicySpec::forewarm(doc).map_err(|e| format!("policy `{spec}`: {e}"))
             }
             other => Err(format!(
                 "unknown policy `{other}`: use none, fixed, lambda-warmer, provisioned, forewarm or oracle"
             )),
+        }
+    }
+
+    /// The forewarm controller with these attributes over the defaults,
+    /// validated; a warning (an unknown attribute) is an error here.
+    pub fn forewarm(doc: PolicyDoc) -> Result<PolicySpec, String> {
+        let parsed = Policy::from_doc(&doc).map_err(|e| e.to_string())?;
+        if let Some(w) = parsed.warnings.first() {
+            return Err(w.to_string());
+        }
+        Ok(PolicySpec::Forewarm {
+            doc,
+            policy: parsed.policy,
+        })
+    }
+
+    /// The quantile the policy warms to (forewarm's; 0 for the others).
+    pub fn quantile(&self) -> f64 {
+        match self {
+            PolicySpec::Forewarm { policy, .. } => policy.quantile,
+            _ => 0.0,
         }
     }
 

@@ -113,7 +113,13 @@ struct Slot {
     saves: u32,
     /// Its JSON's length when last measured.
     json: u64,
+    /// The target in force for each window, as the saved states carried
+    /// it ([`NO_FORECAST`] where none was issued); empty unless recording.
+    forecasts: Vec<u32>,
 }
+
+/// A window for which the controller issued no forecast.
+pub const NO_FORECAST: u32 = u32::MAX;
 
 /// Serializing every saved state only to learn its size would triple the
 /// simulator's run time; an item's size drifts by a few entries between
@@ -216,6 +222,13 @@ impl StateStore for SimStore {
                 slot.json = json_bytes(&state);
             }
             slot.saves = slot.saves.wrapping_add(1);
+            // A window keeps the forecast in force when it began (later
+            // looks do not replace it), so the last one saved is that one.
+            for p in &state.forecaster.predicted {
+                if let Some(t) = slot.forecasts.get_mut(p.0 as usize) {
+                    *t = p.2;
+                }
+            }
             let after = state_item_bytes(f.name.len(), slot.json, error);
             self.charge(0.0, write_units(slot.bytes, after));
             slot.bytes = after;
@@ -426,6 +439,38 @@ impl Controller {
             targets: vec![0; functions],
             gap_ms: model.invoke.fanout_gap_ms.round() as u64,
         }
+    }
+
+    /// Minutes the controller waits for a minute's metrics to be final.
+    pub fn metrics_lag_minutes(&self) -> u64 {
+        self.cfg.metrics_lag_minutes
+    }
+
+    /// Keeps, from now on, the target in force for each of the first
+    /// `windows` windows of every function (for [`Controller::forecasts`]).
+    pub fn record_forecasts(&mut self, windows: usize) {
+        let slots = self
+            .store
+            .slots
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        for s in slots.iter_mut() {
+            s.forecasts = vec![NO_FORECAST; windows];
+        }
+    }
+
+    /// Per function, the target in force for each window recorded, or
+    /// [`NO_FORECAST`]; taken out, so a second call returns empty lists.
+    pub fn forecasts(&mut self) -> Vec<Vec<u32>> {
+        let slots = self
+            .store
+            .slots
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.forecasts))
+            .collect()
     }
 
     /// One controller tick at `t`; returns each function's warm target.

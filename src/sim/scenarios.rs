@@ -74,6 +74,7 @@ impl Workload {
             policies: vec![PolicySpec::parse(spec).expect("valid spec")],
             timeline_function: Some(0),
             reaping_change,
+            record_forecasts: false,
         };
         run_policy(
             &trace,

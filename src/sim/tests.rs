@@ -32,6 +32,7 @@ fn p_cold(
         report_from_ms: 0,
         oracle: false,
         record_metrics: false,
+        real_peak_minutes: 0,
     };
     let mut f = FnSim::new(&model, setup, seed);
     let mut rng = Pcg64Mcg::new(seed as u128 * 7 + 1);
@@ -136,6 +137,7 @@ fn run_model(trace: &Trace, model: Model, spec: &str) -> PolicyRun {
         policies: vec![PolicySpec::parse(spec).unwrap()],
         timeline_function: Some(0),
         reaping_change: None,
+        record_forecasts: false,
     };
     run_policy(trace, &minute_index(trace), &cfg, &cfg.policies[0], &|_| {})
 }
@@ -256,6 +258,7 @@ fn the_same_seed_gives_a_byte_identical_report() {
         .collect(),
         timeline_function: None,
         reaping_change: None,
+        record_forecasts: false,
     };
     // Wall-clock figures measure the machine, not the simulation.
     let json = |seed| {
@@ -343,6 +346,7 @@ fn policies_order_as_they_must() {
                 policies: vec![PolicySpec::parse(s).unwrap()],
                 timeline_function: None,
                 reaping_change: None,
+                record_forecasts: false,
             };
             run_policy(
                 &trace,
