@@ -367,3 +367,55 @@ fn policies_order_as_they_must() {
     assert_eq!(oracle.cold_starts, 0);
     assert_eq!(none.warm_cost_usd, 0.0);
 }
+
+#[test]
+fn the_forecast_record_holds_what_the_controller_issued_and_what_real_traffic_did() {
+    // Ten calls of 20 s every minute for a day played twice: about four
+    // real requests in flight at any time, while the controller pings.
+    let trace = Trace {
+        functions: vec![FunctionTrace {
+            id: "steady".into(),
+            active: (0..1_440).map(|m| (m, 10)).collect(),
+            duration_ms: 20_000.0,
+            memory_mb: 256,
+        }],
+        minutes: 1_440,
+    }
+    .repeated(2);
+    let cfg = RunConfig {
+        scenario: "record".into(),
+        model: Model::load("lambda-2021").unwrap(),
+        seed: 5,
+        repeat: 2,
+        policies: vec![PolicySpec::parse("forewarm").unwrap()],
+        timeline_function: None,
+        reaping_change: None,
+        record_forecasts: true,
+    };
+    let run = run_policy(
+        &trace,
+        &minute_index(&trace),
+        &cfg,
+        &cfg.policies[0],
+        &|_| {},
+    );
+    let record = run.forecasts.expect("recorded");
+    assert_eq!(record.report_from_minute, 1_440);
+    assert_eq!(record.real_peaks[0].len(), 2_880);
+    assert_eq!(record.targets[0].len(), 576);
+    assert!(run.report.warm_pings > 0, "the controller warmed it");
+    // The truth is the real requests alone: pings ran beside them, but a
+    // peak never reaches what ten 20-second calls a minute could not make.
+    let peaks = &record.real_peaks[0][1_440..];
+    assert!(peaks.iter().all(|&p| (1..=12).contains(&p)), "{peaks:?}");
+    let s = super::evaluate::score(&record, 0.99, |_| {});
+    assert_eq!(s.scored_windows, 288);
+    assert!(
+        s.issued_windows > 250,
+        "a busy function is looked at every window: {s:?}"
+    );
+    let forewarm = &s.forecasters[0];
+    assert_eq!(forewarm.name, "forewarm");
+    assert!(forewarm.score.under_share < 0.05, "{s:?}");
+    assert!(forewarm.score.forecast_sum >= s.realized_sum, "{s:?}");
+}
