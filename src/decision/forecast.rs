@@ -27,7 +27,15 @@
 //! 2021, in its quantile-tracking form). The spread carries the scale, per
 //! time of day (a quiet evening gets a small one, a bursty noon a large one),
 //! `z` only the shape of the tails. No distribution is assumed and nothing is
-//! floored: a perfectly steady function gets no padding at all.
+//! padded: a perfectly steady function gets no more than its peak.
+//!
+//! One floor follows from the quantile itself: when more than `1 - q` of a
+//! function's windows (over about a day, whatever the time of day) need a
+//! sandbox, the `q` quantile of its window peak is at least one, so the
+//! target is at least one. A function called now and then all day has too
+//! few calls in any one bucket for the bucket to say so; without the floor it
+//! was warmed for a few hours after each call and then let go, and a third of
+//! its calls were cold where one ping every five minutes had none.
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +70,9 @@ pub(crate) const QUANTILE_RANGE: (f64, f64) = (0.5, 0.9999);
 /// Forecasts remembered for scoring: the windows of the coming horizon and
 /// the ones whose minutes CloudWatch has not delivered yet.
 const PREDICTIONS_KEPT: usize = 16;
+/// Weight of each window in the share of windows with any demand: about a
+/// day of windows.
+const ACTIVE_WEIGHT: f64 = 1.0 / 288.0;
 
 /// One time-of-day bucket's learned statistics of window peaks.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -134,6 +145,10 @@ pub struct Forecaster {
     /// Forecasts issued for windows not yet learned, oldest first.
     #[serde(default)]
     pub predicted: Vec<Prediction>,
+    /// Smoothed share of windows that needed a sandbox at all, whatever the
+    /// time of day.
+    #[serde(default, serialize_with = "super::short")]
+    pub active_share: f64,
 }
 
 fn default_quantile() -> f64 {
@@ -196,6 +211,7 @@ impl Forecaster {
             quantile: policy.quantile,
             may_narrow: true,
             predicted: Vec::new(),
+            active_share: 0.0,
         }
     }
 
@@ -306,6 +322,8 @@ impl Forecaster {
             slot.sd = ((1.0 - alpha) * (var + alpha * d * d)).sqrt() as f32;
         }
         slot.n = slot.n.saturating_add(1);
+        let active = if x > 0.01 { 1.0 } else { 0.0 };
+        self.active_share += ACTIVE_WEIGHT * (active - self.active_share);
         self.windows_seen = self.windows_seen.saturating_add(1);
         self.last_peak = x;
         self.last_index = w.index;
@@ -328,9 +346,14 @@ impl Forecaster {
         }
         let missed = peak > target as f64 + 1e-9;
         let q = self.quantile.clamp(QUANTILE_RANGE.0, QUANTILE_RANGE.1);
+        // A window where nothing was expected and nothing came says nothing
+        // of the tails: counted, the idle nights of a day-time function (or
+        // the quiet windows a floor keeps one sandbox warm in) would push `z`
+        // down until the busy windows missed for them.
+        let idle = peak <= 0.0 && point <= 0.01;
         if missed {
             self.z += Z_STEP * q;
-        } else if self.may_narrow {
+        } else if self.may_narrow && !idle {
             self.z -= Z_STEP * (1.0 - q);
         }
         self.z = self.z.clamp(Z_RANGE.0, Z_RANGE.1);
@@ -404,7 +427,12 @@ impl Forecaster {
         } else {
             0
         };
-        (point, target)
+        // The first sandbox by the function's whole day: when more than
+        // `1 - q` of its windows need one, the quantile of its window peak is
+        // at least one whatever the time of day, although a sparse bucket
+        // may not have seen that yet.
+        let floor = u32::from(self.active_share > 1.0 - self.quantile);
+        (point, target.max(floor))
     }
 
     /// The windows from `now_minute` through the next `horizon_minutes`,
@@ -561,6 +589,16 @@ mod tests {
             }
             f.observe_minute(m, demand(m), 0.2);
         }
+    }
+
+    #[test]
+    fn idle_windows_do_not_teach_the_offset() {
+        // A day-time function's nights: nothing expected, nothing came.
+        let mut f = Forecaster::new(&Policy::default());
+        feed(&mut f, 0..60, |_| 3.0);
+        let z = f.z;
+        feed(&mut f, 60..600, |_| 0.0);
+        assert!(f.z >= z - Z_STEP, "z {z} -> {} over idle windows", f.z);
     }
 
     /// Share of windows (after the first two days) whose peak exceeded the

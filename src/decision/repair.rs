@@ -58,6 +58,7 @@ impl FunctionState {
         bound("heat_seen", &mut f.heat_seen, 0.0, MAX_DEMAND, 0.0);
         bound("heat_expected", &mut f.heat_expected, 0.0, MAX_DEMAND, 0.0);
         bound("last_peak", &mut f.last_peak, 0.0, MAX_DEMAND, 0.0);
+        bound("active_share", &mut f.active_share, 0.0, 1.0, 0.0);
         bound("z", &mut f.z, Z_RANGE.0, Z_RANGE.1, Z_START);
         bound(
             "quantile",
@@ -187,8 +188,10 @@ mod tests {
         st.next_check_ms = u64::MAX / 2;
         st.forecaster.heat = 1e308;
         st.forecaster.recent = f64::NAN;
+        st.forecaster.active_share = 7.0;
         let fixed = st.repair(NOW).unwrap();
-        assert_eq!(fixed.len(), 3, "{fixed:?}");
+        assert_eq!(fixed.len(), 4, "{fixed:?}");
+        assert_eq!(st.forecaster.active_share, 1.0);
         assert_eq!(st.next_check_ms, NOW);
         assert_eq!(st.forecaster.heat, 2.5);
         assert_eq!(st.forecaster.recent, 0.0);

@@ -178,7 +178,8 @@ fn the_evening_drop_ends_the_warming() {
     // Fifty sandboxes busy 09:00-17:00, nothing after, three days running.
     // The drop must never raise the forecast, and once the half-hour bucket
     // that holds 17:00 (and the requests still running into it) has passed,
-    // nothing more is warmed.
+    // nothing more is warmed beyond the one sandbox a function busy a third
+    // of the day keeps (more than `1 - q` of its windows need one).
     let run = Workload::daily(3, 540, 1_020, 3_000, 1_000.0).run("forewarm");
     let afternoon = between(&run, 2 * DAY + 960, 2 * DAY + 1_020);
     let evening = between(&run, 2 * DAY + 1_020, 2 * DAY + 1_140);
@@ -188,11 +189,15 @@ fn the_evening_drop_ends_the_warming() {
         evening_max <= day_max,
         "the drop raised the target from {day_max} to {evening_max}"
     );
-    let late: u32 = between(&run, 2 * DAY + 1_055, 2 * DAY + 1_140)
+    let late: Vec<u32> = between(&run, 2 * DAY + 1_055, 2 * DAY + 1_140)
         .iter()
         .map(|p| p.pings)
-        .sum();
-    assert_eq!(late, 0, "pings between 17:35 and 19:00");
+        .filter(|&n| n > 0)
+        .collect();
+    assert!(
+        late.iter().all(|&n| n <= 1),
+        "warms between 17:35 and 19:00: {late:?}"
+    );
 }
 
 #[test]
@@ -252,5 +257,40 @@ fn a_forecast_that_holds_is_read_rarely_and_a_jump_is_read_at_once() {
     assert!(
         after.iter().any(|&t| t >= 4),
         "targets in the {within} minutes after the jump: {after:?}"
+    );
+}
+
+#[test]
+fn a_function_called_now_and_then_all_day_is_kept_warm_like_a_fixed_warmer_would() {
+    // One call at scattered minutes, about every 40 minutes day and night:
+    // a call in roughly one window of eight, far more often than the one in
+    // a hundred that quantile 0.99 tolerates, yet any given half-hour bucket
+    // has seen too few calls to know it.
+    let mut x: u64 = 7;
+    let per_minute = (0..3 * DAY)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            u32::from((x >> 33).is_multiple_of(40))
+        })
+        .collect();
+    let w = Workload {
+        per_minute,
+        duration_ms: 200.0,
+    };
+    let cold_after_a_day = |run: &PolicyRun| -> (u32, u32) {
+        let p = between(run, DAY, 3 * DAY);
+        (
+            p.iter().map(|m| m.cold_starts).sum(),
+            p.iter().map(|m| m.requests).sum(),
+        )
+    };
+    let (forewarm, calls) = cold_after_a_day(&w.run("forewarm"));
+    let (fixed, _) = cold_after_a_day(&w.run("lambda-warmer:n=1,every=5m"));
+    assert!(calls > 50, "{calls} calls");
+    assert!(
+        forewarm <= fixed + calls / 50,
+        "forewarm {forewarm} cold of {calls} calls, one ping every 5 minutes {fixed}"
     );
 }
