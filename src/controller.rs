@@ -9,7 +9,8 @@
 //! | `FOREWARM_MAX_IN_FLIGHT` | 1000 | invokes in flight at once, across functions |
 //! | `FOREWARM_METRICS_EVERY_MINUTES` | 15 | minutes of new data per metrics read |
 //! | `FOREWARM_LEASE_SECONDS` | 50 | how long a run owns a function (below the schedule's minute) |
-//! | `FOREWARM_TIMEOUT_MARGIN_MS` | 5000 | time allowed beyond a ping's hold |
+//! | `FOREWARM_TIMEOUT_MARGIN_MS` | 5000 | time allowed for the network beyond a ping's hold and INIT |
+//! | `FOREWARM_INIT_ALLOWANCE_MS` | 10000 | time allowed for a cold ping's INIT (Lambda's Init-phase limit; raise it for longer inits, keep hold + INIT + margin under the controller's 40 s) |
 //! | `FOREWARM_CALL_TIMEOUT_MS` | 20000 | longest DynamoDB, CloudWatch or Lambda control-plane call, retries included (a stalled endpoint must not outlast the controller's 40 s) |
 //! | `FOREWARM_ATTEMPT_TIMEOUT_MS` | 8000 | longest single attempt of such a call |
 //! | `FOREWARM_EMF_PER_FUNCTION` | `false` | per-function decision metrics (custom metrics cost) |
@@ -77,6 +78,7 @@ impl ControllerConfig {
             warmer: WarmerConfig {
                 max_in_flight: num("FOREWARM_MAX_IN_FLIGHT", 1_000)? as usize,
                 timeout_margin_ms: num("FOREWARM_TIMEOUT_MARGIN_MS", 5_000)?,
+                init_allowance_ms: num("FOREWARM_INIT_ALLOWANCE_MS", crate::aws::INIT_LIMIT_MS)?,
             },
             metrics_every_minutes: num("FOREWARM_METRICS_EVERY_MINUTES", 15)?,
             lease_ms: num("FOREWARM_LEASE_SECONDS", 50)? * 1_000,

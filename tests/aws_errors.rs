@@ -242,6 +242,7 @@ fn a_ping_that_never_returns_times_out() {
         WarmerConfig {
             max_in_flight: 10,
             timeout_margin_ms: 300,
+            init_allowance_ms: 0,
         },
     );
     let started = std::time::Instant::now();
@@ -255,7 +256,7 @@ fn a_ping_that_never_returns_times_out() {
     );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
-        "bounded by hold + margin"
+        "bounded by hold + INIT allowance + margin"
     );
 }
 
@@ -399,4 +400,49 @@ fn a_stalled_table_fails_the_tick_within_its_call_timeout() {
     // The call gives up at 2 s; the rest is the process starting and
     // stopping (generous for a loaded 2-core machine).
     assert!(took < std::time::Duration::from_secs(20), "{took:?}: {err}");
+}
+
+#[test]
+fn a_cold_ping_whose_init_is_slow_is_answered_not_timed_out() {
+    // A sandbox created by the ping answers only after its INIT: 1.5 s
+    // here (a VPC function's take 7-15 s), far beyond the hold and margin.
+    let stub = InvokeStub::start(|req| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 1_500;
+        Reply::ok(format!(
+            r#"{{"forewarm":{{"v":1,"instance":"cold-{}","cold":true,"init_ms":1500,"started_ms":{started},"served":0,"last_real_ms":null}}}}"#,
+            req.index
+        ))
+        .after(std::time::Duration::from_millis(1_600))
+    });
+    let with = |init_allowance_ms| {
+        let warmer = LambdaWarmer::new(
+            invoke::client_without_retries(&stub.endpoint),
+            WarmerConfig {
+                max_in_flight: 10,
+                timeout_margin_ms: 300,
+                init_allowance_ms,
+            },
+        );
+        block(warmer.warm_one(&plan(2))).unwrap()
+    };
+    let answered = with(3_000);
+    assert!(
+        answered
+            .pings
+            .iter()
+            .all(|p| p.failure.is_none() && p.cold == Some(true)),
+        "{answered:?}"
+    );
+    let before = with(0);
+    assert!(
+        before
+            .pings
+            .iter()
+            .all(|p| p.failure == Some(PingFailure::Timeout)),
+        "hold + margin alone: {before:?}"
+    );
 }

@@ -6,7 +6,8 @@
 //! for the delay tuner and interval learner, and because asynchronous
 //! invokes go through a queue that spreads them out and breaks the overlap.
 //! Every function's pings are in flight together, bounded across functions
-//! by a semaphore; each call has a timeout of its hold plus a margin.
+//! by a semaphore; each call has a timeout of its hold, a cold sandbox's
+//! INIT (Lambda's 10 s limit by default) and a margin.
 //!
 //! Each ping is prepared by the SDK (endpoint rules and
 //! `AWS_ENDPOINT_URL_LAMBDA`, credentials, the SigV4 signature: nothing of
@@ -51,16 +52,40 @@ pub struct WarmerConfig {
     /// Most invokes in flight at once, across all functions. Each costs a
     /// connection and a little memory in the controller.
     pub max_in_flight: usize,
-    /// Time allowed beyond a ping's hold before it counts as timed out, ms.
+    /// Time allowed beyond a ping's hold and init for the network, ms.
     pub timeout_margin_ms: u64,
+    /// Time allowed for a cold ping's INIT before its hold starts, ms. By
+    /// default Lambda's own limit on an on-demand function's Init phase
+    /// (10 s): a ping that creates a sandbox is answered only after the init,
+    /// and the 7-15 s VPC cold starts this tool exists for would otherwise
+    /// all be reported as timeouts and teach the learners failures.
+    pub init_allowance_ms: u64,
 }
+
+/// Lambda's limit on the Init phase of an on-demand function, ms. Past it,
+/// Lambda retries the init inside the first invoke, under the function's own
+/// timeout.
+pub const INIT_LIMIT_MS: u64 = 10_000;
 
 impl Default for WarmerConfig {
     fn default() -> Self {
         WarmerConfig {
             max_in_flight: 1_000,
             timeout_margin_ms: 5_000,
+            init_allowance_ms: INIT_LIMIT_MS,
         }
+    }
+}
+
+impl WarmerConfig {
+    /// How long a ping holding `hold_ms` may take before it counts as timed
+    /// out: its hold, a cold sandbox's INIT and the network's margin.
+    pub fn ping_timeout(&self, hold_ms: u64) -> Duration {
+        Duration::from_millis(
+            hold_ms
+                .saturating_add(self.init_allowance_ms)
+                .saturating_add(self.timeout_margin_ms),
+        )
     }
 }
 
@@ -211,7 +236,7 @@ impl LambdaWarmer {
     /// Sends one warm and waits for every ping.
     pub async fn warm_one(&self, plan: &WarmPlan) -> Result<WarmReport, PortError> {
         let mut set = tokio::task::JoinSet::new();
-        let timeout = Duration::from_millis(plan.delay_ms as u64 + self.cfg.timeout_margin_ms);
+        let timeout = self.cfg.ping_timeout(plan.delay_ms as u64);
         let f = Arc::new(plan.function.clone());
         for seq in 0..plan.n {
             let payload = Bytes::from(

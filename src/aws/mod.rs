@@ -23,7 +23,7 @@ use crate::ports::{ErrorKind, PortError};
 
 pub use cloudwatch::CloudWatchMetrics;
 pub use dynamodb::DynamoStore;
-pub use lambda::{LambdaWarmer, WarmerConfig};
+pub use lambda::{INIT_LIMIT_MS, LambdaWarmer, WarmerConfig};
 
 /// The three adapters over one SDK configuration.
 #[derive(Debug, Clone)]

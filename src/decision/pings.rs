@@ -220,7 +220,7 @@ impl Failures {
             ),
             (
                 self.timeout,
-                "timed out (no answer within the hold plus the margin: a slow init? raise FOREWARM_TIMEOUT_MARGIN_MS)",
+                "timed out (no answer within the hold, the INIT allowance and the margin: an init over 10 s? raise FOREWARM_INIT_ALLOWANCE_MS)",
             ),
             (
                 self.function_error,
