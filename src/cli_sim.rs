@@ -173,9 +173,10 @@ pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
     };
     let quantiles = if args.quantile.is_empty() {
         vec![
-            PolicySpec::forewarm(doc.clone())
+            Policy::from_doc(&doc)
                 .map_err(anyhow::Error::msg)?
-                .quantile(),
+                .policy
+                .quantile,
         ]
     } else {
         args.quantile.clone()

@@ -170,8 +170,7 @@ pub struct FnSim {
     /// Peak concurrency of real requests (pings not counted) in each minute
     /// from the start, when [`Setup::real_peak_minutes`] asks for it.
     pub real_peaks: Vec<u16>,
-    /// Real requests in flight now, and the last minute they were noted in.
-    real_busy: u32,
+    /// The last minute a real request's start or end was noted in.
     real_minute: usize,
 }
 
@@ -217,7 +216,6 @@ impl FnSim {
             history: std::collections::VecDeque::new(),
             hour_peak: 0,
             real_peaks: vec![0; setup.real_peak_minutes],
-            real_busy: 0,
             real_minute: 0,
             setup,
         }
@@ -274,31 +272,31 @@ impl FnSim {
         self.on_demand_busy + self.provisioned_busy
     }
 
-    /// Notes a real request starting or ending at `t` in the minute peaks.
-    /// Events come in time order, so what is in flight now was in flight at
-    /// the start of every minute since the last event: a request running
-    /// through a minute counts in it, as CloudWatch's gauge counts it.
+    /// Notes a real request starting or ending at `t` in the minute peaks,
+    /// with the request still counted in flight. Events come in time order,
+    /// so what was in flight before this one was in flight at the start of
+    /// every minute since the last event: a request running through a
+    /// minute counts in it, as CloudWatch's gauge counts it.
     fn note_real(&mut self, t: u64, starts: bool) {
         if self.real_peaks.is_empty() {
             return;
         }
+        let clip = |n: u32| n.min(u16::MAX as u32) as u16;
+        // Real requests in flight, this one included.
+        let now = self.concurrency() - self.ping_busy;
+        let before = if starts { now.saturating_sub(1) } else { now };
         let m = ((t / 60_000) as usize).min(self.real_peaks.len() - 1);
         if m > self.real_minute {
-            let carried = self.real_busy.min(u16::MAX as u32) as u16;
-            if carried > 0 {
+            if before > 0 {
                 for p in &mut self.real_peaks[self.real_minute + 1..=m] {
-                    *p = (*p).max(carried);
+                    *p = (*p).max(clip(before));
                 }
             }
             self.real_minute = m;
         }
         if starts {
-            self.real_busy += 1;
-            let now = self.real_busy.min(u16::MAX as u32) as u16;
             let p = &mut self.real_peaks[m];
-            *p = (*p).max(now);
-        } else {
-            self.real_busy = self.real_busy.saturating_sub(1);
+            *p = (*p).max(clip(now));
         }
     }
 

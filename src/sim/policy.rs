@@ -172,14 +172,6 @@ impl PolicySpec {
         })
     }
 
-    /// The quantile the policy warms to (forewarm's; 0 for the others).
-    pub fn quantile(&self) -> f64 {
-        match self {
-            PolicySpec::Forewarm { policy, .. } => policy.quantile,
-            _ => 0.0,
-        }
-    }
-
     /// Whether the policy's single parameter `n` can be swept.
     pub fn with_n(&self, n: u32) -> Option<PolicySpec> {
         match self {
