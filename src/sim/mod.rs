@@ -3,6 +3,8 @@
 //!
 //! * [`evaluate`]: the controller's forecasts scored against the peaks real
 //!   traffic then made, beside simple baselines (`forewarm forecast`).
+//! * [`fleet`]: the account, whose functions share one concurrency pool and
+//!   meet event by event in time order.
 //! * [`model`]: the platform's numbers (reaping, cold starts, limits, prices),
 //!   from `models/*.toml`.
 //! * [`platform`]: one function's sandboxes, processed event by event in
@@ -19,11 +21,13 @@
 //! Determinism: every random draw comes from generators seeded by the
 //! scenario's seed and the function's index (arrivals and durations from one
 //! stream, identical under every policy; platform draws from another), time
-//! is integer milliseconds, and no wall clock or environment is read. Each
-//! function's events are processed in time order; functions only meet at
-//! minute boundaries, where the controller (or a baseline's schedule) acts.
+//! is integer milliseconds, and no wall clock or environment is read. The
+//! fleet's events are processed in time order across functions (ties by
+//! function index), because they share the account's concurrency; the
+//! controller (or a baseline's schedule) acts at minute boundaries.
 
 pub mod evaluate;
+pub mod fleet;
 pub mod model;
 pub mod platform;
 pub mod policy;
@@ -37,6 +41,7 @@ use rand_distr::{Distribution, Exp};
 use rand_pcg::Pcg64Mcg;
 
 use crate::trace::Trace;
+use fleet::Fleet;
 use model::Model;
 use platform::{FnSim, Setup, Stats};
 use policy::PolicySpec;
@@ -151,7 +156,7 @@ pub fn run_policy(
     };
     let forewarm = matches!(spec, PolicySpec::Forewarm { .. });
     let record = forewarm && cfg.record_forecasts;
-    let mut fns: Vec<FnSim> = trace
+    let fns: Vec<FnSim> = trace
         .functions
         .iter()
         .enumerate()
@@ -159,6 +164,7 @@ pub fn run_policy(
             let setup = Setup {
                 gb: f.memory_mb as f64 / 1024.0,
                 limit: model.scaling.account_concurrency,
+                shares_pool: true,
                 report_from_ms,
                 oracle: matches!(spec, PolicySpec::Oracle),
                 record_metrics: forewarm,
@@ -167,6 +173,7 @@ pub fn run_policy(
             FnSim::new(model, setup, stream_seed(cfg.seed, i as u64, 2))
         })
         .collect();
+    let mut fleet = Fleet::new(fns, model.scaling.account_concurrency);
     let mut workload: Vec<Pcg64Mcg> = (0..trace.functions.len())
         .map(|i| Pcg64Mcg::new(stream_seed(cfg.seed, i as u64, 1) as u128 | 1))
         .collect();
@@ -181,7 +188,7 @@ pub fn run_policy(
         .map(|f| Exp::new(1.0 / f.duration_ms.max(1.0)).expect("positive rate"))
         .collect();
 
-    let mut fleet = FleetTimeline {
+    let mut minutes = FleetTimeline {
         requests: vec![0; total_minutes],
         cold_starts: vec![0; total_minutes],
         pings: vec![0; total_minutes],
@@ -210,8 +217,8 @@ pub fn run_policy(
         if m % 60 == 0 {
             progress(m);
         }
-        let before = snapshot(&fns, cfg.timeline_function);
-        let (req0, cold0, ping0) = totals(&fns);
+        let before = snapshot(&fleet.fns, cfg.timeline_function);
+        let (req0, cold0, ping0) = totals(&fleet.fns);
 
         // 1. This minute's real arrivals, queued per function before anything
         //    acts, so pings and requests interleave in time order.
@@ -224,13 +231,14 @@ pub fn run_policy(
                 arrivals.push((at, d));
             }
             arrivals.sort_unstable();
-            fns[f as usize].queue(&arrivals);
+            fleet.queue(f as usize, &arrivals);
         }
+        fleet.run_until(t0);
 
         if let Some((at, (lo, hi))) = cfg.reaping_change
             && at == m
         {
-            for f in fns.iter_mut() {
+            for f in fleet.fns.iter_mut() {
                 f.set_ttl(lo, hi);
             }
         }
@@ -245,42 +253,50 @@ pub fn run_policy(
                 delay_ms,
             } => {
                 if t0.is_multiple_of(*every_ms) {
-                    for f in fns.iter_mut() {
-                        for k in 0..*n as u64 {
-                            f.ping(t0 + k * gap, *delay_ms);
+                    // In time order across the fleet: the k-th ping of
+                    // every function before the next one of any.
+                    for k in 0..*n as u64 {
+                        for i in 0..fleet.fns.len() {
+                            fleet.ping(i, t0 + k * gap, *delay_ms);
                         }
                     }
                 }
             }
             PolicySpec::LambdaWarmer { n, every_ms } => {
                 if t0.is_multiple_of(*every_ms) {
-                    for (i, f) in fns.iter_mut().enumerate() {
-                        lambda_warmer_fanout(f, model, *n, t0, &mut policy_rng[i]);
+                    let mut pings: Vec<(u64, u32, u64)> = Vec::new();
+                    for (i, rng) in policy_rng.iter_mut().enumerate() {
+                        lambda_warmer_fanout(&mut pings, i as u32, model, *n, t0, rng);
+                    }
+                    pings.sort_unstable();
+                    for (at, i, hold) in pings {
+                        fleet.ping(i as usize, at, hold);
                     }
                 }
             }
             PolicySpec::Provisioned { n: Some(n) } => {
                 if m == 0 {
-                    for f in fns.iter_mut() {
-                        f.set_provisioned(t0, *n);
+                    for i in 0..fleet.fns.len() {
+                        fleet.set_provisioned(i, t0, *n);
                     }
                 }
             }
             PolicySpec::Provisioned { n: None } => {
                 if m % 60 == 0 {
                     let hour = (m / 60) % 24;
-                    for (f, peaks) in fns.iter_mut().zip(pc_peaks.iter_mut()) {
+                    for (i, peaks) in pc_peaks.iter_mut().enumerate() {
+                        let f = &mut fleet.fns[i];
                         if m > 0 {
                             peaks[(hour + 23) % 24] = f.hour_peak;
                         }
                         f.hour_peak = 0;
-                        f.set_provisioned(t0, peaks[hour]);
+                        fleet.set_provisioned(i, t0, peaks[hour]);
                     }
                 }
             }
             PolicySpec::Forewarm { .. } => {
                 if let Some(c) = controller.as_mut() {
-                    let r = c.tick(&mut fns, t0);
+                    let r = c.tick(&mut fleet, t0);
                     if let Some(i) = cfg.timeline_function {
                         target = r.get(i).copied().unwrap_or(0);
                     }
@@ -289,23 +305,21 @@ pub fn run_policy(
         }
 
         // 3. The rest of the minute.
-        for &(f, _) in &by_minute[m] {
-            fns[f as usize].run_queued();
-        }
+        fleet.run_until(t0 + 60_000);
         if forewarm && m % 60 == 0 {
-            for f in fns.iter_mut() {
+            for f in fleet.fns.iter_mut() {
                 f.forget_before(
                     (m as u64).saturating_sub(crate::decision::MAX_BACKFILL_MINUTES + 60),
                 );
             }
         }
 
-        let (req1, cold1, ping1) = totals(&fns);
-        fleet.requests[m] = (req1 - req0) as u32;
-        fleet.cold_starts[m] = (cold1 - cold0) as u32;
-        fleet.pings[m] = (ping1 - ping0) as u32;
+        let (req1, cold1, ping1) = totals(&fleet.fns);
+        minutes.requests[m] = (req1 - req0) as u32;
+        minutes.cold_starts[m] = (cold1 - cold0) as u32;
+        minutes.pings[m] = (ping1 - ping0) as u32;
         if let (Some(i), Some((r, c, p, pool))) = (cfg.timeline_function, before) {
-            let f = &fns[i];
+            let f = &fleet.fns[i];
             timeline.push(TimelinePoint {
                 minute: m as u32,
                 requests: (f.raw.0 - r) as u32,
@@ -318,11 +332,9 @@ pub fn run_policy(
     }
     let end = total_minutes as u64 * 60_000;
     let mut stats = Stats::default();
-    let mut per_function = Vec::with_capacity(fns.len());
-    for f in fns.iter_mut() {
-        f.run_queued();
-        f.advance(end);
-        f.finish(end);
+    fleet.finish(end);
+    let mut per_function = Vec::with_capacity(fleet.fns.len());
+    for f in &fleet.fns {
         per_function.push((f.stats.cold_starts, f.stats.requests));
         stats.merge(&f.stats);
     }
@@ -331,7 +343,8 @@ pub fn run_policy(
         .filter(|_| record)
         .map(|c| evaluate::Record {
             targets: c.forecasts(),
-            real_peaks: fns
+            real_peaks: fleet
+                .fns
                 .iter_mut()
                 .map(|f| std::mem::take(&mut f.real_peaks))
                 .collect(),
@@ -350,7 +363,7 @@ pub fn run_policy(
             controller_parts,
             sim_seconds,
         ),
-        fleet,
+        fleet: minutes,
         timeline,
         per_function,
         forecasts,
@@ -375,8 +388,16 @@ fn snapshot(fns: &[FnSim], i: Option<usize>) -> Option<(u64, u64, u64, u32)> {
 /// lambda-warmer's fan-out: one ping reaches the function, which then invokes
 /// itself `n - 2` times asynchronously (through Lambda's queue, so they arrive
 /// spread over the async delay) and once synchronously, and waits for the
-/// synchronous one; the fan-out pings sleep 75 ms.
-fn lambda_warmer_fanout(f: &mut FnSim, model: &Model, n: u32, t0: u64, rng: &mut Pcg64Mcg) {
+/// synchronous one; the fan-out pings sleep 75 ms. Adds function `i`'s
+/// pings to `out` as `(at, function, hold)`.
+fn lambda_warmer_fanout(
+    out: &mut Vec<(u64, u32, u64)>,
+    i: u32,
+    model: &Model,
+    n: u32,
+    t0: u64,
+    rng: &mut Pcg64Mcg,
+) {
     if n == 0 {
         return;
     }
@@ -385,7 +406,7 @@ fn lambda_warmer_fanout(f: &mut FnSim, model: &Model, n: u32, t0: u64, rng: &mut
     // The first invocation stays busy while it fans out and awaits the sync
     // one: about one hop plus the sync ping's sleep.
     let first_hold = if n > 1 { gap + hold } else { 0 };
-    f.ping(t0, first_hold);
+    out.push((t0, i, first_hold));
     if n == 1 {
         return;
     }
@@ -399,10 +420,7 @@ fn lambda_warmer_fanout(f: &mut FnSim, model: &Model, n: u32, t0: u64, rng: &mut
         })
         .collect();
     fan.push(t0 + gap);
-    fan.sort_unstable();
-    for at in fan {
-        f.ping(at, hold);
-    }
+    out.extend(fan.into_iter().map(|at| (at, i, hold)));
 }
 
 #[cfg(test)]

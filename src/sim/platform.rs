@@ -3,8 +3,10 @@
 //! Sandboxes are Initializing/Busy (one request each), Idle, or Reaped. A
 //! request takes the most recently freed idle sandbox (as SimFaaS does, and
 //! as Lambda appears to), else cold-starts a new one, subject to the
-//! function's concurrency limit and Lambda's scaling rate; past either it is
-//! throttled. An idle sandbox is reaped a drawn TTL after it was freed.
+//! function's concurrency limit, the room left in the account's shared pool
+//! (set by [`super::fleet::Fleet`] before each event) and Lambda's scaling
+//! rate; past any of them it is throttled. An idle sandbox is reaped a drawn
+//! TTL after it was freed.
 //!
 //! Events of one function are processed strictly in time order: completions
 //! sit in a min-heap and are released before each arrival; arrivals (real
@@ -117,8 +119,12 @@ pub enum PingResult {
 pub struct Setup {
     /// Memory, GB.
     pub gb: f64,
-    /// Concurrency available to the function.
+    /// Concurrency available to the function: its reserved concurrency, or
+    /// the account's limit when it has none.
     pub limit: u32,
+    /// Whether the function draws on the account's unreserved pool (it has
+    /// no reserved concurrency of its own).
+    pub shares_pool: bool,
     /// Start of the report period, ms: nothing before it is counted.
     pub report_from_ms: u64,
     /// Whether real cold starts are hidden by perfect foresight.
@@ -152,6 +158,9 @@ pub struct FnSim {
     tokens: f64,
     tokens_ms: u64,
     now_ms: u64,
+    /// Sandboxes this function may hold from the account's unreserved pool
+    /// (its own in use plus what no other function holds), set by the fleet.
+    pub(crate) pool_room: u32,
     /// Totals so far (over the report period).
     pub stats: Stats,
     /// Real requests, real cold starts and pings since the start, report
@@ -208,6 +217,7 @@ impl FnSim {
             tokens: model.scaling.new_per_10s,
             tokens_ms: 0,
             now_ms: 0,
+            pool_room: u32::MAX,
             stats: Stats::default(),
             raw: (0, 0, 0),
             minute: None,
@@ -272,6 +282,44 @@ impl FnSim {
         self.on_demand_busy + self.provisioned_busy
     }
 
+    /// What the function holds of the account's unreserved pool: its
+    /// requests in flight and its Provisioned Concurrency (allocated whether
+    /// busy or not); nothing when it has reserved concurrency.
+    pub(crate) fn pool_usage(&self) -> u32 {
+        if self.setup.shares_pool {
+            self.on_demand_busy + self.provisioned
+        } else {
+            0
+        }
+    }
+
+    /// Whether the function draws on the account's unreserved pool.
+    pub(crate) fn shares_pool(&self) -> bool {
+        self.setup.shares_pool
+    }
+
+    /// The function's own concurrency limit.
+    pub(crate) fn limit(&self) -> u32 {
+        self.setup.limit
+    }
+
+    /// When the next busy sandbox frees, if any.
+    pub(crate) fn next_completion(&self) -> Option<u64> {
+        self.busy.peek().map(|Reverse((until, ..))| *until)
+    }
+
+    /// When the next queued real arrival comes, if any.
+    pub(crate) fn next_arrival(&self) -> Option<u64> {
+        self.queued.front().map(|&(at, _)| at)
+    }
+
+    /// Processes the next queued real arrival.
+    pub(crate) fn run_next(&mut self) {
+        if let Some((at, d)) = self.queued.pop_front() {
+            self.request(at, d);
+        }
+    }
+
     /// Notes a real request starting or ending at `t` in the minute peaks,
     /// with the request still counted in flight. Events come in time order,
     /// so what was in flight before this one was in flight at the start of
@@ -312,6 +360,12 @@ impl FnSim {
         if self.provisioned_busy < self.provisioned {
             self.provisioned_busy += 1;
             self.start(t + duration_ms, u32::MAX, Kind::Provisioned, duration_ms, t);
+            return;
+        }
+        if !self.has_room() {
+            if counted {
+                self.stats.throttles += 1;
+            }
             return;
         }
         if let Some((id, _)) = self.take_idle(t) {
@@ -402,6 +456,12 @@ impl FnSim {
             self.stats.pings += 1;
             self.stats.ping_gb_ms += hold_ms.max(1) as f64 * self.setup.gb;
         }
+        if !self.has_room() {
+            if counted {
+                self.stats.ping_throttles += 1;
+            }
+            return PingResult::Throttled;
+        }
         if let Some((id, last_real_ms)) = self.take_idle(t) {
             self.ping_busy += 1;
             self.start(t + hold_ms, id, Kind::Ping, hold_ms, last_real_ms);
@@ -448,12 +508,16 @@ impl FnSim {
         None
     }
 
-    /// A new sandbox at `t`, if the limit and the scaling rate allow:
-    /// its id and INIT time.
+    /// Whether one more invocation may run: concurrency counts what runs,
+    /// warm or cold, against the function's limit and the account's pool.
+    fn has_room(&self) -> bool {
+        let held = self.on_demand_busy + self.provisioned;
+        held < self.setup.limit && (!self.setup.shares_pool || held < self.pool_room)
+    }
+
+    /// A new sandbox at `t` (room checked by the caller), if the scaling
+    /// rate allows: its id and INIT time.
     fn create(&mut self, t: u64) -> Option<(u32, u64)> {
-        if self.on_demand_busy + self.provisioned >= self.setup.limit {
-            return None;
-        }
         self.tokens =
             (self.tokens + (t - self.tokens_ms.min(t)) as f64 * self.new_per_ms).min(self.burst);
         self.tokens_ms = t;
@@ -612,6 +676,7 @@ mod tests {
         Setup {
             gb: 1.0,
             limit: 1_000,
+            shares_pool: true,
             report_from_ms: 0,
             oracle: false,
             record_metrics: true,

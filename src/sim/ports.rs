@@ -18,8 +18,9 @@
 use std::future::{Future, ready};
 use std::sync::Mutex;
 
+use super::fleet::Fleet;
 use super::model::Model;
-use super::platform::{FnSim, PingResult};
+use super::platform::PingResult;
 use crate::cost::CostParts;
 use crate::decision::policy::{Parsed, Policy, PolicyDoc};
 use crate::decision::{
@@ -263,8 +264,7 @@ impl StateStore for SimStore {
 
 /// The simulated platform as CloudWatch and Lambda see it, during one tick.
 struct World<'a> {
-    fns: Mutex<&'a mut Vec<FnSim>>,
-    limit: u32,
+    fleet: Mutex<&'a mut Fleet>,
     gap_ms: u64,
     /// The tick's time.
     now_ms: u64,
@@ -289,8 +289,8 @@ impl MetricsSource for World<'_> {
     fn screen_pages(&self) -> u64 {
         // The simulated account is the fleet, one `Invocations` series per
         // function: a screen takes at most a page per 500 of them.
-        let fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
-        (fns.len() as u64).div_ceil(500).max(1)
+        let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+        (fleet.fns.len() as u64).div_ceil(500).max(1)
     }
 
     /// Functions with an invocation, real or ping, in the last three hours
@@ -301,9 +301,10 @@ impl MetricsSource for World<'_> {
         &self,
     ) -> impl Future<Output = Result<Option<std::collections::BTreeSet<String>>, PortError>> + Send
     {
-        let fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
+        let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
         let since = (self.now_ms / 60_000).saturating_sub(crate::decision::SCREEN_SEES_MINUTES);
-        let active: std::collections::BTreeSet<String> = fns
+        let active: std::collections::BTreeSet<String> = fleet
+            .fns
             .iter()
             .enumerate()
             .filter(|(_, f)| f.last_invoked_minute.is_some_and(|m| m >= since))
@@ -319,7 +320,7 @@ impl MetricsSource for World<'_> {
         requests: &[MetricsRequest],
     ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send
     {
-        let mut fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
         *self
             .metric_requests
             .lock()
@@ -329,7 +330,7 @@ impl MetricsSource for World<'_> {
             .iter()
             .map(|r| {
                 index(&r.function).map(|i| {
-                    let mut minutes = fns[i].metrics(r.from_minute, r.until_minute);
+                    let mut minutes = fleet.metrics(i, r.from_minute, r.until_minute);
                     if !r.detail {
                         for m in minutes.iter_mut() {
                             m.duration_avg_ms = None;
@@ -346,16 +347,15 @@ impl MetricsSource for World<'_> {
 
 impl Warmer for World<'_> {
     fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
-        let fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
-        // The simulated platform gives every function the whole account
-        // limit for itself (it does not share one pool across functions), so
-        // it is reported as what it behaves like: each function's own
-        // reservation. Reporting a shared unreserved pool would make the
-        // tick share out room that the simulated platform never takes away.
+        let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+        // As `GetFunctionConcurrency` and `GetAccountSettings` say it: the
+        // function's reservation if it has one, and the account's
+        // unreserved pool, which the simulated platform shares out as
+        // Lambda does.
         let r = index(f).map(|i| Limits {
-            reserved: Some(self.limit),
-            unreserved: None,
-            memory_mb: Some(fns[i].memory_mb()),
+            reserved: (!fleet.fns[i].shares_pool()).then(|| fleet.fns[i].limit()),
+            unreserved: Some(fleet.unreserved()),
+            memory_mb: Some(fleet.fns[i].memory_mb()),
         });
         ready(r)
     }
@@ -364,39 +364,47 @@ impl Warmer for World<'_> {
         &self,
         plans: &[WarmPlan],
     ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
-        let mut fns = self.fns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
         let mut longest = self
             .longest_hold_ms
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let targets: Vec<Result<usize, PortError>> =
+            plans.iter().map(|p| index(&p.function)).collect();
+        // Every ping of the tick in time order across functions (they share
+        // the account's pool): `(at, plan, k)`.
+        let mut order: Vec<(u64, usize, usize)> = Vec::new();
+        for (j, (p, i)) in plans.iter().zip(&targets).enumerate() {
+            if i.is_ok() {
+                *longest = (*longest).max(p.delay_ms as u64);
+                order.extend((0..p.n as usize).map(|k| (p.at_ms + k as u64 * self.gap_ms, j, k)));
+            }
+        }
+        order.sort_unstable();
+        let mut outcomes: Vec<Vec<Option<PingOutcome>>> =
+            plans.iter().map(|p| vec![None; p.n as usize]).collect();
+        for (at, j, k) in order {
+            let Ok(i) = targets[j] else { continue };
+            outcomes[j][k] = Some(match fleet.ping(i, at, plans[j].delay_ms as u64) {
+                PingResult::Reached {
+                    id,
+                    cold,
+                    last_real_ms,
+                } => PingOutcome::answered(InstanceId::of_bytes(&id.to_le_bytes()), cold, at)
+                    .with_last_real(last_real_ms),
+                PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
+            });
+        }
         let out = plans
             .iter()
-            .map(|p| {
-                let i = index(&p.function)?;
-                *longest = (*longest).max(p.delay_ms as u64);
-                let pings = (0..p.n as u64)
-                    .map(|k| {
-                        let at = p.at_ms + k * self.gap_ms;
-                        match fns[i].ping(at, p.delay_ms as u64) {
-                            PingResult::Reached {
-                                id,
-                                cold,
-                                last_real_ms,
-                            } => PingOutcome::answered(
-                                InstanceId::of_bytes(&id.to_le_bytes()),
-                                cold,
-                                at,
-                            )
-                            .with_last_real(last_real_ms),
-                            PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
-                        }
-                    })
-                    .collect();
-                Ok(WarmReport {
+            .zip(targets)
+            .zip(outcomes)
+            .map(|((p, i), pings)| {
+                i.map(|_| WarmReport {
                     requested: p.n,
                     delay_ms: p.delay_ms,
                     sent_at_ms: p.at_ms,
-                    pings,
+                    pings: pings.into_iter().flatten().collect(),
                 })
             })
             .collect();
@@ -411,7 +419,6 @@ pub struct Controller {
     cfg: TickConfig,
     /// Per tick: its time, its longest hold and what it consumed.
     ticks: Vec<(u64, u64, Usage)>,
-    limit: u32,
     gap_ms: u64,
     targets: Vec<u32>,
 }
@@ -435,7 +442,6 @@ impl Controller {
             },
             cfg: TickConfig::new("sim"),
             ticks: Vec::new(),
-            limit: model.scaling.account_concurrency,
             targets: vec![0; functions],
             gap_ms: model.invoke.fanout_gap_ms.round() as u64,
         }
@@ -474,15 +480,14 @@ impl Controller {
     }
 
     /// One controller tick at `t`; returns each function's warm target.
-    pub fn tick(&mut self, fns: &mut Vec<FnSim>, t: u64) -> Vec<u32> {
+    pub fn tick(&mut self, fleet: &mut Fleet, t: u64) -> Vec<u32> {
         self.store
             .now_ms
             .store(t, std::sync::atomic::Ordering::Relaxed);
         let world = World {
-            limit: self.limit,
             gap_ms: self.gap_ms,
             now_ms: t,
-            fns: Mutex::new(fns),
+            fleet: Mutex::new(fleet),
             metric_requests: Mutex::new(0),
             list_requests: Mutex::new(0),
             longest_hold_ms: Mutex::new(0),

@@ -29,6 +29,7 @@ fn p_cold(
     let setup = Setup {
         gb: 1.0,
         limit: 100_000,
+        shares_pool: false,
         report_from_ms: 0,
         oracle: false,
         record_metrics: false,

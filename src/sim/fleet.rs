@@ -1,0 +1,267 @@
+//! The account: every function's sandboxes drawing on one concurrency pool.
+//!
+//! Lambda's concurrency limit is the account's (1,000 by default), shared by
+//! every function without reserved concurrency; a function with reserved
+//! concurrency has that much to itself and the rest of the account has that
+//! much less. So one function's burst (or a warmer's fan-out to every
+//! function at once) throttles its neighbours, and the fleet's events must
+//! meet in time order: the fleet keeps every function's next real arrival
+//! and next completion in two heaps and processes them globally in time
+//! order (completions first on a tie, function index after), so when a
+//! function asks for a sandbox at `t` every other function has freed what it
+//! freed by `t` and started what it started before `t`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::platform::{FnSim, PingResult};
+use crate::decision::MinuteMetrics;
+
+/// Every function of the account, and the account's pool.
+#[derive(Debug)]
+pub struct Fleet {
+    /// The functions, in trace order.
+    pub fns: Vec<FnSim>,
+    unreserved: u32,
+    in_use: u32,
+    /// `(time, function)`: each function's next completion. An entry is
+    /// live when it equals `next_completion[function]`; others are stale.
+    completions: BinaryHeap<Reverse<(u64, u32)>>,
+    next_completion: Vec<Option<u64>>,
+    /// `(time, function)`: the next queued real arrival of each function
+    /// that has one (exactly one entry each).
+    arrivals: BinaryHeap<Reverse<(u64, u32)>>,
+}
+
+impl Fleet {
+    /// The account with `account_limit` concurrency; functions without
+    /// [`super::platform::Setup::shares_pool`] carve their own limit out of it.
+    pub fn new(fns: Vec<FnSim>, account_limit: u32) -> Fleet {
+        let reserved: u32 = fns
+            .iter()
+            .filter(|f| !f.shares_pool())
+            .map(FnSim::limit)
+            .sum();
+        Fleet {
+            next_completion: vec![None; fns.len()],
+            fns,
+            unreserved: account_limit.saturating_sub(reserved),
+            in_use: 0,
+            completions: BinaryHeap::new(),
+            arrivals: BinaryHeap::new(),
+        }
+    }
+
+    /// The account's unreserved concurrency, shared by every function
+    /// without a reservation.
+    pub fn unreserved(&self) -> u32 {
+        self.unreserved
+    }
+
+    /// Queues function `i`'s real arrivals (ascending, none before the
+    /// fleet's clock).
+    pub fn queue(&mut self, i: usize, arrivals: &[(u64, u64)]) {
+        let had = self.fns[i].next_arrival();
+        self.fns[i].queue(arrivals);
+        if had.is_none()
+            && let Some(at) = self.fns[i].next_arrival()
+        {
+            self.arrivals.push(Reverse((at, i as u32)));
+        }
+    }
+
+    /// Processes, in time order across the fleet, every real arrival before
+    /// `t` and every completion at or before it.
+    pub fn run_until(&mut self, t: u64) {
+        loop {
+            let c = self.completions.peek().map(|r| r.0);
+            let a = self.arrivals.peek().map(|r| r.0);
+            match (c, a) {
+                (Some((tc, i)), a) if tc <= t && a.is_none_or(|(ta, _)| tc <= ta) => {
+                    self.completions.pop();
+                    let i = i as usize;
+                    if self.next_completion[i] == Some(tc) {
+                        self.next_completion[i] = None;
+                        self.act(i, |f| f.advance(tc));
+                    }
+                }
+                (_, Some((ta, i))) if ta < t => {
+                    self.arrivals.pop();
+                    let i = i as usize;
+                    self.act(i, FnSim::run_next);
+                    if let Some(next) = self.fns[i].next_arrival() {
+                        self.arrivals.push(Reverse((next, i as u32)));
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A ping to function `i` at `t` (everything before it processed first).
+    pub fn ping(&mut self, i: usize, t: u64, hold_ms: u64) -> PingResult {
+        self.run_until(t);
+        self.act(i, |f| f.ping(t, hold_ms))
+    }
+
+    /// Sets function `i`'s Provisioned Concurrency from `t` on.
+    pub fn set_provisioned(&mut self, i: usize, t: u64, n: u32) {
+        self.run_until(t);
+        self.act(i, |f| f.set_provisioned(t, n));
+    }
+
+    /// Function `i`'s recorded minutes in `from..until` (see
+    /// [`FnSim::metrics`]).
+    pub fn metrics(&mut self, i: usize, from: u64, until: u64) -> Vec<MinuteMetrics> {
+        self.run_until(until * 60_000);
+        self.act(i, |f| f.metrics(from, until))
+    }
+
+    /// Ends the run at `t`.
+    pub fn finish(&mut self, t: u64) {
+        self.run_until(t);
+        for i in 0..self.fns.len() {
+            self.act(i, |f| {
+                f.run_queued();
+                f.advance(t);
+                f.finish(t);
+            });
+        }
+    }
+
+    /// Runs `op` on function `i` with the pool's room set, then books what
+    /// it took or gave back and reschedules its next completion.
+    fn act<R>(&mut self, i: usize, op: impl FnOnce(&mut FnSim) -> R) -> R {
+        let f = &mut self.fns[i];
+        let others = self.in_use - f.pool_usage();
+        f.pool_room = self.unreserved.saturating_sub(others);
+        let r = op(f);
+        self.in_use = others + f.pool_usage();
+        let next = f.next_completion();
+        if next != self.next_completion[i] {
+            if let Some(n) = next {
+                self.completions.push(Reverse((n, i as u32)));
+            }
+            self.next_completion[i] = next;
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_distr::{Distribution, Exp};
+    use rand_pcg::Pcg64Mcg;
+
+    use super::*;
+    use crate::sim::model::Model;
+    use crate::sim::platform::Setup;
+
+    fn model() -> Model {
+        let mut m = Model::load("lambda-2021").unwrap().with_ttl(600.0, 600.0);
+        m.cold_start.median_ms = 1.0;
+        m.cold_start.p95_ms = 1.0;
+        m
+    }
+
+    fn function(limit: u32, shares_pool: bool, seed: u64) -> FnSim {
+        let setup = Setup {
+            gb: 1.0,
+            limit,
+            shares_pool,
+            report_from_ms: 0,
+            oracle: false,
+            record_metrics: false,
+            real_peak_minutes: 0,
+        };
+        FnSim::new(&model(), setup, seed)
+    }
+
+    /// Poisson arrivals at `per_s` with exponential service of `mean_ms`,
+    /// for `seconds`, queued minute by minute as the engine does.
+    fn poisson(fleet: &mut Fleet, i: usize, per_s: f64, mean_ms: f64, seconds: u64, seed: u64) {
+        let mut rng = Pcg64Mcg::new(seed as u128 | 1);
+        let gap = Exp::new(per_s / 1_000.0).unwrap();
+        let service = Exp::new(1.0 / mean_ms).unwrap();
+        let mut t = 0.0;
+        let mut all = Vec::new();
+        loop {
+            t += gap.sample(&mut rng);
+            if t >= seconds as f64 * 1_000.0 {
+                break;
+            }
+            all.push((t as u64, (service.sample(&mut rng) as u64).max(1)));
+        }
+        fleet.queue(i, &all);
+    }
+
+    /// Erlang's loss formula: the share of arrivals a pool of `n` servers
+    /// turns away under `a` erlangs of offered load.
+    fn erlang_b(a: f64, n: u32) -> f64 {
+        (1..=n).fold(1.0, |b, k| a * b / (k as f64 + a * b))
+    }
+
+    #[test]
+    fn two_functions_sharing_the_pool_lose_what_erlang_b_says() {
+        // Two functions at 25 requests/s with 2 s service under an account
+        // limit of 100: 100 erlangs on 100 servers, B = 7.6 %. Each alone
+        // (the old per-function limit) would lose none.
+        let seconds = 4_000;
+        let fns = vec![function(100, true, 1), function(100, true, 2)];
+        let mut fleet = Fleet::new(fns, 100);
+        poisson(&mut fleet, 0, 25.0, 2_000.0, seconds, 11);
+        poisson(&mut fleet, 1, 25.0, 2_000.0, seconds, 12);
+        fleet.finish(seconds * 1_000 + 60_000);
+        let (lost, offered) = fleet.fns.iter().fold((0, 0), |(l, o), f| {
+            (l + f.stats.throttles, o + f.stats.requests)
+        });
+        let p = lost as f64 / offered as f64;
+        let want = erlang_b(100.0, 100);
+        assert!((want - 0.0757).abs() < 0.001, "{want}");
+        // Successive arrivals' fates are correlated (a full pool stays full
+        // for a while): allow 0.5 points around B on 200,000 arrivals.
+        assert!((p - want).abs() < 0.005, "lost {p:.4}, Erlang-B {want:.4}");
+        // Both functions feel it alike.
+        for f in &fleet.fns {
+            let own = f.stats.throttles as f64 / f.stats.requests as f64;
+            assert!((own - want).abs() < 0.01, "{own:.4}");
+        }
+    }
+
+    #[test]
+    fn reserved_concurrency_is_carved_out_and_kept() {
+        // A function with 20 reserved under an account of 100: its
+        // neighbour's storm of long requests takes the other 80 and no more,
+        // and the reserved one still gets its 20.
+        let fns = vec![function(20, false, 1), function(100, true, 2)];
+        let mut fleet = Fleet::new(fns, 100);
+        assert_eq!(fleet.unreserved(), 80);
+        let storm: Vec<(u64, u64)> = (0..200).map(|k| (k, 60_000)).collect();
+        fleet.queue(1, &storm);
+        let own: Vec<(u64, u64)> = (0..20).map(|k| (1_000 + k, 1_000)).collect();
+        fleet.queue(0, &own);
+        fleet.finish(120_000);
+        assert_eq!(fleet.fns[1].stats.throttles, 120, "80 of 200 ran");
+        assert_eq!(fleet.fns[0].stats.throttles, 0);
+    }
+
+    #[test]
+    fn a_fan_out_to_every_function_throttles_their_own_traffic() {
+        // Ten functions, an account of 50: ten pings each, held 10 s, take
+        // the whole pool, and a real request a second later is refused.
+        let fns = (0..10).map(|i| function(50, true, i)).collect();
+        let mut fleet = Fleet::new(fns, 50);
+        fleet.queue(3, &[(1_000, 100)]);
+        let mut reached = 0;
+        for k in 0..10u64 {
+            for i in 0..10 {
+                if let PingResult::Reached { .. } = fleet.ping(i, k, 10_000) {
+                    reached += 1;
+                }
+            }
+        }
+        fleet.finish(60_000);
+        assert_eq!(reached, 50);
+        assert_eq!(fleet.fns[3].stats.throttles, 1);
+    }
+}
