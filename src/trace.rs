@@ -35,6 +35,42 @@ pub struct FunctionTrace {
     pub duration_ms: f64,
     /// Memory, MB.
     pub memory_mb: u32,
+    /// Whether a timer calls it: the trace's `Trigger` is `timer`, or, in
+    /// files without that column, its minutes are strictly periodic
+    /// ([`looks_periodic`]). A timer fires at a fixed second, so the
+    /// simulator places its calls at a fixed offset in their minute.
+    pub timer: bool,
+}
+
+/// The coefficient of variation of the gaps between a function's active
+/// minutes (`None` under 4 active minutes, too few to tell).
+pub fn gap_cv(active: &[(u32, u32)]) -> Option<f64> {
+    if active.len() < 4 {
+        return None;
+    }
+    let gaps: Vec<f64> = active
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) as f64)
+        .collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+    Some(var.sqrt() / mean)
+}
+
+/// Whether a function's minutes look like a timer's: gaps between active
+/// minutes nearly constant (CV at most 0.1, the Azure paper's periodic
+/// class) and the same count in at least 90 % of them (a busy function is
+/// active every minute too, but its counts vary).
+pub fn looks_periodic(active: &[(u32, u32)]) -> bool {
+    if !gap_cv(active).is_some_and(|cv| cv <= 0.1) {
+        return false;
+    }
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for &(_, n) in active {
+        *counts.entry(n).or_default() += 1;
+    }
+    let modal = counts.values().copied().max().unwrap_or(0);
+    modal as f64 >= 0.9 * active.len() as f64
 }
 
 impl FunctionTrace {
@@ -229,10 +265,24 @@ pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
     // Each function's app: the memory file is keyed by app (an app's
     // functions share its memory), not by function.
     let mut apps: HashMap<String, String> = HashMap::new();
+    let mut triggers: HashMap<String, bool> = HashMap::new();
     let mut offset = 0usize;
     for path in paths {
-        let day_minutes = read_invocations(path, offset, &mut index, &mut functions, &mut apps)?;
+        let day_minutes = read_invocations(
+            path,
+            offset,
+            &mut index,
+            &mut functions,
+            &mut apps,
+            &mut triggers,
+        )?;
         offset += day_minutes;
+    }
+    for f in &mut functions {
+        f.timer = triggers
+            .get(&f.id)
+            .copied()
+            .unwrap_or_else(|| looks_periodic(&f.active));
     }
     if let Some(first) = paths.first() {
         let (dur, mem) = companions(first);
@@ -289,10 +339,12 @@ fn read_invocations(
     index: &mut HashMap<String, usize>,
     functions: &mut Vec<FunctionTrace>,
     apps: &mut HashMap<String, String>,
+    triggers: &mut HashMap<String, bool>,
 ) -> Result<usize, TraceError> {
     let mut rdr = reader(path)?;
     let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
     let app_col = headers.iter().position(|h| h == "HashApp");
+    let trigger_col = headers.iter().position(|h| h == "Trigger");
     let id_col = headers
         .iter()
         .position(|h| h == "HashFunction")
@@ -341,12 +393,18 @@ fn read_invocations(
         {
             apps.insert(id.to_string(), app.to_string());
         }
+        if let Some(t) = trigger_col.and_then(|c| rec.get(c)).map(str::trim)
+            && !t.is_empty()
+        {
+            triggers.insert(id.to_string(), t.eq_ignore_ascii_case("timer"));
+        }
         let i = *index.entry(id.to_string()).or_insert_with(|| {
             functions.push(FunctionTrace {
                 id: id.to_string(),
                 active: Vec::new(),
                 duration_ms: DEFAULT_DURATION_MS,
                 memory_mb: DEFAULT_MEMORY_MB,
+                timer: false,
             });
             functions.len() - 1
         });
@@ -468,6 +526,7 @@ pub fn bin_invocations(invocations: &[Invocation]) -> Trace {
                 active: Vec::new(),
                 duration_ms: DEFAULT_DURATION_MS,
                 memory_mb: DEFAULT_MEMORY_MB,
+                timer: false,
             });
             totals.push((0, 0));
             functions.len() - 1
@@ -483,6 +542,7 @@ pub fn bin_invocations(invocations: &[Invocation]) -> Trace {
     }
     for (f, (ms, n)) in functions.iter_mut().zip(totals) {
         f.duration_ms = (ms as f64 / n.max(1) as f64).max(1.0);
+        f.timer = looks_periodic(&f.active);
     }
     Trace { functions, minutes }
 }
@@ -501,6 +561,55 @@ mod tests {
         let d = std::env::temp_dir().join(format!("forewarm-trace-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn timers_come_from_the_trigger_column_or_strict_periodicity() {
+        let d = tmp("timers");
+        let row = |id: &str, trigger: Option<&str>, counts: &[u32]| {
+            let cells: Vec<String> = counts.iter().map(u32::to_string).collect();
+            match trigger {
+                Some(t) => format!("{id},o,a,{t},{}\n", cells.join(",")),
+                None => format!("{id},o,a,{}\n", cells.join(",")),
+            }
+        };
+        let every5: Vec<u32> = (0..30).map(|m| u32::from(m % 5 == 0)).collect();
+        let busy: Vec<u32> = (0..30).map(|m| 3 + m % 4).collect();
+        let minutes: Vec<String> = (1..=30).map(|m| format!("minute_{m}")).collect();
+        let with = write(
+            &d,
+            "invocations.csv",
+            &format!(
+                "HashFunction,HashOwner,HashApp,Trigger,{}\n{}{}",
+                minutes.join(","),
+                row("t", Some("timer"), &busy),
+                row("h", Some("http"), &every5),
+            ),
+        );
+        let t = read_azure2019(&[with]).unwrap();
+        assert_eq!(
+            (t.functions[0].timer, t.functions[1].timer),
+            (true, false),
+            "the column says so, whatever the minutes look like"
+        );
+        let without = d.join("bare");
+        std::fs::create_dir_all(&without).unwrap();
+        let p = write(
+            &without,
+            "invocations.csv",
+            &format!(
+                "HashFunction,HashOwner,HashApp,{}\n{}{}",
+                minutes.join(","),
+                row("p", None, &every5),
+                row("b", None, &busy),
+            ),
+        );
+        let t = read_azure2019(&[p]).unwrap();
+        assert_eq!(
+            (t.functions[0].timer, t.functions[1].timer),
+            (true, false),
+            "every 5 minutes, one call: a timer; every minute, varying: not"
+        );
     }
 
     #[test]

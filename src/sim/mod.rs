@@ -182,6 +182,13 @@ pub fn run_policy(
     let mut policy_rng: Vec<Pcg64Mcg> = (0..trace.functions.len())
         .map(|i| Pcg64Mcg::new(stream_seed(cfg.seed, i as u64, 3) as u128 | 1))
         .collect();
+    // Each timer's second within the minute, from its own stream.
+    let timer_phase: Vec<Option<u64>> = trace
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.timer.then(|| stream_seed(cfg.seed, i as u64, 4) % 60_000))
+        .collect();
     let exps: Vec<Exp<f64>> = trace
         .functions
         .iter()
@@ -221,12 +228,20 @@ pub fn run_policy(
         let (req0, cold0, ping0) = totals(&fleet.fns);
 
         // 1. This minute's real arrivals, queued per function before anything
-        //    acts, so pings and requests interleave in time order.
+        //    acts, so pings and requests interleave in time order. A timer's
+        //    n calls come evenly spaced from its fixed second (a 5-minute
+        //    timer is 300 s apart exactly, as EventBridge fires it); others
+        //    at uniform random times in the minute (a Poisson process, given
+        //    the count).
         for &(f, n) in &by_minute[m] {
             let rng = &mut workload[f as usize];
             arrivals.clear();
-            for _ in 0..n {
-                let at = t0 + rng.random_range(0..60_000u64);
+            let spacing = 60_000 / n.max(1) as u64;
+            for k in 0..n as u64 {
+                let at = match timer_phase[f as usize] {
+                    Some(phase) => t0 + phase % spacing + k * spacing,
+                    None => t0 + rng.random_range(0..60_000u64),
+                };
                 let d = (exps[f as usize].sample(rng).round() as u64).max(1);
                 arrivals.push((at, d));
             }

@@ -63,6 +63,7 @@ impl Workload {
                     .collect(),
                 duration_ms: self.duration_ms,
                 memory_mb: 512,
+                timer: false,
             }],
             minutes: self.per_minute.len(),
         };

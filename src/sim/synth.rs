@@ -95,12 +95,14 @@ pub fn generate(functions: usize, days: usize, seed: u64) -> Trace {
                     on_minutes: rng.random_range(2.0..30.0),
                 }
             };
+            let timer = matches!(pattern, Pattern::Timer { .. });
             let active = series(pattern, per_day, minutes, &mut rng);
             FunctionTrace {
                 id: format!("synth{i:06}"),
                 active,
                 duration_ms: duration.sample(&mut rng).clamp(10.0, 600_000.0),
                 memory_mb: memory.sample(&mut rng).clamp(64.0, 10_240.0).round() as u32,
+                timer,
             }
         })
         .collect();
@@ -186,7 +188,7 @@ fn series(pattern: Pattern, per_day: f64, minutes: usize, rng: &mut Pcg64Mcg) ->
 /// minute over all days), `durations.csv` and `memory.csv`.
 pub fn write_azure2019(trace: &Trace, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut inv = String::from("HashFunction,HashOwner,HashApp");
+    let mut inv = String::from("HashFunction,HashOwner,HashApp,Trigger");
     for m in 1..=trace.minutes {
         let _ = write!(inv, ",minute_{m}");
     }
@@ -195,7 +197,8 @@ pub fn write_azure2019(trace: &Trace, dir: &Path) -> std::io::Result<()> {
     let mut mem = String::from("HashOwner,HashApp,SampleCount,AverageAllocatedMb\n");
     for f in &trace.functions {
         let id = &f.id;
-        let _ = write!(inv, "{id},{id},{id}");
+        let trigger = if f.timer { "timer" } else { "http" };
+        let _ = write!(inv, "{id},{id},{id},{trigger}");
         let mut next = f.active.iter().peekable();
         for m in 0..trace.minutes as u32 {
             match next.peek() {
@@ -253,17 +256,9 @@ pub fn shape(trace: &Trace) -> Shape {
     let top: u64 = sorted.iter().take(sorted.len().div_ceil(10)).sum();
     let (mut eligible, mut periodic, mut bursty) = (0.0, 0.0, 0.0);
     for f in &trace.functions {
-        if f.active.len() < 4 {
+        let Some(cv) = crate::trace::gap_cv(&f.active) else {
             continue;
-        }
-        let gaps: Vec<f64> = f
-            .active
-            .windows(2)
-            .map(|w| (w[1].0 - w[0].0) as f64)
-            .collect();
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
-        let cv = var.sqrt() / mean;
+        };
         eligible += 1.0;
         if cv <= 0.1 {
             periodic += 1.0;

@@ -120,6 +120,7 @@ fn tiny_trace(per_minute: &[u32], duration_ms: f64) -> Trace {
             active,
             duration_ms,
             memory_mb: 1_024,
+            timer: false,
         }],
         minutes: per_minute.len(),
     }
@@ -229,6 +230,7 @@ fn fleet(seed: u64) -> Trace {
                 active,
                 duration_ms: 300.0 + 100.0 * (i % 7) as f64,
                 memory_mb: 256,
+                timer: false,
             }
         })
         .collect();
@@ -379,6 +381,7 @@ fn the_forecast_record_holds_what_the_controller_issued_and_what_real_traffic_di
             active: (0..1_440).map(|m| (m, 10)).collect(),
             duration_ms: 20_000.0,
             memory_mb: 256,
+            timer: false,
         }],
         minutes: 1_440,
     }
@@ -419,4 +422,21 @@ fn the_forecast_record_holds_what_the_controller_issued_and_what_real_traffic_di
     assert_eq!(forewarm.name, "forewarm");
     assert!(forewarm.score.under_share < 0.05, "{s:?}");
     assert!(forewarm.score.forecast_sum >= s.realized_sum, "{s:?}");
+}
+
+#[test]
+fn a_timer_below_the_keep_alive_is_cold_only_once() {
+    // A 5-minute timer for two days on the 2021 model (idle sandboxes live
+    // 300-420 s): fired at a fixed second, each call finds the sandbox the
+    // last one left 300 s minus its duration ago. Placed at random seconds
+    // (as any function whose trigger is unknown), about one gap in twelve
+    // runs past 300 s and may meet a sandbox reaped.
+    let fires: Vec<u32> = (0..2 * 1_440).map(|m| u32::from(m % 5 == 0)).collect();
+    let mut trace = tiny_trace(&fires, 200.0);
+    trace.functions[0].timer = true;
+    let timed = run_one(&trace, "lambda-2021", "none").report;
+    assert_eq!((timed.requests, timed.cold_starts), (576, 1));
+    trace.functions[0].timer = false;
+    let random = run_one(&trace, "lambda-2021", "none").report;
+    assert!(random.cold_starts > 10, "{}", random.cold_starts);
 }
