@@ -33,6 +33,10 @@ pub struct FunctionTrace {
     pub active: Vec<(u32, u32)>,
     /// Average duration, ms (excluding cold starts, as Azure measured it).
     pub duration_ms: f64,
+    /// Duration at [`DURATION_PERCENTILES`], ms, when the trace gives them.
+    /// Azure's are percentiles of 30-second averages, not of single calls,
+    /// so the spread of single calls is somewhat wider than this.
+    pub duration_percentiles: Option<[f64; 7]>,
     /// Memory, MB.
     pub memory_mb: u32,
     /// Whether a timer calls it: the trace's `Trigger` is `timer`, or, in
@@ -292,6 +296,11 @@ pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
                     functions[i].duration_ms = ms.max(1.0);
                 }
             }
+            for (id, q) in read_duration_percentiles(&d)? {
+                if let Some(&i) = index.get(&id) {
+                    functions[i].duration_percentiles = Some(q);
+                }
+            }
         }
         if let Some(m) = mem.filter(|p| p.exists()) {
             let by_app: HashMap<String, f64> = read_keyed(&m, "HashApp", "AverageAllocatedMb")?
@@ -404,6 +413,7 @@ fn read_invocations(
                 active: Vec::new(),
                 duration_ms: DEFAULT_DURATION_MS,
                 memory_mb: DEFAULT_MEMORY_MB,
+                duration_percentiles: None,
                 timer: false,
             });
             functions.len() - 1
@@ -428,28 +438,92 @@ fn read_invocations(
 
 /// Reads `key -> value` from a CSV with those two named columns.
 fn read_keyed(path: &Path, key: &str, value: &str) -> Result<Vec<(String, f64)>, TraceError> {
+    Ok(read_columns(path, key, &[value])?
+        .into_iter()
+        .map(|(k, v)| (k, v[0]))
+        .collect())
+}
+
+/// Reads `key -> [values]` from a CSV with those named columns, each value a
+/// non-negative number.
+fn read_columns(
+    path: &Path,
+    key: &str,
+    values: &[&str],
+) -> Result<Vec<(String, Vec<f64>)>, TraceError> {
     let mut csv = Csv::open(path)?;
-    let (k, v) = (csv.col(key)?, csv.col(value)?);
+    let k = csv.col(key)?;
+    let cols = values
+        .iter()
+        .map(|v| csv.col(v))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
     for rec in csv.rdr.records() {
         let rec = rec.map_err(|e| csv_error(path, e))?;
         let line = rec.position().map_or(0, |p| p.line());
-        let cell = rec.get(v).unwrap_or("").trim();
-        let x: f64 = cell
-            .parse()
-            .ok()
-            .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                malformed(
-                    path,
-                    line,
-                    value,
-                    format!("`{cell}` is not a non-negative number"),
-                )
-            })?;
-        out.push((rec.get(k).unwrap_or("").trim().to_string(), x));
+        let mut row = Vec::with_capacity(cols.len());
+        for (&c, name) in cols.iter().zip(values) {
+            let cell = rec.get(c).unwrap_or("").trim();
+            let x: f64 = cell
+                .parse()
+                .ok()
+                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    malformed(
+                        path,
+                        line,
+                        *name,
+                        format!("`{cell}` is not a non-negative number"),
+                    )
+                })?;
+            row.push(x);
+        }
+        out.push((rec.get(k).unwrap_or("").trim().to_string(), row));
     }
     Ok(out)
+}
+
+/// The percentile columns of an Azure 2019 durations file, at
+/// [`DURATION_PERCENTILES`].
+const DURATION_COLUMNS: [&str; 7] = [
+    "percentile_Average_0",
+    "percentile_Average_1",
+    "percentile_Average_25",
+    "percentile_Average_50",
+    "percentile_Average_75",
+    "percentile_Average_99",
+    "percentile_Average_100",
+];
+
+/// The cumulative probabilities of [`FunctionTrace::duration_percentiles`].
+pub const DURATION_PERCENTILES: [f64; 7] = [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0];
+
+/// Each function's duration percentiles, when the file has the columns
+/// (files with only `Average` give none). A row whose percentiles decrease
+/// is an error: it cannot be a distribution.
+fn read_duration_percentiles(path: &Path) -> Result<Vec<(String, [f64; 7])>, TraceError> {
+    let has = Csv::open(path)?
+        .headers
+        .iter()
+        .any(|h| h == DURATION_COLUMNS[6]);
+    if !has {
+        return Ok(Vec::new());
+    }
+    read_columns(path, "HashFunction", &DURATION_COLUMNS)?
+        .into_iter()
+        .map(|(id, v)| {
+            let q: [f64; 7] = v.try_into().unwrap_or([0.0; 7]);
+            if q.windows(2).any(|w| w[1] < w[0]) {
+                return Err(malformed(
+                    path,
+                    0,
+                    "percentile_Average_*",
+                    format!("{id}: percentiles {q:?} decrease"),
+                ));
+            }
+            Ok((id, q))
+        })
+        .collect()
 }
 
 /// One invocation of the Azure 2021 trace.
@@ -526,6 +600,7 @@ pub fn bin_invocations(invocations: &[Invocation]) -> Trace {
                 active: Vec::new(),
                 duration_ms: DEFAULT_DURATION_MS,
                 memory_mb: DEFAULT_MEMORY_MB,
+                duration_percentiles: None,
                 timer: false,
             });
             totals.push((0, 0));
@@ -610,6 +685,41 @@ mod tests {
             (true, false),
             "every 5 minutes, one call: a timer; every minute, varying: not"
         );
+    }
+
+    #[test]
+    fn duration_percentiles_are_read_and_checked() {
+        let d = tmp("percentiles");
+        let inv = write(
+            &d,
+            "invocations.csv",
+            "HashFunction,HashOwner,HashApp,minute_1\nf1,f1,f1,1\nf2,f2,f2,1\n",
+        );
+        let head = "HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,\
+                    percentile_Average_0,percentile_Average_1,percentile_Average_25,\
+                    percentile_Average_50,percentile_Average_75,percentile_Average_99,\
+                    percentile_Average_100";
+        write(
+            &d,
+            "durations.csv",
+            &format!("{head}\nf1,f1,f1,287,9,42,38909,42,46,78,109,204,1358,38909\n"),
+        );
+        let t = read_azure2019(std::slice::from_ref(&inv)).unwrap();
+        assert_eq!(
+            t.functions[0].duration_percentiles,
+            Some([42.0, 46.0, 78.0, 109.0, 204.0, 1_358.0, 38_909.0])
+        );
+        assert_eq!(
+            t.functions[1].duration_percentiles, None,
+            "no row: exponential"
+        );
+        write(
+            &d,
+            "durations.csv",
+            &format!("{head}\nf1,f1,f1,287,9,42,38909,42,46,78,109,20,1358,38909\n"),
+        );
+        let e = read_azure2019(&[inv]).unwrap_err().to_string();
+        assert!(e.contains("f1") && e.contains("decrease"), "{e}");
     }
 
     #[test]

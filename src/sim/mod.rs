@@ -15,6 +15,8 @@
 //!   the *real* [`crate::tick::run_tick`] runs for the `forewarm` policy:
 //!   there is no second implementation of the controller.
 //! * [`report`]: the figures, as JSON (DESIGN §5) and as a table.
+//! * [`service`]: how long a real request runs (the trace's percentiles, or
+//!   exponential with its mean).
 //! * [`synth`]: a synthetic workload generator with the published shape of
 //!   production traces.
 //!
@@ -34,10 +36,10 @@ pub mod policy;
 pub mod ports;
 pub mod report;
 pub mod scenario;
+pub mod service;
 pub mod synth;
 
 use rand::Rng;
-use rand_distr::{Distribution, Exp};
 use rand_pcg::Pcg64Mcg;
 
 use crate::trace::Trace;
@@ -189,10 +191,10 @@ pub fn run_policy(
         .enumerate()
         .map(|(i, f)| f.timer.then(|| stream_seed(cfg.seed, i as u64, 4) % 60_000))
         .collect();
-    let exps: Vec<Exp<f64>> = trace
+    let service: Vec<service::Service> = trace
         .functions
         .iter()
-        .map(|f| Exp::new(1.0 / f.duration_ms.max(1.0)).expect("positive rate"))
+        .map(|f| service::Service::of(f, model.durations.shape))
         .collect();
 
     let mut minutes = FleetTimeline {
@@ -242,7 +244,7 @@ pub fn run_policy(
                     Some(phase) => t0 + phase % spacing + k * spacing,
                     None => t0 + rng.random_range(0..60_000u64),
                 };
-                let d = (exps[f as usize].sample(rng).round() as u64).max(1);
+                let d = service[f as usize].sample(rng);
                 arrivals.push((at, d));
             }
             arrivals.sort_unstable();
@@ -351,6 +353,40 @@ pub fn run_policy(
     let mut per_function = Vec::with_capacity(fleet.fns.len());
     for f in &fleet.fns {
         per_function.push((f.stats.cold_starts, f.stats.requests));
+        if let Ok(path) = std::env::var("FW_DUMP") {
+            use std::io::Write;
+            let mut o = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .unwrap();
+            writeln!(
+                o,
+                "{} {} {} {}",
+                spec,
+                per_function.len() - 1,
+                f.stats.cold_starts,
+                f.stats.requests
+            )
+            .unwrap();
+        }
+        if let Ok(path) = std::env::var("FW_DUMP") {
+            use std::io::Write;
+            let mut o = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .unwrap();
+            writeln!(
+                o,
+                "{} {} {} {}",
+                spec,
+                per_function.len() - 1,
+                f.stats.cold_starts,
+                f.stats.requests
+            )
+            .unwrap();
+        }
         stats.merge(&f.stats);
     }
     let forecasts = controller

@@ -27,6 +27,9 @@ pub struct Model {
     pub scaling: Scaling,
     /// Invocation timing.
     pub invoke: Invoke,
+    /// How long real requests run.
+    #[serde(default)]
+    pub durations: Durations,
     /// Prices.
     pub prices: Prices,
 }
@@ -58,9 +61,32 @@ pub struct ColdStart {
 pub struct Scaling {
     /// New execution environments per function per 10 s.
     pub new_per_10s: f64,
-    /// Concurrency available to each function (its reservation, or the
-    /// account's pool).
+    /// The account's concurrency, shared by its functions without
+    /// reserved concurrency.
     pub account_concurrency: u32,
+}
+
+/// How a real request's duration is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Durations {
+    /// The shape of each function's durations.
+    #[serde(default)]
+    pub shape: DurationShape,
+}
+
+/// The shape of a function's durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurationShape {
+    /// From the trace's percentiles where it has them (log-linear between
+    /// them), else exponential with the trace's mean. The default: real
+    /// durations are skewed over decades, with tails no exponential has.
+    #[default]
+    Empirical,
+    /// Exponential with the trace's mean, always (the validation cells'
+    /// service law).
+    Exponential,
 }
 
 /// Invocation timing.

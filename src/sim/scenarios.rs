@@ -63,6 +63,7 @@ impl Workload {
                     .collect(),
                 duration_ms: self.duration_ms,
                 memory_mb: 512,
+                duration_percentiles: None,
                 timer: false,
             }],
             minutes: self.per_minute.len(),

@@ -102,6 +102,7 @@ pub fn generate(functions: usize, days: usize, seed: u64) -> Trace {
                 active,
                 duration_ms: duration.sample(&mut rng).clamp(10.0, 600_000.0),
                 memory_mb: memory.sample(&mut rng).clamp(64.0, 10_240.0).round() as u32,
+                duration_percentiles: None,
                 timer,
             }
         })

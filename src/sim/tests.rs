@@ -120,6 +120,7 @@ fn tiny_trace(per_minute: &[u32], duration_ms: f64) -> Trace {
             active,
             duration_ms,
             memory_mb: 1_024,
+            duration_percentiles: None,
             timer: false,
         }],
         minutes: per_minute.len(),
@@ -230,6 +231,7 @@ fn fleet(seed: u64) -> Trace {
                 active,
                 duration_ms: 300.0 + 100.0 * (i % 7) as f64,
                 memory_mb: 256,
+                duration_percentiles: None,
                 timer: false,
             }
         })
@@ -381,6 +383,7 @@ fn the_forecast_record_holds_what_the_controller_issued_and_what_real_traffic_di
             active: (0..1_440).map(|m| (m, 10)).collect(),
             duration_ms: 20_000.0,
             memory_mb: 256,
+            duration_percentiles: None,
             timer: false,
         }],
         minutes: 1_440,
