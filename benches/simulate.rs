@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
             timeline_function: None,
             reaping_change: None,
             record_forecasts: false,
+            init_allowance_ms: forewarm::decision::pings::INIT_LIMIT_MS,
         };
         g.bench_function(spec, |b| {
             b.iter(|| run_policy(&trace, &by_minute, &cfg, &cfg.policies[0], &|_| {}))

@@ -75,6 +75,7 @@ fn load(args: &ScenarioArgs) -> anyhow::Result<Loaded> {
         timeline_function: None,
         reaping_change: None,
         record_forecasts: false,
+        init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
     };
     Ok(Loaded {
         path,

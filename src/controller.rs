@@ -77,7 +77,10 @@ impl ControllerConfig {
                 .unwrap_or_else(|| "forewarm".into()),
             warmer: WarmerConfig {
                 max_in_flight: num("FOREWARM_MAX_IN_FLIGHT", 1_000)? as usize,
-                timeout_margin_ms: num("FOREWARM_TIMEOUT_MARGIN_MS", 5_000)?,
+                timeout_margin_ms: num(
+                    "FOREWARM_TIMEOUT_MARGIN_MS",
+                    crate::decision::pings::TIMEOUT_MARGIN_MS,
+                )?,
                 init_allowance_ms: num("FOREWARM_INIT_ALLOWANCE_MS", crate::aws::INIT_LIMIT_MS)?,
             },
             metrics_every_minutes: num("FOREWARM_METRICS_EVERY_MINUTES", 15)?,

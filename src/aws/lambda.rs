@@ -62,16 +62,13 @@ pub struct WarmerConfig {
     pub init_allowance_ms: u64,
 }
 
-/// Lambda's limit on the Init phase of an on-demand function, ms. Past it,
-/// Lambda retries the init inside the first invoke, under the function's own
-/// timeout.
-pub const INIT_LIMIT_MS: u64 = 10_000;
+pub use crate::decision::pings::INIT_LIMIT_MS;
 
 impl Default for WarmerConfig {
     fn default() -> Self {
         WarmerConfig {
             max_in_flight: 1_000,
-            timeout_margin_ms: 5_000,
+            timeout_margin_ms: crate::decision::pings::TIMEOUT_MARGIN_MS,
             init_allowance_ms: INIT_LIMIT_MS,
         }
     }
@@ -81,11 +78,11 @@ impl WarmerConfig {
     /// How long a ping holding `hold_ms` may take before it counts as timed
     /// out: its hold, a cold sandbox's INIT and the network's margin.
     pub fn ping_timeout(&self, hold_ms: u64) -> Duration {
-        Duration::from_millis(
-            hold_ms
-                .saturating_add(self.init_allowance_ms)
-                .saturating_add(self.timeout_margin_ms),
-        )
+        Duration::from_millis(crate::decision::pings::ping_timeout_ms(
+            hold_ms,
+            self.init_allowance_ms,
+            self.timeout_margin_ms,
+        ))
     }
 }
 

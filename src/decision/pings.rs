@@ -4,6 +4,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Lambda's limit on the Init phase of an on-demand function, ms. Past it,
+/// Lambda retries the init inside the first invoke, under the function's own
+/// timeout.
+pub const INIT_LIMIT_MS: u64 = 10_000;
+
+/// Time allowed by default beyond a ping's hold and init for the network, ms.
+pub const TIMEOUT_MARGIN_MS: u64 = 5_000;
+
+/// How long a ping holding `hold_ms` may take before it counts as timed out:
+/// its hold, a cold sandbox's INIT (`init_allowance_ms`) and the network's
+/// margin. The Lambda warmer waits this long; the simulator judges its
+/// pings by the same rule.
+pub fn ping_timeout_ms(hold_ms: u64, init_allowance_ms: u64, margin_ms: u64) -> u64 {
+    hold_ms
+        .saturating_add(init_allowance_ms)
+        .saturating_add(margin_ms)
+}
+
 /// Why one ping did not produce a usable reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -71,6 +71,10 @@ pub struct RunConfig {
     /// Keep, for the `forewarm` policy, what it forecast for each window and
     /// what real traffic then did (for `forewarm forecast`).
     pub record_forecasts: bool,
+    /// What the `forewarm` controller allows a cold ping's INIT before it
+    /// counts the ping timed out, ms (`FOREWARM_INIT_ALLOWANCE_MS` of the
+    /// real controller; Lambda's 10 s Init limit by default).
+    pub init_allowance_ms: u64,
 }
 
 /// One minute of one function, for the timeline plot.
@@ -204,11 +208,10 @@ pub fn run_policy(
     };
     let mut timeline = Vec::new();
     let mut controller = match spec {
-        PolicySpec::Forewarm { doc, .. } => Some(ports::Controller::new(
-            trace.functions.len(),
-            doc.clone(),
-            model,
-        )),
+        PolicySpec::Forewarm { doc, .. } => Some(
+            ports::Controller::new(trace.functions.len(), doc.clone(), model)
+                .with_init_allowance_ms(cfg.init_allowance_ms),
+        ),
         _ => None,
     };
     if let Some(c) = controller.as_mut().filter(|_| record) {

@@ -62,6 +62,9 @@ pub struct Stats {
     pub ping_cold_starts: u64,
     /// Pings throttled.
     pub ping_throttles: u64,
+    /// Pings that reached a sandbox but answered after the controller's
+    /// timeout (a slow INIT), so it counted them failed.
+    pub ping_timeouts: u64,
     /// GB-ms of ping duration (holds).
     pub ping_gb_ms: f64,
     /// GB-ms of INIT of ping-created sandboxes.
@@ -88,6 +91,7 @@ impl Stats {
         self.pings += o.pings;
         self.ping_cold_starts += o.ping_cold_starts;
         self.ping_throttles += o.ping_throttles;
+        self.ping_timeouts += o.ping_timeouts;
         self.ping_gb_ms += o.ping_gb_ms;
         self.ping_init_gb_ms += o.ping_init_gb_ms;
         self.oracle_init_gb_ms += o.oracle_init_gb_ms;
@@ -109,6 +113,8 @@ pub enum PingResult {
         cold: bool,
         /// When the sandbox last started a real request, if ever.
         last_real_ms: Option<u64>,
+        /// The INIT it waited for before its hold began (0 when warm).
+        init_ms: u64,
     },
     /// Throttled.
     Throttled,
@@ -313,6 +319,13 @@ impl FnSim {
         self.queued.front().map(|&(at, _)| at)
     }
 
+    /// Counts a ping sent at `t` that the controller gave up on.
+    pub(crate) fn note_ping_timeout(&mut self, t: u64) {
+        if self.counted(t) {
+            self.stats.ping_timeouts += 1;
+        }
+    }
+
     /// Processes the next queued real arrival.
     pub(crate) fn run_next(&mut self) {
         if let Some((at, d)) = self.queued.pop_front() {
@@ -469,6 +482,7 @@ impl FnSim {
                 id,
                 cold: false,
                 last_real_ms: (last_real_ms > 0).then_some(last_real_ms),
+                init_ms: 0,
             };
         }
         match self.create(t) {
@@ -489,6 +503,7 @@ impl FnSim {
                     id,
                     cold: true,
                     last_real_ms: None,
+                    init_ms: init,
                 }
             }
         }
@@ -721,7 +736,8 @@ mod tests {
             PingResult::Reached {
                 id: 0,
                 cold: true,
-                last_real_ms: None
+                last_real_ms: None,
+                init_ms: 100
             }
         );
         assert_eq!(
@@ -729,7 +745,8 @@ mod tests {
             PingResult::Reached {
                 id: 1,
                 cold: true,
-                last_real_ms: None
+                last_real_ms: None,
+                init_ms: 100
             }
         );
         // Both free by 0.61 s; a request at 1 s takes sandbox 1 (freed last).

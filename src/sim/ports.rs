@@ -22,6 +22,7 @@ use super::fleet::Fleet;
 use super::model::Model;
 use super::platform::PingResult;
 use crate::cost::CostParts;
+use crate::decision::pings::{INIT_LIMIT_MS, TIMEOUT_MARGIN_MS, ping_timeout_ms};
 use crate::decision::policy::{Parsed, Policy, PolicyDoc};
 use crate::decision::{
     FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport,
@@ -266,11 +267,14 @@ impl StateStore for SimStore {
 struct World<'a> {
     fleet: Mutex<&'a mut Fleet>,
     gap_ms: u64,
+    /// The controller's allowance for a cold ping's INIT, ms.
+    init_allowance_ms: u64,
     /// The tick's time.
     now_ms: u64,
     metric_requests: Mutex<u64>,
     /// `ListMetrics` pages, one per 500 recently active functions.
     list_requests: Mutex<u64>,
+    /// The longest the tick waited for a ping's answer, ms.
     longest_hold_ms: Mutex<u64>,
 }
 
@@ -376,7 +380,6 @@ impl Warmer for World<'_> {
         let mut order: Vec<(u64, usize, usize)> = Vec::new();
         for (j, (p, i)) in plans.iter().zip(&targets).enumerate() {
             if i.is_ok() {
-                *longest = (*longest).max(p.delay_ms as u64);
                 order.extend((0..p.n as usize).map(|k| (p.at_ms + k as u64 * self.gap_ms, j, k)));
             }
         }
@@ -385,11 +388,28 @@ impl Warmer for World<'_> {
             plans.iter().map(|p| vec![None; p.n as usize]).collect();
         for (at, j, k) in order {
             let Ok(i) = targets[j] else { continue };
-            outcomes[j][k] = Some(match fleet.ping(i, at, plans[j].delay_ms as u64) {
+            let hold = plans[j].delay_ms as u64;
+            let timeout = ping_timeout_ms(hold, self.init_allowance_ms, TIMEOUT_MARGIN_MS);
+            let reply = fleet.ping(i, at, hold);
+            // The controller runs (and is billed) until its slowest ping
+            // answers or times out: a cold ping's INIT counts.
+            let waited = match reply {
+                PingResult::Reached { init_ms, .. } => (init_ms + hold).min(timeout),
+                PingResult::Throttled => 0,
+            };
+            *longest = (*longest).max(waited);
+            outcomes[j][k] = Some(match reply {
+                // The sandbox exists and is warm, but the controller stopped
+                // waiting before the answer came, as the Lambda warmer does.
+                PingResult::Reached { init_ms, .. } if init_ms + hold > timeout => {
+                    fleet.fns[i].note_ping_timeout(at);
+                    PingOutcome::failed(PingFailure::Timeout)
+                }
                 PingResult::Reached {
                     id,
                     cold,
                     last_real_ms,
+                    ..
                 } => PingOutcome::answered(InstanceId::of_bytes(&id.to_le_bytes()), cold, at)
                     .with_last_real(last_real_ms),
                 PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
@@ -417,9 +437,10 @@ impl Warmer for World<'_> {
 pub struct Controller {
     store: SimStore,
     cfg: TickConfig,
-    /// Per tick: its time, its longest hold and what it consumed.
+    /// Per tick: its time, its longest wait on a ping and what it consumed.
     ticks: Vec<(u64, u64, Usage)>,
     gap_ms: u64,
+    init_allowance_ms: u64,
     targets: Vec<u32>,
 }
 
@@ -443,8 +464,17 @@ impl Controller {
             cfg: TickConfig::new("sim"),
             ticks: Vec::new(),
             targets: vec![0; functions],
+            init_allowance_ms: INIT_LIMIT_MS,
             gap_ms: model.invoke.fanout_gap_ms.round() as u64,
         }
+    }
+
+    /// Gives cold pings `ms` for their INIT before they count as timed out
+    /// (`FOREWARM_INIT_ALLOWANCE_MS` of the real controller; default
+    /// Lambda's 10 s Init limit).
+    pub fn with_init_allowance_ms(mut self, ms: u64) -> Controller {
+        self.init_allowance_ms = ms;
+        self
     }
 
     /// Minutes the controller waits for a minute's metrics to be final.
@@ -486,6 +516,7 @@ impl Controller {
             .store(t, std::sync::atomic::Ordering::Relaxed);
         let world = World {
             gap_ms: self.gap_ms,
+            init_allowance_ms: self.init_allowance_ms,
             now_ms: t,
             fleet: Mutex::new(fleet),
             metric_requests: Mutex::new(0),
@@ -507,7 +538,8 @@ impl Controller {
     }
 
     /// What the controller itself cost over the report period, by part: one
-    /// invocation per tick (its memory for the longest hold plus overhead),
+    /// invocation per tick (its memory for its longest wait on a ping, hold
+    /// and any INIT, plus overhead),
     /// and the CloudWatch and DynamoDB usage its ports counted.
     pub fn cost_parts(&self, model: &Model, report_from_ms: u64) -> CostParts {
         let p = &model.prices;

@@ -26,6 +26,12 @@ pub struct PolicyReport {
     pub throttles: u64,
     /// Pings sent.
     pub warm_pings: u64,
+    /// Pings that reached their sandbox but answered after the controller's
+    /// timeout (hold, INIT allowance and margin): the controller counted
+    /// them failed. Only forewarm waits on its pings' answers. Not a JSON
+    /// key (the report's keys are fixed); the table says it.
+    #[serde(skip)]
+    pub ping_timeouts: u64,
     /// What warming cost: pings (requests, holds, INIT of sandboxes they
     /// created), Provisioned Concurrency, the oracle's INIT, and forewarm's
     /// own controller runs, CloudWatch reads and DynamoDB units: the sum of
@@ -99,6 +105,7 @@ impl PolicyReport {
             interference_cold_starts: s.interference_cold_starts,
             throttles: s.throttles,
             warm_pings: s.pings,
+            ping_timeouts: s.ping_timeouts,
             warm_cost_usd: round(parts.total(), 9),
             warm_cost_parts: parts,
             idle_gb_s: round(gb_s(s.idle_gb_ms + s.provisioned_gb_ms), 3),
@@ -170,6 +177,12 @@ impl Report {
             out.push_str(&format!(
                 "{}: warm ${:.4} = pings ${:.4} + init ${:.4} + controller runs ${:.4} + CloudWatch ${:.4} + DynamoDB ${:.4}\n",
                 p.name, p.warm_cost_usd, c.pings, c.init, c.controller, c.cloudwatch, c.dynamodb
+            ));
+        }
+        for p in self.policies.iter().filter(|p| p.ping_timeouts > 0) {
+            out.push_str(&format!(
+                "{}: {} of {} cold pings answered after the controller's timeout (hold + INIT allowance + margin) and counted failed\n",
+                p.name, p.ping_timeouts, p.ping_cold_starts
             ));
         }
         out

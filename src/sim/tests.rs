@@ -141,6 +141,7 @@ fn run_model(trace: &Trace, model: Model, spec: &str) -> PolicyRun {
         timeline_function: Some(0),
         reaping_change: None,
         record_forecasts: false,
+        init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
     };
     run_policy(trace, &minute_index(trace), &cfg, &cfg.policies[0], &|_| {})
 }
@@ -264,6 +265,7 @@ fn the_same_seed_gives_a_byte_identical_report() {
         timeline_function: None,
         reaping_change: None,
         record_forecasts: false,
+        init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
     };
     // Wall-clock figures measure the machine, not the simulation.
     let json = |seed| {
@@ -352,6 +354,7 @@ fn policies_order_as_they_must() {
                 timeline_function: None,
                 reaping_change: None,
                 record_forecasts: false,
+                init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
             };
             run_policy(
                 &trace,
@@ -398,6 +401,7 @@ fn the_forecast_record_holds_what_the_controller_issued_and_what_real_traffic_di
         timeline_function: None,
         reaping_change: None,
         record_forecasts: true,
+        init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
     };
     let run = run_policy(
         &trace,
