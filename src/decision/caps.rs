@@ -89,30 +89,41 @@ pub fn apply(
 /// cap ([`apply`]) leaves room for its own recent peak, but ten functions
 /// each warming up to "the pool minus my peak" would together take it all.
 /// `room` is the pool less every such function's recent real peak and the
-/// headroom; when the warms `wants` (pings per function) do not fit, each
-/// gets its proportional share, rounded down, and the sandboxes left by the
-/// rounding go to the largest remainders (earlier functions first on ties).
+/// headroom; when the warms `wants` (pings per function) do not fit, they
+/// are filled level by level (max-min fair): every function gets up to the
+/// same number of sandboxes, the level as high as the room allows, and
+/// functions wanting less keep all they want. A function's first warm
+/// sandbox spares its next request a cold start; its hundredth only matters
+/// when a hundred run at once, so cutting the largest warms first loses the
+/// fewest cold starts (a cut in proportion took the only sandbox of every
+/// function wanting one). Sandboxes left over below the next level go to
+/// the earliest functions.
 pub fn share_pool(room: u32, wants: &[u32]) -> Vec<u32> {
     let total: u64 = wants.iter().map(|&w| w as u64).sum();
     if total <= room as u64 {
         return wants.to_vec();
     }
-    let mut out: Vec<u32> = wants
-        .iter()
-        .map(|&w| (w as u64 * room as u64 / total) as u32)
-        .collect();
-    let mut left = room - out.iter().sum::<u32>();
     let mut order: Vec<usize> = (0..wants.len()).collect();
-    // Largest remainder first: w * room mod total, compared exactly.
-    order.sort_by_key(|&i| std::cmp::Reverse(wants[i] as u64 * room as u64 % total));
-    for i in order {
-        if left == 0 {
-            break;
+    order.sort_by_key(|&i| (wants[i], i));
+    let mut out = vec![0u32; wants.len()];
+    let mut left = room;
+    for (k, &i) in order.iter().enumerate() {
+        let rest = (order.len() - k) as u32;
+        let level = left / rest;
+        if wants[i] <= level {
+            out[i] = wants[i];
+            left -= wants[i];
+            continue;
         }
-        if out[i] < wants[i] {
-            out[i] += 1;
-            left -= 1;
+        // Everyone from here on wants more than the level: each gets it,
+        // and the remainder one more each, earliest function first.
+        let mut tail: Vec<usize> = order[k..].to_vec();
+        tail.sort_unstable();
+        let extra = left - level * rest;
+        for (r, &t) in tail.iter().enumerate() {
+            out[t] = level + u32::from((r as u32) < extra);
         }
+        break;
     }
     out
 }
@@ -183,9 +194,16 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_pool_is_split_in_proportion() {
+    fn the_shared_pool_is_filled_level_by_level() {
         assert_eq!(share_pool(100, &[10, 20, 30]), vec![10, 20, 30]);
-        assert_eq!(share_pool(30, &[10, 20, 30]), vec![5, 10, 15]);
+        assert_eq!(share_pool(30, &[10, 20, 30]), vec![10, 10, 10]);
+        assert_eq!(share_pool(44, &[30, 2, 1, 20]), vec![21, 2, 1, 20]);
+        // Fifty functions wanting one and one wanting 500, 100 in the pool:
+        // each of the fifty keeps its sandbox (in proportion, they got none).
+        let mut wants = vec![1; 50];
+        wants.push(500);
+        let got = share_pool(100, &wants);
+        assert_eq!((&got[..50], got[50]), (&[1; 50][..], 50));
         assert_eq!(share_pool(10, &[1, 1, 1]), vec![1, 1, 1]);
         assert_eq!(share_pool(2, &[1, 1, 1]), vec![1, 1, 0]);
         assert_eq!(share_pool(0, &[4, 4]), vec![0, 0]);
