@@ -17,6 +17,10 @@ use std::collections::BinaryHeap;
 use super::platform::{FnSim, PingResult};
 use crate::decision::MinuteMetrics;
 
+/// Concurrency Lambda keeps unreserved and unprovisioned in every account,
+/// for functions without a reservation.
+pub const UNRESERVED_MINIMUM: u32 = 100;
+
 /// Every function of the account, and the account's pool.
 #[derive(Debug)]
 pub struct Fleet {
@@ -24,6 +28,8 @@ pub struct Fleet {
     pub fns: Vec<FnSim>,
     unreserved: u32,
     in_use: u32,
+    /// Provisioned Concurrency allocated to functions drawing on the pool.
+    provisioned_total: u32,
     /// `(time, function)`: each function's next completion. An entry is
     /// live when it equals `next_completion[function]`; others are stale.
     completions: BinaryHeap<Reverse<(u64, u32)>>,
@@ -47,6 +53,7 @@ impl Fleet {
             fns,
             unreserved: account_limit.saturating_sub(reserved),
             in_use: 0,
+            provisioned_total: 0,
             completions: BinaryHeap::new(),
             arrivals: BinaryHeap::new(),
         }
@@ -104,10 +111,25 @@ impl Fleet {
         self.act(i, |f| f.ping(t, hold_ms))
     }
 
-    /// Sets function `i`'s Provisioned Concurrency from `t` on.
-    pub fn set_provisioned(&mut self, i: usize, t: u64, n: u32) {
+    /// Sets function `i`'s Provisioned Concurrency from `t` on, as much of
+    /// `n` as Lambda would allocate: a function drawing on the shared pool
+    /// gets no more than the pool less [`UNRESERVED_MINIMUM`] less what the
+    /// other functions hold provisioned (Lambda refuses the rest). Returns
+    /// what was allocated.
+    pub fn set_provisioned(&mut self, i: usize, t: u64, n: u32) -> u32 {
         self.run_until(t);
+        let n = if self.fns[i].shares_pool() {
+            let others = self.provisioned_total - self.fns[i].provisioned();
+            n.min(
+                self.unreserved
+                    .saturating_sub(UNRESERVED_MINIMUM)
+                    .saturating_sub(others),
+            )
+        } else {
+            n
+        };
         self.act(i, |f| f.set_provisioned(t, n));
+        n
     }
 
     /// Function `i`'s recorded minutes in `from..until` (see
@@ -134,9 +156,13 @@ impl Fleet {
     fn act<R>(&mut self, i: usize, op: impl FnOnce(&mut FnSim) -> R) -> R {
         let f = &mut self.fns[i];
         let others = self.in_use - f.pool_usage();
+        let pc_before = f.provisioned();
         f.pool_room = self.unreserved.saturating_sub(others);
         let r = op(f);
         self.in_use = others + f.pool_usage();
+        if f.shares_pool() {
+            self.provisioned_total = self.provisioned_total - pc_before + f.provisioned();
+        }
         let next = f.next_completion();
         if next != self.next_completion[i] {
             if let Some(n) = next {
@@ -243,6 +269,19 @@ mod tests {
         fleet.finish(120_000);
         assert_eq!(fleet.fns[1].stats.throttles, 120, "80 of 200 ran");
         assert_eq!(fleet.fns[0].stats.throttles, 0);
+    }
+
+    #[test]
+    fn provisioned_concurrency_is_allocated_only_within_the_pool() {
+        // An account of 300: Lambda keeps 100 unprovisioned, so two
+        // functions asking 150 each get 150 and 50.
+        let fns = vec![function(300, true, 1), function(300, true, 2)];
+        let mut fleet = Fleet::new(fns, 300);
+        assert_eq!(fleet.set_provisioned(0, 0, 150), 150);
+        assert_eq!(fleet.set_provisioned(1, 0, 150), 50);
+        // Giving some back makes room again.
+        assert_eq!(fleet.set_provisioned(0, 1_000, 0), 0);
+        assert_eq!(fleet.set_provisioned(1, 1_000, 150), 150);
     }
 
     #[test]

@@ -304,6 +304,11 @@ impl FnSim {
         self.setup.shares_pool
     }
 
+    /// Provisioned Concurrency allocated now.
+    pub(crate) fn provisioned(&self) -> u32 {
+        self.provisioned
+    }
+
     /// The function's own concurrency limit.
     pub(crate) fn limit(&self) -> u32 {
         self.setup.limit
