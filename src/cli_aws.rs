@@ -205,6 +205,7 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
             delay_ms,
             run: format!("cli-warm-{}", now_ms()).into(),
             at_ms: now_ms(),
+            init_allowance_ms: 0,
         };
         warmer.warm_one(&plan).await
     });

@@ -364,6 +364,10 @@ pub struct WarmPlan {
     /// The decision's time, epoch ms: the report's `sent_at_ms`, so it can be
     /// matched to the warm the state recorded.
     pub at_ms: u64,
+    /// The INIT allowance the function's own history asks for, ms (0: none
+    /// learned); the warmer waits for a cold ping the larger of this and
+    /// its configured allowance.
+    pub init_allowance_ms: u64,
 }
 
 /// Who sends pings (Lambda Invoke in production).

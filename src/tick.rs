@@ -658,6 +658,10 @@ async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &m
             delay_ms,
             run: cfg.owner.clone(),
             at_ms: now_ms,
+            init_allowance_ms: decision::pings::learned_init_allowance_ms(
+                w.state.init_ms as u64,
+                w.obs.limits.timeout_ms,
+            ),
         });
         owners.push(i);
     }

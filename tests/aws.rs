@@ -410,6 +410,7 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
             delay_ms: delay,
             run: format!("r{round}").into(),
             at_ms: now_ms(),
+            init_allowance_ms: 0,
         };
         let report = warmer.warm_one(&plan).await.unwrap();
         let s = report.summary();

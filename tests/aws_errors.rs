@@ -31,6 +31,7 @@ fn plan(n: u32) -> WarmPlan {
         delay_ms: 100,
         run: "t".into(),
         at_ms: 1,
+        init_allowance_ms: 0,
     }
 }
 
@@ -418,7 +419,7 @@ fn a_cold_ping_whose_init_is_slow_is_answered_not_timed_out() {
         ))
         .after(std::time::Duration::from_millis(1_600))
     });
-    let with = |init_allowance_ms| {
+    let with = |init_allowance_ms, learned_ms| {
         let warmer = LambdaWarmer::new(
             invoke::client_without_retries(&stub.endpoint),
             WarmerConfig {
@@ -427,17 +428,28 @@ fn a_cold_ping_whose_init_is_slow_is_answered_not_timed_out() {
                 init_allowance_ms,
             },
         );
-        block(warmer.warm_one(&plan(2))).unwrap()
+        let plan = WarmPlan {
+            init_allowance_ms: learned_ms,
+            ..plan(2)
+        };
+        block(warmer.warm_one(&plan)).unwrap()
     };
-    let answered = with(3_000);
+    let answered = with(3_000, 0);
     assert!(
         answered
             .pings
             .iter()
-            .all(|p| p.failure.is_none() && p.cold == Some(true)),
+            .all(|p| p.failure.is_none() && p.cold == Some(true) && p.init_ms == Some(1_500)),
         "{answered:?}"
     );
-    let before = with(0);
+    // No configured allowance, but the function's history asks for 3 s:
+    // the warmer waits for it.
+    let learned = with(0, 3_000);
+    assert!(
+        learned.pings.iter().all(|p| p.failure.is_none()),
+        "{learned:?}"
+    );
+    let before = with(0, 0);
     assert!(
         before
             .pings

@@ -78,9 +78,16 @@ impl WarmerConfig {
     /// How long a ping holding `hold_ms` may take before it counts as timed
     /// out: its hold, a cold sandbox's INIT and the network's margin.
     pub fn ping_timeout(&self, hold_ms: u64) -> Duration {
+        self.ping_timeout_for(hold_ms, 0)
+    }
+
+    /// The same for a function whose inits were learned to need
+    /// `learned_init_ms` ([`WarmPlan::init_allowance_ms`]): the larger of
+    /// that and the configured allowance.
+    pub fn ping_timeout_for(&self, hold_ms: u64, learned_init_ms: u64) -> Duration {
         Duration::from_millis(crate::decision::pings::ping_timeout_ms(
             hold_ms,
-            self.init_allowance_ms,
+            self.init_allowance_ms.max(learned_init_ms),
             self.timeout_margin_ms,
         ))
     }
@@ -233,7 +240,9 @@ impl LambdaWarmer {
     /// Sends one warm and waits for every ping.
     pub async fn warm_one(&self, plan: &WarmPlan) -> Result<WarmReport, PortError> {
         let mut set = tokio::task::JoinSet::new();
-        let timeout = self.cfg.ping_timeout(plan.delay_ms as u64);
+        let timeout = self
+            .cfg
+            .ping_timeout_for(plan.delay_ms as u64, plan.init_allowance_ms);
         let f = Arc::new(plan.function.clone());
         for seq in 0..plan.n {
             let payload = Bytes::from(
@@ -371,7 +380,9 @@ fn judge(answer: Result<Answer, SendError>, f: &FunctionRef) -> Verdict {
                 } else {
                     r.started_ms
                 };
-                PingOutcome::answered(r.instance, r.cold, reached).with_last_real(r.last_real_ms)
+                PingOutcome::answered(r.instance, r.cold, reached)
+                    .with_last_real(r.last_real_ms)
+                    .with_init(r.cold.then_some(r.init_ms))
             }
             Ok(None) => PingOutcome::anonymous(),
             Err(e) => {
@@ -463,6 +474,7 @@ impl Warmer for LambdaWarmer {
             reserved,
             unreserved,
             memory_mb: conf.memory_size().map(|m| m.max(0) as u32),
+            timeout_ms: conf.timeout().map(|s| s.max(0) as u64 * 1_000),
         };
         self.limits
             .lock()

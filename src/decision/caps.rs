@@ -24,6 +24,11 @@ pub struct Limits {
     pub unreserved: Option<u32>,
     /// Configured memory, MB (for cost figures).
     pub memory_mb: Option<u32>,
+    /// Configured timeout, ms: the longest a ping's answer can take once its
+    /// INIT is done (Lambda retries a failed init inside the invoke, under
+    /// this timeout).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Which limit cut the warm target.
@@ -229,7 +234,7 @@ mod tests {
                                          peak in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), -10.0f64..3_000.0],
                                          warm_now in 0u32..3_000) {
             let p = Policy { min, max: min + span, headroom, ..Policy::default() };
-            let lim = Limits { reserved, unreserved, memory_mb: None };
+            let lim = Limits { reserved, unreserved, memory_mb: None, timeout_ms: None };
             let (n, _) = apply(&p, raw, &lim, peak, warm_now);
             prop_assert!(n <= p.max);
             prop_assert!(n <= warm_now.saturating_add(SCALING_RATE_PER_10S));

@@ -156,6 +156,12 @@ pub struct FunctionState {
     /// the running concurrency between them.
     #[serde(default, serialize_with = "short")]
     pub duration_ms: f64,
+    /// The slowest INIT cold pings' replies reported lately, ms, forgetting
+    /// an eighth per warm with cold replies; doubled by a warm whose pings
+    /// timed out (they report nothing). The warmer waits twice this for a
+    /// cold ping (see [`pings::learned_init_allowance_ms`]). 0: none seen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub init_ms: u32,
     /// The last forecast and what it depended on (not stored: recomputed
     /// after a load, reused while its inputs are unchanged).
     #[serde(skip)]
@@ -275,6 +281,7 @@ impl FunctionState {
             read_every_minutes: 0,
             detail_minute: None,
             duration_ms: 0.0,
+            init_ms: 0,
             forecast_cache: None,
         }
     }
@@ -815,8 +822,28 @@ pub fn apply_report(
         // least warmed something), beside those real traffic was using.
         rec.reached = summary.distinct + summary.anonymous + rec.busy;
     }
+    learn_init(state, report, &summary);
     state.last_warm = Some(summary);
     summary
+}
+
+/// Updates the slowest INIT lately seen ([`FunctionState::init_ms`]) from a
+/// warm: cold replies say how long their INIT took; pings that timed out say
+/// nothing, so the allowance doubles until they are answered.
+fn learn_init(state: &mut FunctionState, report: &WarmReport, summary: &ReportSummary) {
+    let cap = pings::MAX_INIT_WAIT_MS as u32;
+    if let Some(seen) = report.pings.iter().filter_map(|p| p.init_ms).max() {
+        let kept = state.init_ms - state.init_ms / 8;
+        state.init_ms = kept.max(seen.min(cap as u64) as u32);
+    }
+    if summary.failures.timeout > 0 {
+        let floor = (pings::INIT_LIMIT_MS / 2) as u32;
+        state.init_ms = state.init_ms.max(floor).saturating_mul(2).min(cap);
+    }
+}
+
+fn is_zero(x: &u32) -> bool {
+    *x == 0
 }
 
 /// Records that the warm decided at `at_ms` sends `n` pings (fewer than

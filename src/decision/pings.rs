@@ -22,6 +22,22 @@ pub fn ping_timeout_ms(hold_ms: u64, init_allowance_ms: u64, margin_ms: u64) -> 
         .saturating_add(margin_ms)
 }
 
+/// The longest INIT allowance a function is given, ms: the controller runs
+/// every minute, and a tick that waits longer overlaps the next.
+pub const MAX_INIT_WAIT_MS: u64 = 45_000;
+
+/// The INIT allowance a function's own history asks for, ms: twice the
+/// slowest INIT its replies reported lately (`learned_init_ms`), no more
+/// than Lambda can take to answer (its 10 s Init limit plus the function's
+/// timeout, under which a failed init is retried) nor [`MAX_INIT_WAIT_MS`].
+/// The warmer takes the larger of this and its configured allowance.
+pub fn learned_init_allowance_ms(learned_init_ms: u64, function_timeout_ms: Option<u64>) -> u64 {
+    let cap = function_timeout_ms.map_or(MAX_INIT_WAIT_MS, |t| {
+        INIT_LIMIT_MS.saturating_add(t).min(MAX_INIT_WAIT_MS)
+    });
+    learned_init_ms.saturating_mul(2).min(cap)
+}
+
 /// Why one ping did not produce a usable reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +106,10 @@ pub struct PingOutcome {
     pub last_real_ms: Option<u64>,
     /// Why the ping failed, if it did.
     pub failure: Option<PingFailure>,
+    /// The INIT a cold sandbox reported, ms (its shim's time from process
+    /// start to the reply's handler).
+    #[serde(default)]
+    pub init_ms: Option<u64>,
 }
 
 impl PingOutcome {
@@ -101,7 +121,14 @@ impl PingOutcome {
             started_ms: Some(started_ms),
             last_real_ms: None,
             failure: None,
+            init_ms: None,
         }
+    }
+
+    /// The same outcome, saying how long the sandbox's INIT took.
+    pub fn with_init(mut self, init_ms: Option<u64>) -> Self {
+        self.init_ms = init_ms;
+        self
     }
 
     /// The same outcome, saying when the sandbox last served a real event.
@@ -117,6 +144,7 @@ impl PingOutcome {
             started_ms: None,
             last_real_ms: None,
             failure: None,
+            init_ms: None,
         }
     }
     /// A failed ping.

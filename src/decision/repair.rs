@@ -102,6 +102,14 @@ impl FunctionState {
             ));
             self.read_every_minutes = 0;
         }
+        if self.init_ms as u64 > super::pings::MAX_INIT_WAIT_MS {
+            fixed.push(format!(
+                "init_ms ({}) above {}",
+                self.init_ms,
+                super::pings::MAX_INIT_WAIT_MS
+            ));
+            self.init_ms = super::pings::MAX_INIT_WAIT_MS as u32;
+        }
         let latest = now_ms.saturating_add(FUTURE_LIMIT_MS);
         let mut not_after = |name: &str, t: &mut u64| {
             if *t > latest {

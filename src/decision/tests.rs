@@ -465,3 +465,46 @@ fn reads_stretch_while_the_forecast_holds_and_a_cold_warm_brings_them_back() {
     assert!(read_plan(&st, until + 15, 15, 180).is_some());
     assert_eq!(read_plan(&st, until + 14, 15, 180), None);
 }
+
+#[test]
+fn cold_replies_teach_how_long_an_init_takes_and_timeouts_widen_the_wait() {
+    let p = Policy::default();
+    let mut st = FunctionState::new(&p);
+    let warm = |pings: Vec<PingOutcome>| WarmReport {
+        requested: pings.len() as u32,
+        delay_ms: 100,
+        sent_at_ms: 1_000,
+        pings,
+    };
+    let cold = |id: &str, init_ms| {
+        PingOutcome::answered(id.to_string(), true, 1_000).with_init(Some(init_ms))
+    };
+    assert_eq!(pings::learned_init_allowance_ms(st.init_ms as u64, None), 0);
+    apply_report(
+        &p,
+        &mut st,
+        &warm(vec![cold("a", 12_000), cold("b", 9_000)]),
+        2_000,
+    );
+    assert_eq!(st.init_ms, 12_000, "the slowest init");
+    assert_eq!(pings::learned_init_allowance_ms(12_000, None), 24_000);
+    assert_eq!(
+        pings::learned_init_allowance_ms(12_000, Some(3_000)),
+        13_000,
+        "no longer than Lambda's Init limit and the function's timeout"
+    );
+    assert_eq!(
+        pings::learned_init_allowance_ms(40_000, None),
+        pings::MAX_INIT_WAIT_MS
+    );
+    // Timed-out pings report nothing: the wait doubles.
+    let lost = warm(vec![PingOutcome::failed(PingFailure::Timeout)]);
+    apply_report(&p, &mut st, &lost, 3_000);
+    assert_eq!(st.init_ms, 24_000);
+    // Faster inits are believed slowly; warm replies say nothing.
+    apply_report(&p, &mut st, &warm(vec![cold("c", 1_000)]), 4_000);
+    assert_eq!(st.init_ms, 21_000);
+    let warm_only = warm(vec![PingOutcome::answered("c".to_string(), false, 1_000)]);
+    apply_report(&p, &mut st, &warm_only, 5_000);
+    assert_eq!(st.init_ms, 21_000);
+}

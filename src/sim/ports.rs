@@ -360,6 +360,8 @@ impl Warmer for World<'_> {
             reserved: (!fleet.fns[i].shares_pool()).then(|| fleet.fns[i].limit()),
             unreserved: Some(fleet.unreserved()),
             memory_mb: Some(fleet.fns[i].memory_mb()),
+            // The traces do not say the functions' configured timeouts.
+            timeout_ms: None,
         });
         ready(r)
     }
@@ -389,7 +391,8 @@ impl Warmer for World<'_> {
         for (at, j, k) in order {
             let Ok(i) = targets[j] else { continue };
             let hold = plans[j].delay_ms as u64;
-            let timeout = ping_timeout_ms(hold, self.init_allowance_ms, TIMEOUT_MARGIN_MS);
+            let allowance = self.init_allowance_ms.max(plans[j].init_allowance_ms);
+            let timeout = ping_timeout_ms(hold, allowance, TIMEOUT_MARGIN_MS);
             let reply = fleet.ping(i, at, hold);
             // The controller runs (and is billed) until its slowest ping
             // answers or times out: a cold ping's INIT counts.
@@ -409,9 +412,10 @@ impl Warmer for World<'_> {
                     id,
                     cold,
                     last_real_ms,
-                    ..
+                    init_ms,
                 } => PingOutcome::answered(InstanceId::of_bytes(&id.to_le_bytes()), cold, at)
-                    .with_last_real(last_real_ms),
+                    .with_last_real(last_real_ms)
+                    .with_init(cold.then_some(init_ms)),
                 PingResult::Throttled => PingOutcome::failed(PingFailure::Throttled),
             });
         }
