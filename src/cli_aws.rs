@@ -14,7 +14,7 @@ use crate::aws::{AwsPorts, WarmerConfig};
 use crate::cli::parse_duration;
 use crate::controller::{self, ControllerConfig};
 use crate::decision::policy::{self, Policy, PolicyDoc, Scalar};
-use crate::ports::{FunctionRef, WarmPlan};
+use crate::ports::{FunctionRef, WarmPlan, Warmer};
 
 /// Where the table is.
 #[derive(Debug, Args)]
@@ -199,13 +199,28 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
                 ..cfg.warmer
             },
         );
+        // A one-shot warm has no history of the function's inits: it waits
+        // as long as Lambda can take to answer a cold ping (its Init limit
+        // plus the function's configured timeout, at most 45 s), when the
+        // configuration can be read; else the configured allowance.
+        let init_allowance_ms = warmer
+            .limits(&f)
+            .await
+            .ok()
+            .and_then(|l| l.timeout_ms)
+            .map_or(0, |t| {
+                crate::decision::pings::learned_init_allowance_ms(
+                    crate::decision::pings::MAX_INIT_WAIT_MS,
+                    Some(t),
+                )
+            });
         let plan = WarmPlan {
             function: f.clone(),
             n: args.n,
             delay_ms,
             run: format!("cli-warm-{}", now_ms()).into(),
             at_ms: now_ms(),
-            init_allowance_ms: 0,
+            init_allowance_ms,
         };
         warmer.warm_one(&plan).await
     });
