@@ -456,7 +456,7 @@ fn lambda_warmer_fanout(
         return;
     }
     let gap = model.invoke.fanout_gap_ms.round() as u64;
-    let hold = policy::LAMBDA_WARMER_DELAY_MS;
+    let hold = crate::protocol::LAMBDA_WARMER_DELAY_MS;
     // The first invocation stays busy while it fans out and awaits the sync
     // one: about one hop plus the sync ping's sleep.
     let first_hold = if n > 1 { gap + hold } else { 0 };

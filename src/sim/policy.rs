@@ -54,9 +54,6 @@ pub enum PolicySpec {
     Oracle,
 }
 
-/// lambda-warmer's documented sleep for fan-out pings.
-pub const LAMBDA_WARMER_DELAY_MS: u64 = 75;
-
 impl PolicySpec {
     /// Parses `name[:k=v,k=v]`.
     pub fn parse(spec: &str) -> Result<PolicySpec, String> {
