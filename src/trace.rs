@@ -291,14 +291,10 @@ pub fn read_azure2019(paths: &[PathBuf]) -> Result<Trace, TraceError> {
     if let Some(first) = paths.first() {
         let (dur, mem) = companions(first);
         if let Some(d) = dur.filter(|p| p.exists()) {
-            for (id, ms) in read_keyed(&d, "HashFunction", "Average")? {
+            for (id, ms, q) in read_durations(&d)? {
                 if let Some(&i) = index.get(&id) {
                     functions[i].duration_ms = ms.max(1.0);
-                }
-            }
-            for (id, q) in read_duration_percentiles(&d)? {
-                if let Some(&i) = index.get(&id) {
-                    functions[i].duration_percentiles = Some(q);
+                    functions[i].duration_percentiles = q;
                 }
             }
         }
@@ -498,21 +494,27 @@ const DURATION_COLUMNS: [&str; 7] = [
 /// The cumulative probabilities of [`FunctionTrace::duration_percentiles`].
 pub const DURATION_PERCENTILES: [f64; 7] = [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0];
 
-/// Each function's duration percentiles, when the file has the columns
-/// (files with only `Average` give none). A row whose percentiles decrease
-/// is an error: it cannot be a distribution.
-fn read_duration_percentiles(path: &Path) -> Result<Vec<(String, [f64; 7])>, TraceError> {
+/// A durations row: the function, its mean, its percentiles if given.
+type DurationRow = (String, f64, Option<[f64; 7]>);
+
+/// Each function's mean duration and, when the file has the columns (files
+/// with only `Average` give none), its percentiles, in one pass. A row whose
+/// percentiles decrease is an error: it cannot be a distribution.
+fn read_durations(path: &Path) -> Result<Vec<DurationRow>, TraceError> {
     let has = Csv::open(path)?
         .headers
         .iter()
         .any(|h| h == DURATION_COLUMNS[6]);
-    if !has {
-        return Ok(Vec::new());
+    let mut cols = vec!["Average"];
+    if has {
+        cols.extend(DURATION_COLUMNS);
     }
-    read_columns(path, "HashFunction", &DURATION_COLUMNS)?
+    read_columns(path, "HashFunction", &cols)?
         .into_iter()
         .map(|(id, v)| {
-            let q: [f64; 7] = v.try_into().unwrap_or([0.0; 7]);
+            let Ok(q) = <[f64; 7]>::try_from(&v[1..]) else {
+                return Ok((id, v[0], None));
+            };
             if q.windows(2).any(|w| w[1] < w[0]) {
                 return Err(malformed(
                     path,
@@ -521,7 +523,7 @@ fn read_duration_percentiles(path: &Path) -> Result<Vec<(String, [f64; 7])>, Tra
                     format!("{id}: percentiles {q:?} decrease"),
                 ));
             }
-            Ok((id, q))
+            Ok((id, v[0], Some(q)))
         })
         .collect()
 }

@@ -144,7 +144,6 @@ impl Fleet {
         self.run_until(t);
         for i in 0..self.fns.len() {
             self.act(i, |f| {
-                f.run_queued();
                 f.advance(t);
                 f.finish(t);
             });

@@ -356,40 +356,6 @@ pub fn run_policy(
     let mut per_function = Vec::with_capacity(fleet.fns.len());
     for f in &fleet.fns {
         per_function.push((f.stats.cold_starts, f.stats.requests));
-        if let Ok(path) = std::env::var("FW_DUMP") {
-            use std::io::Write;
-            let mut o = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-                .unwrap();
-            writeln!(
-                o,
-                "{} {} {} {}",
-                spec,
-                per_function.len() - 1,
-                f.stats.cold_starts,
-                f.stats.requests
-            )
-            .unwrap();
-        }
-        if let Ok(path) = std::env::var("FW_DUMP") {
-            use std::io::Write;
-            let mut o = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)
-                .unwrap();
-            writeln!(
-                o,
-                "{} {} {} {}",
-                spec,
-                per_function.len() - 1,
-                f.stats.cold_starts,
-                f.stats.requests
-            )
-            .unwrap();
-        }
         stats.merge(&f.stats);
     }
     let forecasts = controller

@@ -448,11 +448,6 @@ impl FnSim {
         }
     }
 
-    /// Processes every queued arrival.
-    pub fn run_queued(&mut self) {
-        self.run_queued_before(u64::MAX);
-    }
-
     /// Idle sandboxes now (some may be past their reap time until looked at).
     pub fn idle_count(&self) -> u32 {
         self.idle.iter().filter(|i| i.reap_ms > self.now_ms).count() as u32
