@@ -153,7 +153,14 @@ fn bench_decide(c: &mut Criterion) {
     g.bench_function("run_tick over 10,000 functions (in-memory ports)", |b| {
         b.iter(|| {
             t += MIN;
-            black_box(block_on_ready(run_tick(&store, &Cw, &Fleet, &cfg, t)))
+            black_box(block_on_ready(run_tick(
+                &store,
+                &Cw,
+                &Fleet,
+                &forewarm::ports::FixedClock(t),
+                &cfg,
+                t,
+            )))
         })
     });
     g.finish();

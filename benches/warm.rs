@@ -28,7 +28,7 @@ fn main() {
         for n in [1u32, 100, 1_000] {
             let mut overheads = Vec::new();
             for round in 0..5 {
-                let plan = WarmPlan { function: FunctionRef::unqualified("bench"), n, delay_ms: 300, run: format!("b{round}").into(), at_ms: 0, init_allowance_ms: 0 };
+                let plan = WarmPlan { function: FunctionRef::unqualified("bench"), n, delay_ms: 300, run: format!("b{round}").into(), at_ms: 0, init_allowance_ms: 0, answer_by_ms: None };
                 let t = Instant::now();
                 let r = warmer.warm_one(&plan).await.unwrap();
                 let wall = t.elapsed().as_millis() as i64;

@@ -5,7 +5,6 @@
 //! `FOREWARM_TABLE` (default `forewarm`).
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -120,9 +119,7 @@ fn config(table: &TableArg) -> anyhow::Result<ControllerConfig> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::ports::Clock::now_ms(&crate::ports::SystemClock)
 }
 
 async fn ports(cfg: &ControllerConfig) -> AwsPorts {
@@ -221,6 +218,7 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
             run: format!("cli-warm-{}", now_ms()).into(),
             at_ms: now_ms(),
             init_allowance_ms,
+            answer_by_ms: None,
         };
         warmer.warm_one(&plan).await
     });
@@ -439,10 +437,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some((owner, until)) = claim.filter(|(_, until)| *until > now_ms()) {
-        println!(
-            "a controller run is in progress: {owner}, claim ends in {} s",
-            until.saturating_sub(now_ms()).div_ceil(1_000)
-        );
+        if until > now_ms().saturating_add(15 * 60_000) {
+            println!(
+                "the run's claim ({owner}, ending {until} ms) lasts longer than any run can: it is not a run's, and the next tick takes it over"
+            );
+        } else {
+            println!(
+                "a controller run is in progress: {owner}, claim ends in {} s",
+                until.saturating_sub(now_ms()).div_ceil(1_000)
+            );
+        }
     }
     println!(
         "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9}  last error",

@@ -122,7 +122,15 @@ impl ControllerConfig {
 /// One tick over AWS at `now_ms`.
 pub async fn run(ports: &AwsPorts, cfg: &TickConfig, now_ms: u64) -> TickReport {
     ports.warmer.new_tick();
-    run_tick(&ports.store, &ports.metrics, &ports.warmer, cfg, now_ms).await
+    run_tick(
+        &ports.store,
+        &ports.metrics,
+        &ports.warmer,
+        &crate::ports::SystemClock,
+        cfg,
+        now_ms,
+    )
+    .await
 }
 
 /// What `pings` pings holding `delay_ms` each cost on a function of

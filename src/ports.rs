@@ -1,6 +1,7 @@
-//! The three seams between the tick and the world: where policies and state
-//! live ([`StateStore`]), where metrics come from ([`MetricsSource`]), and who
-//! sends pings ([`Warmer`]).
+//! The seams between the tick and the world: where policies and state
+//! live ([`StateStore`]), where metrics come from ([`MetricsSource`]), who
+//! sends pings ([`Warmer`]), and what time it is while the tick runs
+//! ([`Clock`]).
 //!
 //! The AWS adapters (`aws` module) implement them with DynamoDB, CloudWatch
 //! and Lambda; the simulator implements them over its model of the platform;
@@ -168,6 +169,17 @@ impl fmt::Display for FunctionRef {
     }
 }
 
+/// The mark a save leaves of the run that made it, stored beside the
+/// version (`saved_by`): a hash, not the run's id, because every byte of the
+/// state item is billed on every save. Two runs racing for one item share a
+/// mark once in four billion.
+pub fn save_mark(run: &str) -> u32 {
+    crate::decision::pings::hash_instance(run)
+}
+
+/// Bytes of a save mark as DynamoDB sizes a number of up to ten digits.
+pub const SAVE_MARK_BYTES: usize = 1 + 10 / 2;
+
 /// The kinds of failure a port reports; the tick's error policy is written
 /// against these, never against an SDK's error types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,14 +273,24 @@ pub trait StateStore {
     fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send;
 
     /// Writes the state if the item is still at `version` (0: no state was
-    /// stored); returns the new version. A lost race is
-    /// [`ErrorKind::Conflict`] and writes nothing.
+    /// stored), marked as written by `run`; returns the new version. A lost
+    /// race is [`ErrorKind::Conflict`] and writes nothing.
     fn save(
         &self,
         f: &FunctionRef,
         state: Box<FunctionState>,
         version: u64,
+        run: &str,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// The item's version now, and whether `run` made it: after a save that
+    /// failed, whether it was applied all the same (its answer lost on the
+    /// way back, or a retry finding the first attempt's own write).
+    fn last_save(
+        &self,
+        f: &FunctionRef,
+        run: &str,
+    ) -> impl Future<Output = Result<(u64, bool), PortError>> + Send;
 
     /// Sets `last_error` on the function's state item, touching nothing else.
     fn record_error(
@@ -368,6 +390,42 @@ pub struct WarmPlan {
     /// learned); the warmer waits for a cold ping the larger of this and
     /// its configured allowance.
     pub init_allowance_ms: u64,
+    /// Epoch ms by which every answer must be in (`None`: no limit but the
+    /// pings' own timeouts): the tick's time ends there, and a ping still
+    /// unanswered counts as timed out. Its sandbox comes up all the same.
+    pub answer_by_ms: Option<u64>,
+}
+
+/// The time while a tick runs, epoch ms. Decisions use the tick's `now_ms`,
+/// fixed at its start; the clock counts the run's claim from the moment it
+/// is asked for and stops the tick before its deadline, however long the
+/// calls before took.
+pub trait Clock {
+    /// The time now, epoch ms.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock that stands still: the simulator's (its ticks take no simulated
+/// time) and tests'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedClock(pub u64);
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Who sends pings (Lambda Invoke in production).

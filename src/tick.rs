@@ -28,7 +28,8 @@ use crate::decision::{
     self, Action, Decision, FunctionState, Limits, MetricsStatus, Mode, Observation, ReportSummary,
 };
 use crate::ports::{
-    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Usage, WarmPlan, Warmer,
+    Clock, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Usage, WarmPlan,
+    Warmer,
 };
 
 /// Settings of one tick.
@@ -36,9 +37,14 @@ use crate::ports::{
 pub struct TickConfig {
     /// This run's id: owner of the run's claim and the `run` field of pings.
     pub owner: std::sync::Arc<str>,
-    /// How long the run's claim lasts, ms. Longer than a tick can take (the
-    /// longest hold plus invoke time), shorter than the schedule's period.
+    /// How long the run's claim lasts, ms, counted from the moment it is
+    /// asked for. Shorter than the schedule's period; the tick stops taking
+    /// on functions before it ends (see [`run_tick`]).
     pub lease_ms: u64,
+    /// The latest time the tick may still be working, epoch ms: the
+    /// controller Lambda's deadline less what it needs to report. `None`:
+    /// only the claim's end limits it.
+    pub deadline_ms: Option<u64>,
     /// Minutes CloudWatch needs before a minute's datapoints are final.
     pub metrics_lag_minutes: u64,
     /// History read for a function seen for the first time, minutes.
@@ -60,6 +66,7 @@ impl TickConfig {
         TickConfig {
             owner: owner.into(),
             lease_ms: 50_000,
+            deadline_ms: None,
             metrics_lag_minutes: 2,
             first_history_minutes: 180,
             metrics_every_minutes: 15,
@@ -154,6 +161,9 @@ pub struct TickReport {
     pub skipped: Option<String>,
     /// Functions not due for a look this tick (left untouched).
     pub resting: usize,
+    /// Functions left for the next tick, untouched, because this tick's time
+    /// ran out (its deadline or the end of its claim) before their turn.
+    pub late: usize,
     /// What this tick's CloudWatch and DynamoDB calls consumed, as counted
     /// by the ports.
     pub usage: Usage,
@@ -188,14 +198,78 @@ struct Work {
     decision: Option<Decision>,
     warm: Option<ReportSummary>,
     may_warm: bool,
+    /// Left for the next tick: out of time before its warm could be sent.
+    late: bool,
     note: Option<String>,
 }
 
-/// Runs one controller cycle over every target at time `now_ms`.
-pub async fn run_tick<S, M, W>(
+/// What a function left for the next tick is told.
+const LATE: &str = "left for the next tick: this tick's time (its deadline or its claim on the run) ran out before its turn; nothing of it was written";
+
+/// The tick's time: from the moment it asked for the run's claim to the
+/// earlier of the claim's end and the tick's deadline. Another run may take
+/// the claim once it ends, so nothing this run sends may outlast it: two
+/// runs at once would warm a function twice.
+struct Budget<'c, C> {
+    clock: &'c C,
+    end: u64,
+    /// Time the state reads took, and how many there were: a save is one
+    /// request a function too, so the saves to come take about as long.
+    load_ms: u64,
+    loads: u64,
+}
+
+/// Time kept for the stages between the state reads and the saves (the
+/// metrics read, the limits, and the warms: a cold ping's INIT allowance and
+/// the network's margin), ms.
+pub const WARM_RESERVE_MS: u64 =
+    decision::pings::INIT_LIMIT_MS + decision::pings::TIMEOUT_MARGIN_MS;
+
+impl<C: Clock> Budget<'_, C> {
+    /// Whether another function may be taken on: while its read, the saves
+    /// of every function taken on, and [`WARM_RESERVE_MS`] still fit before
+    /// the end.
+    fn may_take_on(&self) -> bool {
+        let pace = self.load_ms / self.loads.max(1);
+        let need = pace
+            .saturating_mul(self.loads + 2)
+            .saturating_add(WARM_RESERVE_MS);
+        self.clock.now_ms().saturating_add(need) <= self.end
+    }
+
+    /// Whether time is left at all.
+    fn left(&self) -> bool {
+        self.clock.now_ms() < self.end
+    }
+
+    /// The time `saves` saves will take, by the loads' pace.
+    fn saves_ms(&self, saves: usize) -> u64 {
+        (self.load_ms / self.loads.max(1)).saturating_mul(saves as u64)
+    }
+
+    /// By when the warms must be answered so that `saves` saves still fit:
+    /// `None` when even that moment has passed.
+    fn answer_by(&self, saves: usize) -> Option<u64> {
+        let by = self.end.saturating_sub(self.saves_ms(saves));
+        (self.clock.now_ms() < by).then_some(by)
+    }
+}
+
+/// Runs one controller cycle over every target at time `now_ms` (the
+/// decisions' time); `clock` says the time as the tick goes on.
+///
+/// The run's claim lasts [`TickConfig::lease_ms`] from the moment it is
+/// asked for, and the tick's time ends with it or at
+/// [`TickConfig::deadline_ms`], whichever comes first. Within it: no
+/// function is taken on once half of it is gone; a warm is sent only if its
+/// pings can hold and be answered before the end (less the time the saves
+/// will take), and its answers are awaited no longer; a function left out
+/// is untouched and reported (`late`), for the next tick.
+pub async fn run_tick<S, M, W, C>(
     store: &S,
     metrics: &M,
     warmer: &W,
+    clock: &C,
     cfg: &TickConfig,
     now_ms: u64,
 ) -> TickReport
@@ -203,20 +277,36 @@ where
     S: StateStore,
     M: MetricsSource,
     W: Warmer,
+    C: Clock,
 {
     let mut report = TickReport::default();
     let before = store.usage().plus(&metrics.usage());
+    let asked = clock.now_ms();
+    let until = asked.saturating_add(cfg.lease_ms);
     // A dry run writes nothing, the claim included.
     let claim = if cfg.dry_run {
         Ok(())
     } else {
-        store
-            .claim_run(&cfg.owner, now_ms, now_ms.saturating_add(cfg.lease_ms))
-            .await
+        store.claim_run(&cfg.owner, asked, until).await
     };
     match claim.map_err(|e| (error_policy(Stage::Claim, e.kind), e)) {
         Ok(()) => {
-            run_stages(store, metrics, warmer, cfg, now_ms, &mut report).await;
+            let mut budget = Budget {
+                clock,
+                end: cfg.deadline_ms.map_or(until, |d| d.min(until)),
+                load_ms: 0,
+                loads: 0,
+            };
+            run_stages(
+                store,
+                metrics,
+                warmer,
+                &mut budget,
+                cfg,
+                now_ms,
+                &mut report,
+            )
+            .await;
             if !cfg.dry_run
                 && let Err(e) = store.release_run(&cfg.owner).await
             {
@@ -240,10 +330,11 @@ where
     report
 }
 
-async fn run_stages<S, M, W>(
+async fn run_stages<S, M, W, C>(
     store: &S,
     metrics: &M,
     warmer: &W,
+    budget: &mut Budget<'_, C>,
     cfg: &TickConfig,
     now_ms: u64,
     report: &mut TickReport,
@@ -251,6 +342,7 @@ async fn run_stages<S, M, W>(
     S: StateStore,
     M: MetricsSource,
     W: Warmer,
+    C: Clock,
 {
     let targets = match store.targets().await {
         Ok(t) => {
@@ -267,6 +359,10 @@ async fn run_stages<S, M, W>(
     // Every function looked after, resting or due: what a screen lists
     // (at least).
     let fleet = targets.len();
+    // Longest waiting first: when time runs short, those left for the next
+    // tick keep their old time and go first then.
+    let mut targets = targets;
+    targets.sort_by_key(|t| t.next_check_ms);
     // Read every enabled function that is due.
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
@@ -301,7 +397,16 @@ async fn run_stages<S, M, W>(
                 .push(skipped(t.function, "mode is off".into()));
             continue;
         }
-        let mut stored = match store.load(&t.function).await {
+        if !budget.may_take_on() {
+            report.late += 1;
+            report.functions.push(skipped(t.function, LATE.into()));
+            continue;
+        }
+        let load_from = budget.clock.now_ms();
+        let loaded = store.load(&t.function).await;
+        budget.load_ms += budget.clock.now_ms().saturating_sub(load_from);
+        budget.loads += 1;
+        let mut stored = match loaded {
             Ok(s) => s,
             Err(e) => {
                 let msg = format!("cannot read state: {e}");
@@ -324,6 +429,7 @@ async fn run_stages<S, M, W>(
             decision: None,
             warm: None,
             may_warm: true,
+            late: false,
             note: problem,
         });
     }
@@ -333,6 +439,11 @@ async fn run_stages<S, M, W>(
     // Limits, then the pure decision.
     let mut keep = Vec::with_capacity(work.len());
     for mut w in work {
+        if !budget.left() {
+            report.late += 1;
+            report.functions.push(skipped(w.function, LATE.into()));
+            continue;
+        }
         match warmer.limits(&w.function).await {
             Ok(l) => w.obs.limits = l,
             Err(e) => match error_policy(Stage::Limits, e.kind) {
@@ -368,7 +479,7 @@ async fn run_stages<S, M, W>(
     let mut work = keep;
 
     share_account_pool(now_ms, &mut work);
-    warm_all(warmer, cfg, now_ms, &mut work).await;
+    warm_all(warmer, budget, cfg, now_ms, &mut work).await;
     report.cost.pings = work
         .iter()
         .filter_map(|w| {
@@ -383,6 +494,11 @@ async fn run_stages<S, M, W>(
         .sum();
 
     for mut w in work {
+        if w.late {
+            report.late += 1;
+            report.functions.push(skipped(w.function, LATE.into()));
+            continue;
+        }
         let mut saved = false;
         if !cfg.dry_run {
             if w.note.is_none() {
@@ -390,16 +506,18 @@ async fn run_stages<S, M, W>(
             } else {
                 w.state.last_error = w.note.clone();
             }
-            match store.save(&w.function, w.state, w.version).await {
+            match store
+                .save(&w.function, w.state, w.version, &cfg.owner)
+                .await
+            {
                 Ok(_) => saved = true,
-                Err(e) => {
-                    let what = match error_policy(Stage::Save, e.kind) {
-                        Recovery::Discard => "another run saved first; its state stands",
-                        _ => "save failed; the stored state is unchanged",
-                    };
-                    tracing::warn!(function = %w.function, error = %e, what, "state not saved");
-                    w.note = Some(format!("{what}: {e}"));
-                }
+                Err(e) => match read_back(store, &w.function, w.version, &cfg.owner, &e).await {
+                    Ok(()) => saved = true,
+                    Err(what) => {
+                        tracing::warn!(function = %w.function, error = %e, what, "state not saved");
+                        w.note = Some(format!("{what}: {e}"));
+                    }
+                },
             }
         }
         report.functions.push(FunctionOutcome {
@@ -409,6 +527,35 @@ async fn run_stages<S, M, W>(
             saved,
             note: w.note,
         });
+    }
+}
+
+/// What became of a save that failed, read back from the item rather than
+/// guessed from the error: an answer lost on the way back (or a retry that
+/// found the first attempt's own write and failed its condition) reads as a
+/// failure although the write was applied. `Ok` when it was; else what to
+/// tell people.
+async fn read_back<S: StateStore>(
+    store: &S,
+    f: &FunctionRef,
+    version: u64,
+    run: &str,
+    e: &crate::ports::PortError,
+) -> Result<(), String> {
+    let guess = match error_policy(Stage::Save, e.kind) {
+        Recovery::Discard => "another run saved first; its state stands",
+        _ => "save failed; the stored state is unchanged",
+    };
+    match store.last_save(f, run).await {
+        Ok((now, true)) if now == version.saturating_add(1) => {
+            tracing::info!(function = %f, error = %e, "the save's answer was lost; read back, it was applied");
+            Ok(())
+        }
+        Ok((now, _)) if now == version => Err("save failed; the stored state is unchanged".into()),
+        Ok(_) => Err("another run saved first; its state stands".into()),
+        Err(re) => Err(format!(
+            "{guess} (not certain: reading the item back failed: {re}); the next tick reads what was stored"
+        )),
     }
 }
 
@@ -636,8 +783,17 @@ fn share_account_pool(now_ms: u64, work: &mut [Work]) {
     }
 }
 
-/// Sends every warm at once and feeds the reports back.
-async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &mut [Work]) {
+/// Sends every warm at once and feeds the reports back. A warm whose pings
+/// could not hold and be answered before the tick's time ends (less the
+/// saves') is not sent: the function is left for the next tick.
+async fn warm_all<W: Warmer, C: Clock>(
+    warmer: &W,
+    budget: &Budget<'_, C>,
+    cfg: &TickConfig,
+    now_ms: u64,
+    work: &mut [Work],
+) {
+    let answer_by = budget.answer_by(work.len());
     let mut plans = Vec::new();
     let mut owners = Vec::new();
     for (i, w) in work.iter_mut().enumerate() {
@@ -652,6 +808,11 @@ async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &m
             decision::warm_failed(&mut w.state, now_ms);
             continue;
         }
+        let now = budget.clock.now_ms();
+        if answer_by.is_none_or(|by| now.saturating_add(delay_ms as u64) >= by) {
+            w.late = true;
+            continue;
+        }
         plans.push(WarmPlan {
             function: w.function.clone(),
             n,
@@ -662,6 +823,7 @@ async fn warm_all<W: Warmer>(warmer: &W, cfg: &TickConfig, now_ms: u64, work: &m
                 w.state.init_ms as u64,
                 w.obs.limits.timeout_ms,
             ),
+            answer_by_ms: answer_by,
         });
         owners.push(i);
     }

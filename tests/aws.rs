@@ -411,6 +411,7 @@ async fn the_delay_tuner_converges_until_n_pings_reach_n_sandboxes() {
             run: format!("r{round}").into(),
             at_ms: now_ms(),
             init_allowance_ms: 0,
+            answer_by_ms: None,
         };
         let report = warmer.warm_one(&plan).await.unwrap();
         let s = report.summary();

@@ -32,6 +32,7 @@ fn plan(n: u32) -> WarmPlan {
         run: "t".into(),
         at_ms: 1,
         init_allowance_ms: 0,
+        answer_by_ms: None,
     }
 }
 
@@ -317,8 +318,13 @@ fn a_throttled_save_writes_nothing_and_says_so() {
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
     let store = DynamoStore::new(client, "t");
     let state = FunctionState::new(&Policy::default());
-    let err =
-        block(store.save(&FunctionRef::unqualified("orders"), Box::new(state), 3)).unwrap_err();
+    let err = block(store.save(
+        &FunctionRef::unqualified("orders"),
+        Box::new(state),
+        3,
+        "run-1",
+    ))
+    .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Throttled);
     assert!(err.message.contains("orders"), "{}", err.message);
 }
@@ -430,6 +436,7 @@ fn a_cold_ping_whose_init_is_slow_is_answered_not_timed_out() {
         );
         let plan = WarmPlan {
             init_allowance_ms: learned_ms,
+            answer_by_ms: None,
             ..plan(2)
         };
         block(warmer.warm_one(&plan)).unwrap()

@@ -37,6 +37,9 @@ use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target
 /// The `pk` of the account-wide defaults item.
 pub const DEFAULTS_PK: &str = "*";
 
+/// The longest a run's claim can honestly last, ms: a Lambda's longest run.
+const MAX_CLAIM_MS: u64 = 15 * 60_000;
+
 /// The DynamoDB state store.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -69,6 +72,25 @@ fn get_u64(item: &Item, k: &str) -> Option<u64> {
         .and_then(|v| v.as_n().ok())
         .and_then(|x| x.parse::<f64>().ok())
         .map(|x| x.max(0.0) as u64)
+}
+
+/// The highest version a state item may carry: a save adds one, and above
+/// 2^53 a number read as a float (by people's tools, or ours before) is no
+/// longer exact.
+const MAX_VERSION: u64 = 1 << 53;
+
+/// An item's `version`: absent is 0; anything but a whole number from 0 to
+/// [`MAX_VERSION`] is refused, saying what it was, because a save matches it
+/// exactly and would never succeed.
+fn version_of(item: &Item) -> Result<u64, String> {
+    let Some(v) = item.get("version") else {
+        return Ok(0);
+    };
+    v.as_n()
+        .ok()
+        .and_then(|x| x.trim().parse::<u64>().ok())
+        .filter(|&x| x <= MAX_VERSION)
+        .ok_or_else(|| format!("its version ({v:?}) is not a whole number from 0 to 2^53"))
 }
 
 fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
@@ -181,9 +203,39 @@ impl DynamoStore {
         let (state, unreadable) = Self::parse_state(pk, item);
         Stored {
             state: state.map(Box::new),
-            version: get_u64(item, "version").unwrap_or(0),
+            version: version_of(item).unwrap_or(0),
             unreadable,
         }
+    }
+
+    /// Puts an item whose version cannot be matched back at version 0, on
+    /// condition that nobody changed it since it was read, so that saves
+    /// can succeed again; the state is started afresh with the reason.
+    async fn reset_version(&self, pk: &str, item: &Item, why: String) -> Result<Stored, PortError> {
+        let Some(raw) = item.get("version").cloned() else {
+            return Err(PortError::new(ErrorKind::Invalid, why));
+        };
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, "state")))
+            .update_expression("SET #v = :zero")
+            .condition_expression("#v = :raw")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":raw", raw)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("reset the version of {pk}"), e))?;
+        self.wrote(out.consumed_capacity());
+        tracing::warn!(function = %pk, problem = %why, "stored version unusable; reset to 0");
+        Ok(Stored {
+            state: None,
+            version: 0,
+            unreadable: Some(format!("stored state unusable ({why}): started afresh")),
+        })
     }
 
     /// Every item of the table, page by page.
@@ -347,12 +399,15 @@ impl DynamoStore {
             .iter()
             .filter_map(|i| {
                 let f = get_s(i, "pk")?.to_string();
-                let (state, problem) = Self::parse_state(&f, i);
+                let (state, problem) = match version_of(i) {
+                    Ok(_) => Self::parse_state(&f, i),
+                    Err(why) => (None, Some(format!("stored state unusable ({why})"))),
+                };
                 // An unreadable state is a problem people must see even
                 // before the next tick writes it to `last_error`.
                 let stored_error = get_s(i, "last_error").map(str::to_string);
                 Some(StateItem {
-                    version: get_u64(i, "version").unwrap_or(0),
+                    version: version_of(i).unwrap_or(0),
                     state,
                     last_error: match (problem, stored_error) {
                         (Some(p), Some(e)) if !e.contains(&p) => Some(format!("{p}; {e}")),
@@ -428,6 +483,11 @@ impl StateStore for DynamoStore {
     async fn load(&self, f: &FunctionRef) -> Result<Stored, PortError> {
         let pk = f.to_string();
         let item = self.get(&pk, "state", "read state of").await?;
+        if let Some(i) = item.as_ref()
+            && let Err(why) = version_of(i)
+        {
+            return self.reset_version(&pk, i, why).await;
+        }
         Ok(match item.as_ref() {
             Some(i) => Self::stored(&pk, i),
             None => Stored {
@@ -445,12 +505,20 @@ impl StateStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(DEFAULTS_PK, "state")))
             .update_expression("SET #lo = :o, #lu = :u")
-            .condition_expression("attribute_not_exists(#lu) OR #lu <= :now OR #lo = :o")
+            // A claim that is not a number, or that ends further ahead than
+            // any run's can (no run outlasts a Lambda's 15 minutes), was not
+            // written by a run: it must not stop every tick for ever.
+            .condition_expression(
+                "attribute_not_exists(#lu) OR NOT attribute_type(#lu, :num) OR #lu <= :now \
+                 OR #lu > :far OR #lo = :o",
+            )
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
             .expression_attribute_values(":o", s(owner.to_string()))
             .expression_attribute_values(":u", n(until_ms))
             .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":num", s("N"))
+            .expression_attribute_values(":far", n(now_ms.saturating_add(MAX_CLAIM_MS)))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
@@ -501,6 +569,7 @@ impl StateStore for DynamoStore {
         f: &FunctionRef,
         state: Box<FunctionState>,
         version: u64,
+        run: &str,
     ) -> Result<u64, PortError> {
         let pk = f.to_string();
         let json = serde_json::to_string(&state).map_err(|e| {
@@ -529,19 +598,21 @@ impl StateStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(&pk, "state")))
             .update_expression(format!(
-                "SET #s = :state, #v = :next, #nc = :nc{set_err} {remove}"
+                "SET #s = :state, #v = :next, #nc = :nc, #sb = :sb{set_err} {remove}"
             ))
             .condition_expression(condition)
             .expression_attribute_names("#s", "state")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#nc", "next_check_ms")
+            .expression_attribute_names("#sb", "saved_by")
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
             .expression_attribute_names("#le", "last_error")
             .expression_attribute_values(":state", s(json))
             .expression_attribute_values(":next", n(version + 1))
             .expression_attribute_values(":v", n(version))
-            .expression_attribute_values(":nc", n(state.next_check_ms));
+            .expression_attribute_values(":nc", n(state.next_check_ms))
+            .expression_attribute_values(":sb", n(crate::ports::save_mark(run)));
         if let Some(v) = values {
             req = req.expression_attribute_values(":err", v);
         }
@@ -558,6 +629,32 @@ impl StateStore for DynamoStore {
             })?;
         self.wrote(out.consumed_capacity());
         Ok(version + 1)
+    }
+
+    async fn last_save(&self, f: &FunctionRef, run: &str) -> Result<(u64, bool), PortError> {
+        let pk = f.to_string();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&pk, "state")))
+            .consistent_read(true)
+            .projection_expression("#v, #sb")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#sb", "saved_by")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("read back the save of {pk}"), e))?;
+        self.read(out.consumed_capacity());
+        let Some(item) = out.item() else {
+            return Ok((0, false));
+        };
+        let mark = crate::ports::save_mark(run) as u64;
+        Ok((
+            version_of(item).unwrap_or(0),
+            get_u64(item, "saved_by") == Some(mark),
+        ))
     }
 
     async fn record_error(&self, f: &FunctionRef, error: &str) -> Result<(), PortError> {

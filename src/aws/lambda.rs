@@ -243,6 +243,12 @@ impl LambdaWarmer {
         let timeout = self
             .cfg
             .ping_timeout_for(plan.delay_ms as u64, plan.init_allowance_ms);
+        // The tick's time ends at `answer_by_ms`: a ping unanswered by then
+        // is a timeout, though its sandbox still comes up.
+        let answer_by = plan.answer_by_ms.map(|by| {
+            let left = by.saturating_sub(crate::ports::Clock::now_ms(&crate::ports::SystemClock));
+            Instant::now() + Duration::from_millis(left)
+        });
         let f = Arc::new(plan.function.clone());
         for seq in 0..plan.n {
             let payload = Bytes::from(
@@ -262,7 +268,7 @@ impl LambdaWarmer {
             };
             set.spawn(
                 self.clone()
-                    .ping(Some(request), payload, timeout, f.clone()),
+                    .ping(Some(request), payload, timeout, answer_by, f.clone()),
             );
         }
         let mut pings = Vec::with_capacity(plan.n as usize);
@@ -302,12 +308,15 @@ impl LambdaWarmer {
         mut request: Option<http::Request<Bytes>>,
         payload: Bytes,
         timeout: Duration,
+        answer_by: Option<Instant>,
         f: Arc<FunctionRef>,
     ) -> Sent {
         let Ok(_permit) = self.in_flight.clone().acquire_owned().await else {
             return Sent::Done(PingOutcome::failed(PingFailure::Other));
         };
-        let deadline = Instant::now() + timeout;
+        let deadline = answer_by.map_or(Instant::now() + timeout, |by| {
+            by.min(Instant::now() + timeout)
+        });
         let mut attempt = 1;
         loop {
             let req = match request.take() {

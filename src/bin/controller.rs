@@ -5,12 +5,14 @@
 //! logs are JSON lines, and each function's decision is also one Embedded
 //! Metric Format line.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use forewarm::aws::AwsPorts;
 use forewarm::controller::{self, ControllerConfig};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
+
+/// Time kept after the tick's deadline for releasing the claim and printing
+/// the report, ms.
+const REPORT_RESERVE_MS: u64 = 2_000;
 
 async fn handler(
     event: LambdaEvent<Value>,
@@ -18,11 +20,12 @@ async fn handler(
     cfg: &ControllerConfig,
     memory_mb: f64,
 ) -> Result<Value, Error> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = forewarm::ports::Clock::now_ms(&forewarm::ports::SystemClock);
     let started = std::time::Instant::now();
-    let tick = cfg.tick(event.context.request_id.clone(), false);
+    let mut tick = cfg.tick(event.context.request_id.clone(), false);
+    // The tick stops in time to release its claim and print its lines
+    // before Lambda ends the invocation.
+    tick.deadline_ms = Some(event.context.deadline.saturating_sub(REPORT_RESERVE_MS));
     let mut report = controller::run(ports, &tick, now_ms).await;
     // This run's own duration at the sandbox's memory is the controller part.
     report.cost.controller =

@@ -1,8 +1,8 @@
 //! An in-memory [`StateStore`] with DynamoDB's semantics: versioned,
-//! conditional saves, the run's claim, `last_error` written alone. The simulator keeps
-//! its controller state here, and tests use it as a fake; state goes in and
-//! out as JSON, as it does through the real table, so a field the item would
-//! lose is lost here too.
+//! conditional saves marked with the run that made them, the run's claim,
+//! `last_error` written alone. Tests use it as a fake (the simulator has its
+//! own, faster store); state goes in and out as JSON, as it does through the
+//! real table, so a field the item would lose is lost here too.
 
 use std::collections::BTreeMap;
 use std::future::{Future, ready};
@@ -18,6 +18,7 @@ struct Item {
     version: u64,
     last_error: Option<String>,
     next_check_ms: u64,
+    saved_by: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +30,9 @@ struct Inner {
     run: Option<(String, u64)>,
     /// Failures to return from the next calls, by operation name.
     failures: Vec<(&'static str, PortError)>,
+    /// Failures to return from the next calls *after* applying them (an
+    /// answer lost on the way back), by operation name.
+    lost_answers: Vec<(&'static str, PortError)>,
 }
 
 /// The in-memory store.
@@ -100,9 +104,20 @@ impl MemoryStore {
     }
 
     /// Makes the next call of `op` (`targets`, `claim_run`, `release_run`,
-    /// `load`, `save`, `record_error`) fail with `err`.
+    /// `load`, `save`, `last_save`, `record_error`) fail with `err`.
     pub fn fail_next(&self, op: &'static str, err: PortError) {
         self.lock().failures.push((op, err));
+    }
+
+    /// Makes the next call of `op` apply, then fail with `err`, as when
+    /// the answer is lost on the way back.
+    pub fn lose_answer_next(&self, op: &'static str, err: PortError) {
+        self.lock().lost_answers.push((op, err));
+    }
+
+    fn lost_answer(g: &mut Inner, op: &str) -> Option<PortError> {
+        let i = g.lost_answers.iter().position(|(o, _)| *o == op)?;
+        Some(g.lost_answers.remove(i).1)
     }
 
     fn injected(g: &mut Inner, op: &str) -> Option<PortError> {
@@ -196,11 +211,13 @@ impl StateStore for MemoryStore {
         f: &FunctionRef,
         state: Box<FunctionState>,
         version: u64,
+        run: &str,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
         let mut g = self.lock();
         if let Some(e) = Self::injected(&mut g, "save") {
             return ready(Err(e));
         }
+        let lost = Self::lost_answer(&mut g, "save");
         let item = g.items.entry(f.clone()).or_default();
         if item.version != version {
             return ready(Err(PortError::new(
@@ -215,7 +232,23 @@ impl StateStore for MemoryStore {
         item.version += 1;
         item.last_error = state.last_error.clone();
         item.next_check_ms = state.next_check_ms;
-        ready(Ok(item.version))
+        item.saved_by = Some(run.to_string());
+        let v = item.version;
+        ready(lost.map_or(Ok(v), Err))
+    }
+
+    fn last_save(
+        &self,
+        f: &FunctionRef,
+        run: &str,
+    ) -> impl Future<Output = Result<(u64, bool), PortError>> + Send {
+        let mut g = self.lock();
+        if let Some(e) = Self::injected(&mut g, "last_save") {
+            return ready(Err(e));
+        }
+        ready(Ok(g.items.get(f).map_or((0, false), |i| {
+            (i.version, i.saved_by.as_deref() == Some(run))
+        })))
     }
 
     fn record_error(

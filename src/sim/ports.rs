@@ -40,6 +40,7 @@ fn state_item_bytes(pk_len: usize, state_json: u64, error: usize) -> u64 {
         + ("sk".len() + "state".len())
         + ("version".len() + NUMBER_BYTES)
         + ("next_check_ms".len() + NUMBER_BYTES)
+        + ("saved_by".len() + crate::ports::SAVE_MARK_BYTES)
         + ("state".len())
         + if error > 0 {
             "last_error".len() + error
@@ -108,6 +109,8 @@ struct Slot {
     state: Option<Box<FunctionState>>,
     version: u64,
     next_check_ms: u64,
+    /// The mark of the run that saved last ([`crate::ports::save_mark`]).
+    saved_by: u32,
     /// The state item's billed size (0 while there is none).
     bytes: u64,
     /// Saves so far: the state's JSON is measured on one save in
@@ -211,6 +214,7 @@ impl StateStore for SimStore {
         f: &FunctionRef,
         state: Box<FunctionState>,
         version: u64,
+        run: &str,
     ) -> impl Future<Output = Result<u64, PortError>> + Send {
         let r = index(f).and_then(|i| {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -236,7 +240,21 @@ impl StateStore for SimStore {
             slot.bytes = after;
             slot.state = Some(state);
             slot.version += 1;
+            slot.saved_by = crate::ports::save_mark(run);
             Ok(slot.version)
+        });
+        ready(r)
+    }
+
+    fn last_save(
+        &self,
+        f: &FunctionRef,
+        run: &str,
+    ) -> impl Future<Output = Result<(u64, bool), PortError>> + Send {
+        let r = index(f).map(|i| {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = &slots[i];
+            (slot.version, slot.saved_by == crate::ports::save_mark(run))
         });
         ready(r)
     }
@@ -527,7 +545,14 @@ impl Controller {
             list_requests: Mutex::new(0),
             longest_hold_ms: Mutex::new(0),
         };
-        let report = block_on_ready(run_tick(&self.store, &world, &world, &self.cfg, t));
+        let report = block_on_ready(run_tick(
+            &self.store,
+            &world,
+            &world,
+            &crate::ports::FixedClock(t),
+            &self.cfg,
+            t,
+        ));
         let hold = world
             .longest_hold_ms
             .into_inner()

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use super::*;
 use crate::decision::policy::{PolicyDoc, Scalar};
 use crate::decision::{MinuteMetrics, Reason, WarmReport};
-use crate::ports::PortError;
 use crate::ports::memory::MemoryStore;
+use crate::ports::{FixedClock, PortError};
 
 const NOW: u64 = 1_764_150_000_000;
 
@@ -152,6 +152,7 @@ fn tick(
         store,
         metrics,
         lambda,
+        &FixedClock(now),
         &TickConfig::new(owner),
         now,
     ))
@@ -284,6 +285,48 @@ fn a_lost_save_leaves_the_stored_state_intact() {
 }
 
 #[test]
+fn a_save_whose_answer_was_lost_is_read_back_not_guessed() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    let mut at = NOW;
+    // Applied, then the connection dropped; applied, then the SDK's retry
+    // found its own write and failed the condition: both are this run's
+    // saves, and say so.
+    for (i, lost) in [
+        PortError::new(ErrorKind::Unavailable, "connection reset"),
+        PortError::new(ErrorKind::Conflict, "ConditionalCheckFailed"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        at += 300_000;
+        store.lose_answer_next("save", lost);
+        let run = format!("run-lost-{i}");
+        let r = tick(&store, &metrics, &lambda, &run, at);
+        assert!(r.functions[0].saved, "{:?}", r.functions[0]);
+        assert_eq!(r.functions[0].note, None);
+        assert_eq!(store.get(&f("orders")).1, 2 + i as u64);
+    }
+    // A save that failed and a read-back that failed too: not certain, and
+    // it says so rather than guessing.
+    at += 300_000;
+    store.fail_next("save", PortError::new(ErrorKind::Unavailable, "timeout"));
+    store.fail_next(
+        "last_save",
+        PortError::new(ErrorKind::Unavailable, "timeout"),
+    );
+    let r = tick(&store, &metrics, &lambda, "run-x", at);
+    let note = r.functions[0].note.clone().unwrap_or_default();
+    assert!(!r.functions[0].saved);
+    assert!(
+        note.contains("not certain") && note.contains("next tick reads"),
+        "{note}"
+    );
+}
+
+#[test]
 fn a_metrics_outage_falls_back_to_the_last_forecast() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
@@ -338,7 +381,14 @@ fn a_dry_run_decides_but_neither_pings_nor_saves() {
         dry_run: true,
         ..TickConfig::new("dry")
     };
-    let r = block_on_ready(run_tick(&store, &metrics, &lambda, &cfg, NOW));
+    let r = block_on_ready(run_tick(
+        &store,
+        &metrics,
+        &lambda,
+        &FixedClock(NOW),
+        &cfg,
+        NOW,
+    ));
     assert!(r.functions[0].decision.unwrap().target >= 5);
     assert!(lambda.sent.lock().unwrap().is_empty());
     assert_eq!(store.get(&f("orders")).1, 0);
@@ -542,4 +592,190 @@ fn functions_that_ran_nothing_are_screened_not_read() {
     plain.read.lock().unwrap().clear();
     tick(&store2, &plain, &lambda, "run-2", later);
     assert_eq!(plain.read.lock().unwrap().len(), 13);
+}
+
+/// A clock the fakes move on.
+struct Stepping(std::sync::atomic::AtomicU64);
+
+impl Stepping {
+    fn at(t: u64) -> Self {
+        Stepping(std::sync::atomic::AtomicU64::new(t))
+    }
+
+    fn pass(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for Stepping {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The in-memory store with every state read and save taking `call_ms`,
+/// recording when each save ended and the claims asked for.
+struct SlowStore<'c> {
+    inner: MemoryStore,
+    clock: &'c Stepping,
+    call_ms: u64,
+    saves_at: Mutex<Vec<u64>>,
+    claims: Mutex<Vec<(u64, u64)>>,
+}
+
+impl<'c> SlowStore<'c> {
+    fn new(clock: &'c Stepping, call_ms: u64) -> Self {
+        SlowStore {
+            inner: MemoryStore::new(),
+            clock,
+            call_ms,
+            saves_at: Mutex::default(),
+            claims: Mutex::default(),
+        }
+    }
+}
+
+impl StateStore for SlowStore<'_> {
+    fn targets(&self) -> impl Future<Output = Result<Vec<crate::ports::Target>, PortError>> + Send {
+        self.inner.targets()
+    }
+
+    fn claim_run(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        self.claims.lock().unwrap().push((now_ms, until_ms));
+        self.inner.claim_run(owner, now_ms, until_ms)
+    }
+
+    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+        self.inner.release_run(owner)
+    }
+
+    fn load(
+        &self,
+        f: &FunctionRef,
+    ) -> impl Future<Output = Result<crate::ports::Stored, PortError>> + Send {
+        self.clock.pass(self.call_ms);
+        self.inner.load(f)
+    }
+
+    fn save(
+        &self,
+        f: &FunctionRef,
+        state: Box<FunctionState>,
+        version: u64,
+        run: &str,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send {
+        self.clock.pass(self.call_ms);
+        self.saves_at.lock().unwrap().push(self.clock.now_ms());
+        self.inner.save(f, state, version, run)
+    }
+
+    fn last_save(
+        &self,
+        f: &FunctionRef,
+        run: &str,
+    ) -> impl Future<Output = Result<(u64, bool), PortError>> + Send {
+        self.inner.last_save(f, run)
+    }
+
+    fn record_error(
+        &self,
+        f: &FunctionRef,
+        error: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        self.inner.record_error(f, error)
+    }
+}
+
+#[test]
+fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_claim() {
+    // Twelve functions; each state read and each save takes 4 s; the run's
+    // claim lasts 50 s. Handling all twelve would take 96 s, and another
+    // run may take the claim after 50 s and warm them again.
+    let clock = Stepping::at(NOW);
+    let store = SlowStore::new(&clock, 4_000);
+    let names: Vec<String> = (0..12).map(|i| format!("fn-{i:02}")).collect();
+    for n in &names {
+        store.inner.put_policy(&f(n), policy(&[("max", 50.0)]));
+    }
+    let pairs: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 6.0)).collect();
+    let (metrics, lambda) = (Metrics::steady(&pairs), Lambda::default());
+    let cfg = TickConfig::new("run-1");
+    let r = block_on_ready(run_tick(&store, &metrics, &lambda, &clock, &cfg, NOW));
+
+    let until = NOW + cfg.lease_ms;
+    assert_eq!(*store.claims.lock().unwrap(), vec![(NOW, until)]);
+    let saved: Vec<String> = r
+        .functions
+        .iter()
+        .filter(|o| o.saved)
+        .map(|o| o.function.to_string())
+        .collect();
+    assert!(!saved.is_empty(), "some are handled: {r:#?}");
+    assert_eq!(
+        r.late,
+        names.len() - saved.len(),
+        "the rest are late: {r:#?}"
+    );
+    for o in r.functions.iter().filter(|o| !o.saved) {
+        assert!(
+            o.note.as_deref().unwrap_or("").contains("next tick"),
+            "{o:?}"
+        );
+        assert_eq!(store.inner.get(&o.function).1, 0, "nothing written: {o:?}");
+    }
+    assert!(
+        store.saves_at.lock().unwrap().iter().all(|&t| t <= until),
+        "every save before the claim ends: {:?}",
+        store.saves_at.lock().unwrap()
+    );
+    let sent = lambda.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), saved.len());
+    assert!(
+        sent.iter()
+            .all(|p| p.answer_by_ms.is_some_and(|by| by <= until)),
+        "answers awaited no longer than the claim: {sent:?}"
+    );
+
+    // The next tick takes on the ones left first.
+    clock.pass(60_000 - (clock.now_ms() - NOW));
+    let r2 = block_on_ready(run_tick(
+        &store,
+        &metrics,
+        &lambda,
+        &clock,
+        &TickConfig::new("run-2"),
+        NOW + 60_000,
+    ));
+    let first = r2.functions.iter().find(|o| o.saved).expect("one handled");
+    assert!(
+        !saved.contains(&first.function.to_string()),
+        "a function left last time goes first: {r2:#?}"
+    );
+}
+
+#[test]
+fn the_claim_is_counted_from_when_it_is_asked_for() {
+    // The tick's decisions are for `NOW`, but it gets to claiming the run
+    // 6 s later (a slow start): the claim lasts its full length from then.
+    let clock = Stepping::at(NOW + 6_000);
+    let store = SlowStore::new(&clock, 0);
+    store.inner.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 3.0)]), Lambda::default());
+    let cfg = TickConfig {
+        deadline_ms: Some(NOW + 30_000),
+        ..TickConfig::new("run-1")
+    };
+    block_on_ready(run_tick(&store, &metrics, &lambda, &clock, &cfg, NOW));
+    assert_eq!(
+        *store.claims.lock().unwrap(),
+        vec![(NOW + 6_000, NOW + 6_000 + cfg.lease_ms)]
+    );
+    // And the warm's answers are awaited until the deadline at most.
+    let sent = lambda.sent.lock().unwrap().clone();
+    assert_eq!(sent[0].answer_by_ms, Some(NOW + 30_000));
 }
