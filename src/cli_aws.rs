@@ -160,6 +160,12 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
             );
         }
         println!("{} functions resting (not due for a look)", report.resting);
+        if report.late > 0 {
+            println!(
+                "{} functions left for the next tick: this tick ran out of time",
+                report.late
+            );
+        }
         if let Some(why) = &report.skipped {
             println!("nothing done: {why}");
         }

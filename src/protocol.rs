@@ -283,15 +283,29 @@ fn parse_delay(delay: Option<&Value>, default_ms: u64) -> (u64, Option<String>) 
     }
 }
 
+/// The farthest a real invocation's deadline can be, ms: Lambda's longest
+/// timeout, 15 minutes.
+pub const MAX_INVOCATION_MS: i64 = 15 * 60_000;
+
 /// The hold a shim actually applies: the request, limited by the time left
-/// before the invocation's deadline (minus [`DEADLINE_SAFETY_MS`]).
+/// before the invocation's deadline (minus [`DEADLINE_SAFETY_MS`]), and by
+/// [`MAX_DELAY_MS`].
 ///
-/// `remaining_ms` is `None` when the deadline is unknown or already past at the
-/// start of the event. Lambda always gives a future deadline; local emulators
-/// such as `cargo lambda watch` send a fixed bogus one, and treating that as
-/// "no time left" would make every local ping a no-op.
-pub fn effective_delay_ms(requested_ms: u64, remaining_ms: Option<u64>) -> u64 {
-    let cap = remaining_ms.map_or(MAX_DELAY_MS, |r| r.saturating_sub(DEADLINE_SAFETY_MS));
+/// `remaining_ms` is the deadline less the event's start (negative when
+/// past), `None` when no deadline is known. A known deadline with no time
+/// left means no hold: an invocation that outlasts its deadline is killed,
+/// and its sandbox with it. A remaining time beyond [`MAX_INVOCATION_MS`]
+/// either way is no Lambda deadline but an emulator's placeholder (`cargo
+/// lambda watch` sends one), and counts as unknown; treating it as "no time
+/// left" would make every local ping a no-op. One rule for both shims: the
+/// shared vectors' `holds`.
+pub fn effective_delay_ms(requested_ms: u64, remaining_ms: Option<i64>) -> u64 {
+    let cap = match remaining_ms {
+        Some(r) if r.abs() <= MAX_INVOCATION_MS => {
+            (r.max(0) as u64).saturating_sub(DEADLINE_SAFETY_MS)
+        }
+        _ => MAX_DELAY_MS,
+    };
     requested_ms.min(cap).min(MAX_DELAY_MS)
 }
 
@@ -451,11 +465,21 @@ mod tests {
     }
 
     #[test]
-    fn effective_delay_respects_the_deadline_and_the_cap() {
-        assert_eq!(effective_delay_ms(500, Some(10_000)), 500);
-        assert_eq!(effective_delay_ms(5_000, Some(1_000)), 900);
-        assert_eq!(effective_delay_ms(5_000, Some(50)), 0);
-        assert_eq!(effective_delay_ms(50_000, None), MAX_DELAY_MS);
+    fn holds_agree_with_the_shared_vectors() {
+        // The same file drives the Python decorator's tests; a context that
+        // raises is Python's alone.
+        let doc: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/protocol_vectors.json")).unwrap();
+        for v in doc["holds"].as_array().unwrap() {
+            if v["remaining_ms"] == "raises" {
+                continue;
+            }
+            let got = effective_delay_ms(
+                v["requested_ms"].as_u64().unwrap(),
+                v["remaining_ms"].as_i64(),
+            );
+            assert_eq!(got, v["hold_ms"].as_u64().unwrap(), "{}", v["name"]);
+        }
     }
 
     #[test]

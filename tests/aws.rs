@@ -8,8 +8,6 @@ mod support;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
 use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
@@ -37,48 +35,6 @@ fn doc(pairs: &[(&str, f64)]) -> PolicyDoc {
         .collect()
 }
 
-/// The last 90 minutes of a function as Lambda would have reported them: 180
-/// one-second calls a minute (3 sandboxes busy on average) peaking at 6.
-async fn seed_metrics(sdk: &aws_config::SdkConfig, name: &str) {
-    let cw = aws_sdk_cloudwatch::Client::new(sdk);
-    let now_min = now_ms() / 60_000;
-    let mut data = Vec::new();
-    for m in now_min - 90..now_min {
-        for (metric, value, unit) in [
-            (
-                "ConcurrentExecutions",
-                3.0 + (m % 4) as f64,
-                StandardUnit::Count,
-            ),
-            ("Invocations", 180.0, StandardUnit::Count),
-            ("Duration", 1_000.0, StandardUnit::Milliseconds),
-        ] {
-            data.push(
-                MetricDatum::builder()
-                    .metric_name(metric)
-                    .dimensions(
-                        Dimension::builder()
-                            .name("FunctionName")
-                            .value(name)
-                            .build(),
-                    )
-                    .timestamp(DateTime::from_secs((m * 60) as i64))
-                    .value(value)
-                    .unit(unit)
-                    .build(),
-            );
-        }
-    }
-    for chunk in data.chunks(500) {
-        cw.put_metric_data()
-            .namespace("AWS/Lambda")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 /// The stand-ins plus a table, a function and its policy.
 struct Stack {
     watch: LambdaWatch,
@@ -95,7 +51,7 @@ impl Stack {
         let sdk = moto.sdk_config().await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
         store.create_table().await.unwrap();
-        seed_metrics(&sdk, FUNCTION).await;
+        support::seed_metrics(&sdk, &[FUNCTION]).await;
         Stack {
             watch,
             moto,
@@ -117,6 +73,12 @@ impl Stack {
             .env(
                 "FOREWARM_TIMEOUT_MARGIN_MS",
                 support::EMULATOR_PING_MARGIN_MS.to_string(),
+            )
+            // The tick awaits answers no longer than its claim: long
+            // enough for the emulator's margin.
+            .env(
+                "FOREWARM_LEASE_SECONDS",
+                (support::EMULATOR_PING_MARGIN_MS / 1_000 + 60).to_string(),
             );
         c
     }
@@ -462,7 +424,7 @@ async fn a_screen_lists_the_functions_that_ran_lately_in_one_request() {
     let _serial = SERIAL.lock().await;
     let moto = Moto::start(None);
     let sdk = moto.sdk_config().await;
-    seed_metrics(&sdk, "ran").await;
+    support::seed_metrics(&sdk, &["ran"]).await;
     let cw = CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(&sdk));
     let active = cw
         .recently_active()

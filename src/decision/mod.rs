@@ -508,7 +508,14 @@ pub fn decide(
             });
         }
     }
-    d.next_check_ms = next_check(policy, state, now_ms, idle);
+    // Never read (its first metrics read failed): nothing says it is idle,
+    // so it is looked at again at the next tick, not in half an hour.
+    let never_read = state.watermark_minute.is_none() && obs.metrics == MetricsStatus::Unavailable;
+    d.next_check_ms = if never_read {
+        now_ms + 60_000
+    } else {
+        next_check(policy, state, now_ms, idle)
+    };
     state.next_check_ms = d.next_check_ms;
     state.decisions.push(DecisionRecord {
         at_ms: now_ms,
@@ -910,6 +917,19 @@ mod watermark_tests {
         let d = decide(&policy, &mut state, &obs, now);
         assert_eq!(d.reason, Reason::NothingForecast);
         assert_eq!(d.next_check_ms, (now / IDLE_CHECK_MS + 1) * IDLE_CHECK_MS);
+    }
+
+    #[test]
+    fn a_new_function_whose_first_read_failed_is_looked_at_next_tick() {
+        let policy = Policy::default();
+        let mut state = FunctionState::new(&policy);
+        let now = 1_000 * 60_000;
+        let obs = Observation {
+            metrics: MetricsStatus::Unavailable,
+            ..Default::default()
+        };
+        let d = decide(&policy, &mut state, &obs, now);
+        assert_eq!(d.next_check_ms, now + 60_000, "{d:?}");
     }
 
     #[test]

@@ -178,8 +178,8 @@ where
                 if let Some(warning) = &ping.warning {
                     tracing::warn!(warning = %warning, marker = ?ping.marker, "odd ping");
                 }
-                let remaining = context.deadline.checked_sub(started_ms).filter(|r| *r > 0);
-                let hold = protocol::effective_delay_ms(ping.delay_ms, remaining);
+                let remaining = (context.deadline as i64).saturating_sub(started_ms as i64);
+                let hold = protocol::effective_delay_ms(ping.delay_ms, Some(remaining));
                 let reply = self.sandbox.report(first, started_ms);
                 tracing::info!(
                     instance = %self.sandbox.instance,

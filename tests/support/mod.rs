@@ -223,9 +223,34 @@ impl Moto {
     /// Creates a Lambda function in moto's control plane (an IAM role
     /// first, as moto requires), with its memory and reserved concurrency.
     pub fn create_function(&self, name: &str, memory_mb: u32, reserved: u32) {
+        self.create_functions(&[name], memory_mb, reserved);
+    }
+
+    /// Makes `rate` of the requests that follow fail (see the front door's
+    /// FAULTS), drawn from `seed`; 0 stops it. Returns what was injected so
+    /// far, by kind.
+    pub fn faults(&self, rate: f64, seed: u64) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let body = serde_json::json!({"rate": rate, "seed": seed}).to_string();
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "POST /__faults HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let json = out.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        serde_json::from_str(json).unwrap_or_default()
+    }
+
+    /// Creates several functions alike in one go (one Python start).
+    pub fn create_functions(&self, names: &[&str], memory_mb: u32, reserved: u32) {
         let script = r##"
 import boto3, io, sys, zipfile
-ep, name, mem, reserved = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ep, names, mem, reserved = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 kw = dict(endpoint_url=ep, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
 iam, lam = boto3.client("iam", **kw), boto3.client("lambda", **kw)
 try:
@@ -235,16 +260,17 @@ except iam.exceptions.EntityAlreadyExistsException:
 buf = io.BytesIO()
 with zipfile.ZipFile(buf, "w") as z:
     z.writestr("bootstrap", "#!/bin/sh\n")
-lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap",
-                    Code={"ZipFile": buf.getvalue()}, MemorySize=mem)
-lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+for name in names.split(","):
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap",
+                        Code={"ZipFile": buf.getvalue()}, MemorySize=mem)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
 "##;
         let out = Command::new(python())
             .args([
                 "-c",
                 script,
                 &self.endpoint,
-                name,
+                &names.join(","),
                 &memory_mb.to_string(),
                 &reserved.to_string(),
             ])
@@ -276,5 +302,55 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The last 90 minutes of each function as Lambda would have reported them: 180
+/// one-second calls a minute (3 sandboxes busy on average) peaking at 6.
+pub async fn seed_metrics(sdk: &aws_config::SdkConfig, names: &[&str]) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    let now_min = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60;
+    let mut data = Vec::new();
+    for name in names {
+        for m in now_min - 90..now_min {
+            for (metric, value, unit) in [
+                (
+                    "ConcurrentExecutions",
+                    3.0 + (m % 4) as f64,
+                    StandardUnit::Count,
+                ),
+                ("Invocations", 180.0, StandardUnit::Count),
+                ("Duration", 1_000.0, StandardUnit::Milliseconds),
+            ] {
+                data.push(
+                    MetricDatum::builder()
+                        .metric_name(metric)
+                        .dimensions(
+                            Dimension::builder()
+                                .name("FunctionName")
+                                .value(*name)
+                                .build(),
+                        )
+                        .timestamp(DateTime::from_secs((m * 60) as i64))
+                        .value(value)
+                        .unit(unit)
+                        .build(),
+                );
+            }
+        }
+    }
+    for chunk in data.chunks(500) {
+        cw.put_metric_data()
+            .namespace("AWS/Lambda")
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
     }
 }

@@ -10,6 +10,11 @@ lambda watch`), while moto answers the control plane (GetFunctionConfiguration,
 GetFunctionConcurrency), so one endpoint serves every client. A handler error,
 which cargo-lambda answers with HTTP 500, is turned into what Lambda answers:
 200 with `X-Amz-Function-Error: Unhandled`.
+It can inject faults, for the fault tests: `POST /__faults` with JSON
+{"rate": 0.3, "seed": 7} makes that share of the requests that follow (any
+service) fail one of several ways, some before the request is applied and
+some after (see FAULTS); {"rate": 0} stops it. `GET /__faults` answers what
+was injected, by kind.
 Usage: python moto_cbor.py --host 127.0.0.1 --port 4566 [--invoke-upstream http://127.0.0.1:9000]
 """
 import argparse
@@ -18,8 +23,11 @@ import datetime as dt
 import gzip
 import io
 import json
+import random
 import re
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -99,6 +107,86 @@ def serialised(app, environ, start_response):
         return list(app(environ, start_response))
 
 
+# What can go wrong with a request, as the SDKs see it from AWS: a 500 or a
+# throttle before anything is applied; added latency; a connection dropped
+# before the request reaches the service, or after it was applied (the
+# answer lost on the way back); a 500 after it was applied.
+FAULTS = ("500", "throttle", "slow", "drop", "drop_after", "500_after")
+FAULT = {"rate": 0.0, "rng": random.Random(0), "counts": {}}
+FAULT_LOCK = threading.Lock()
+
+
+def pick_fault():
+    with FAULT_LOCK:
+        if FAULT["rate"] <= 0 or FAULT["rng"].random() >= FAULT["rate"]:
+            return None, 0.0
+        kind = FAULT["rng"].choice(FAULTS)
+        FAULT["counts"][kind] = FAULT["counts"].get(kind, 0) + 1
+        return kind, FAULT["rng"].uniform(0.05, 0.5)
+
+
+def control(environ, start_response):
+    if environ["REQUEST_METHOD"] == "POST":
+        doc = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+        with FAULT_LOCK:
+            FAULT.update(rate=float(doc.get("rate", 0)), rng=random.Random(doc.get("seed", 0)))
+    with FAULT_LOCK:
+        body = json.dumps({"rate": FAULT["rate"], "injected": FAULT["counts"]}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def error_reply(environ, start_response, throttle):
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if throttle and target.startswith("DynamoDB_"):
+        status, code = "400 Bad Request", "com.amazonaws.dynamodb.v20120810#ThrottlingException"
+    elif throttle and "/functions/" in environ.get("PATH_INFO", ""):
+        status, code = "429 Too Many Requests", "TooManyRequestsException"
+    elif throttle:
+        status, code = "503 Service Unavailable", "ServiceUnavailable"
+    else:
+        status, code = "500 Internal Server Error", "InternalServerError"
+    body = json.dumps({"__type": code, "message": "injected fault"}).encode()
+    start_response(status, [("Content-Type", "application/x-amz-json-1.0"), ("X-Amzn-ErrorType", code),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def drop(environ):
+    """Closes the connection with no answer."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    return []
+
+
+def faulty(inner):
+    def wsgi(environ, start_response):
+        if environ.get("PATH_INFO") == "/__faults":
+            return control(environ, start_response)
+        kind, delay = pick_fault()
+        if kind is None:
+            return inner(environ, start_response)
+        if kind == "500":
+            return error_reply(environ, start_response, False)
+        if kind == "throttle":
+            return error_reply(environ, start_response, True)
+        if kind == "drop":
+            return drop(environ)
+        if kind == "slow":
+            time.sleep(delay)
+            return inner(environ, start_response)
+        # Applied, then the answer is lost.
+        list(inner(environ, lambda status, headers, exc=None: None))
+        if kind == "drop_after":
+            return drop(environ)
+        return error_reply(environ, start_response, False)
+    return wsgi
+
+
 def front_door(app, upstream=None):
     def wsgi(environ, start_response):
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
@@ -139,5 +227,5 @@ if __name__ == "__main__":
     ap.add_argument("--port", type=int, default=4566)
     ap.add_argument("--invoke-upstream", default=None)
     a = ap.parse_args()
-    app = front_door(DomainDispatcherApplication(create_backend_app), a.invoke_upstream)
+    app = faulty(front_door(DomainDispatcherApplication(create_backend_app), a.invoke_upstream))
     run_simple(a.host, a.port, app, threaded=True)

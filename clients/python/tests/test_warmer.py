@@ -10,7 +10,9 @@ import forewarm
 
 VECTORS = json.loads(
     (pathlib.Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "protocol_vectors.json").read_text()
-)["vectors"]
+)
+HOLDS = VECTORS["holds"]
+VECTORS = VECTORS["vectors"]
 
 
 class Context:
@@ -55,6 +57,23 @@ def test_classifier_agrees_with_the_shared_vectors(vector):
         assert got["marker"] == vector["marker"]
         assert got["delay_ms"] == vector["delay_ms"]
         assert (got["warning"] is not None) == vector["warn"]
+
+
+class Raising:
+    """A context whose remaining time cannot be read."""
+
+    def get_remaining_time_in_millis(self):
+        raise RuntimeError("no")
+
+
+@pytest.mark.parametrize("vector", HOLDS, ids=[v["name"] for v in HOLDS])
+def test_holds_agree_with_the_shared_vectors(vector, fresh_sandbox):
+    remaining = vector["remaining_ms"]
+    context = Raising() if remaining == "raises" else (None if remaining is None else Context(remaining))
+    handler, calls = counting_handler()
+    handler({"warmer": True, "delay": vector["requested_ms"] / 1000}, context)
+    assert calls == []
+    assert fresh_sandbox == [vector["hold_ms"] / 1000]
 
 
 def test_a_ping_never_reaches_the_handler_and_holds_its_delay(fresh_sandbox):
@@ -132,13 +151,9 @@ def test_the_instance_is_the_log_stream_when_there_is_one(monkeypatch):
 
 
 def test_a_broken_context_does_not_break_a_ping(fresh_sandbox):
-    class Broken:
-        def get_remaining_time_in_millis(self):
-            raise RuntimeError("no")
-
     handler, _ = counting_handler()
-    assert handler({"warmer": True, "delay": 0.1}, Broken())["forewarm"]["cold"]
-    assert fresh_sandbox == [0.1]
+    assert handler({"warmer": True, "delay": 0.1}, Raising())["forewarm"]["cold"]
+    assert fresh_sandbox == [0.0], "no hold when the time left cannot be known"
 
 
 def test_init_time_is_measured_on_linux():

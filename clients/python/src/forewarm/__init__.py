@@ -129,12 +129,23 @@ def classify(event):
     return {"marker": marker, "delay_ms": delay_ms, "warning": warning}
 
 
+#: The farthest a real invocation's deadline can be: Lambda's longest timeout.
+MAX_INVOCATION_MS = 15 * 60_000
+
+
 def effective_delay_ms(requested_ms, remaining_ms):
     """The hold actually applied: the request, limited by the time left.
 
-    ``remaining_ms`` is None when unknown (no context, or a local emulator).
+    ``remaining_ms`` is None when unknown (no context). A known deadline with
+    no time left means no hold: an invocation that outlasts its deadline is
+    killed, and its sandbox with it. A remaining time beyond 15 minutes
+    either way is an emulator's placeholder, and counts as unknown. The same
+    rule as the Rust shim: the shared vectors' ``holds``.
     """
-    cap = MAX_DELAY_MS if remaining_ms is None else max(0, remaining_ms - DEADLINE_SAFETY_MS)
+    if remaining_ms is None or abs(remaining_ms) > MAX_INVOCATION_MS:
+        cap = MAX_DELAY_MS
+    else:
+        cap = max(0, remaining_ms - DEADLINE_SAFETY_MS)
     return max(0, min(requested_ms, cap, MAX_DELAY_MS))
 
 
@@ -164,10 +175,11 @@ def _remaining_ms(context):
     if get is None:
         return None
     try:
-        remaining = int(get())
+        return int(get())
     except Exception:  # a foreign context object must never break a ping
-        return None
-    return remaining if remaining > 0 else None
+        # Nothing says how long the invocation may run: no hold at all
+        # rather than risk outlasting its deadline.
+        return 0
 
 
 def _probed(context):
