@@ -675,3 +675,77 @@ impl StateStore for DynamoStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(version: Option<AttributeValue>, state: Option<AttributeValue>) -> Item {
+        let mut i = Item::new();
+        i.insert("pk".into(), s("orders"));
+        i.insert("sk".into(), s("state"));
+        if let Some(v) = version {
+            i.insert("version".into(), v);
+        }
+        if let Some(st) = state {
+            i.insert("state".into(), st);
+        }
+        i
+    }
+
+    fn any_attribute() -> impl Strategy<Value = AttributeValue> {
+        prop_oneof![
+            any::<String>().prop_map(AttributeValue::N),
+            "-?[0-9]{0,40}(\\.[0-9]{0,5})?(e[+-]?[0-9]{1,3})?".prop_map(AttributeValue::N),
+            any::<String>().prop_map(AttributeValue::S),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            Just(AttributeValue::Null(true)),
+            proptest::collection::vec(any::<String>(), 0..3).prop_map(AttributeValue::Ss),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a person leaves in a state item's `version` and `state`,
+        /// reading it never panics; a version is used only when it is a
+        /// whole number a save can match, and is otherwise named.
+        #[test]
+        fn no_stored_attribute_can_panic_a_read(
+            version in proptest::option::of(any_attribute()),
+            state in proptest::option::of(any_attribute()),
+        ) {
+            let i = item(version.clone(), state);
+            let stored = DynamoStore::stored("orders", &i);
+            match version_of(&i) {
+                Ok(v) => {
+                    prop_assert!(v <= MAX_VERSION);
+                    prop_assert_eq!(stored.version, v);
+                    if let Some(AttributeValue::N(n)) = &version {
+                        prop_assert_eq!(n.trim().parse::<u64>().ok(), Some(v));
+                    }
+                }
+                Err(why) => prop_assert!(why.contains("version"), "{}", why),
+            }
+        }
+    }
+
+    #[test]
+    fn versions_a_save_could_never_match_are_refused() {
+        for bad in [
+            "-5",
+            "1e20",
+            "100000000000000000000",
+            "9007199254740993",
+            "1.5",
+            "abc",
+        ] {
+            let i = item(Some(AttributeValue::N(bad.into())), None);
+            assert!(version_of(&i).is_err(), "{bad}");
+        }
+        let i = item(Some(AttributeValue::S("7".into())), None);
+        assert!(version_of(&i).is_err(), "a string is not a version");
+        let i = item(Some(AttributeValue::N("42".into())), None);
+        assert_eq!(version_of(&i), Ok(42));
+        assert_eq!(version_of(&item(None, None)), Ok(0));
+    }
+}
