@@ -260,8 +260,10 @@ impl<C: Clock> Budget<'_, C> {
 ///
 /// The run's claim lasts [`TickConfig::lease_ms`] from the moment it is
 /// asked for, and the tick's time ends with it or at
-/// [`TickConfig::deadline_ms`], whichever comes first. Within it: no
-/// function is taken on once half of it is gone; a warm is sent only if its
+/// [`TickConfig::deadline_ms`], whichever comes first. Within it: a
+/// function is taken on only while its read, the saves of all taken on
+/// (at the reads' pace) and [`WARM_RESERVE_MS`] still fit, longest waiting
+/// first; a warm is sent only if its
 /// pings can hold and be answered before the end (less the time the saves
 /// will take), and its answers are awaited no longer; a function left out
 /// is untouched and reported (`late`), for the next tick.
