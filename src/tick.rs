@@ -230,8 +230,8 @@ impl<C: Clock> Budget<'_, C> {
     /// of every function taken on, and [`WARM_RESERVE_MS`] still fit before
     /// the end.
     fn may_take_on(&self) -> bool {
-        let pace = self.load_ms / self.loads.max(1);
-        let need = pace
+        let need = self
+            .pace_ms()
             .saturating_mul(self.loads + 2)
             .saturating_add(WARM_RESERVE_MS);
         self.clock.now_ms().saturating_add(need) <= self.end
@@ -242,9 +242,14 @@ impl<C: Clock> Budget<'_, C> {
         self.clock.now_ms() < self.end
     }
 
+    /// The time one state read took on average: a save's time too.
+    fn pace_ms(&self) -> u64 {
+        self.load_ms / self.loads.max(1)
+    }
+
     /// The time `saves` saves will take, by the loads' pace.
     fn saves_ms(&self, saves: usize) -> u64 {
-        (self.load_ms / self.loads.max(1)).saturating_mul(saves as u64)
+        self.pace_ms().saturating_mul(saves as u64)
     }
 
     /// By when the warms must be answered so that `saves` saves still fit:
@@ -346,7 +351,7 @@ async fn run_stages<S, M, W, C>(
     W: Warmer,
     C: Clock,
 {
-    let targets = match store.targets().await {
+    let mut targets = match store.targets().await {
         Ok(t) => {
             report.functions.reserve(t.len());
             t
@@ -363,7 +368,6 @@ async fn run_stages<S, M, W, C>(
     let fleet = targets.len();
     // Longest waiting first: when time runs short, those left for the next
     // tick keep their old time and go first then.
-    let mut targets = targets;
     targets.sort_by_key(|t| t.next_check_ms);
     // Read every enabled function that is due.
     let mut work = Vec::with_capacity(targets.len());
