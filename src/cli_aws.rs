@@ -156,7 +156,7 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
                 distinct,
                 cold,
                 f.saved,
-                f.note.as_deref().unwrap_or("")
+                f.note.as_ref().map(ToString::to_string).unwrap_or_default()
             );
         }
         println!("{} functions resting (not due for a look)", report.resting);

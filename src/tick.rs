@@ -28,9 +28,12 @@ use crate::decision::{
     self, Action, Decision, FunctionState, Limits, MetricsStatus, Mode, Observation, ReportSummary,
 };
 use crate::ports::{
-    Clock, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, StateStore, Usage, WarmPlan,
-    Warmer,
+    Clock, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, StateStore, Usage,
+    WarmPlan, Warmer,
 };
+
+mod note;
+pub use note::{Note, Unsaved};
 
 /// Settings of one tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +150,7 @@ pub struct FunctionOutcome {
     /// Whether the state was saved.
     pub saved: bool,
     /// Why the function was skipped or what went wrong, for people.
-    pub note: Option<String>,
+    pub note: Option<Note>,
 }
 
 /// Everything one tick did.
@@ -200,11 +203,43 @@ struct Work {
     may_warm: bool,
     /// Left for the next tick: out of time before its warm could be sent.
     late: bool,
-    note: Option<String>,
+    note: Option<Note>,
 }
 
-/// What a function left for the next tick is told.
-const LATE: &str = "left for the next tick: this tick's time (its deadline or its claim on the run) ran out before its turn; nothing of it was written";
+impl Work {
+    fn new(
+        function: FunctionRef,
+        policy: decision::Policy,
+        version: u64,
+        state: Box<FunctionState>,
+        note: Option<Note>,
+    ) -> Self {
+        Work {
+            function,
+            policy,
+            version,
+            state,
+            obs: Observation::default(),
+            decision: None,
+            warm: None,
+            may_warm: true,
+            late: false,
+            note,
+        }
+    }
+
+    /// The outcome of a function dropped after a failure: nothing decided,
+    /// nothing saved.
+    fn dropped(self) -> FunctionOutcome {
+        FunctionOutcome {
+            function: self.function,
+            decision: None,
+            warm: None,
+            saved: false,
+            note: self.note,
+        }
+    }
+}
 
 /// The tick's time: from the moment it asked for the run's claim to the
 /// earlier of the claim's end and the tick's deadline. Another run may take
@@ -296,7 +331,7 @@ where
     } else {
         store.claim_run(&cfg.owner, asked, until).await
     };
-    match claim.map_err(|e| (error_policy(Stage::Claim, e.kind), e)) {
+    match claim {
         Ok(()) => {
             let mut budget = Budget {
                 clock,
@@ -321,14 +356,7 @@ where
                 tracing::warn!(error = %e, "cannot release the run's claim");
             }
         }
-        Err((Recovery::Skip, e)) => {
-            tracing::info!(error = %e, "another run holds the claim; nothing to do");
-            report.skipped = Some(format!("another controller run is in progress: {e}"));
-        }
-        Err((_, e)) => {
-            tracing::error!(error = %e, "cannot claim the run");
-            report.error = Some(format!("cannot claim the run: {e}"));
-        }
+        Err(e) => tick_failed(Stage::Claim, &e, &mut report),
     }
     report.usage = store.usage().plus(&metrics.usage()).since(&before);
     let (cloudwatch, dynamodb) = Prices::LIST.usage_usd(&report.usage);
@@ -351,25 +379,118 @@ async fn run_stages<S, M, W, C>(
     W: Warmer,
     C: Clock,
 {
-    let mut targets = match store.targets().await {
-        Ok(t) => {
-            report.functions.reserve(t.len());
-            t
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read policies");
-            report.error = Some(format!("cannot read policies: {e}"));
-            return;
-        }
+    let targets = match store.targets().await {
+        Ok(t) => t,
+        Err(e) => return tick_failed(Stage::Targets, &e, report),
     };
-
+    report.functions.reserve(targets.len());
     // Every function looked after, resting or due: what a screen lists
     // (at least).
     let fleet = targets.len();
-    // Longest waiting first: when time runs short, those left for the next
-    // tick keep their old time and go first then.
+    let mut work = take_on(store, budget, cfg, now_ms, targets, report).await;
+    observe_all(store, metrics, cfg, now_ms, fleet, &mut work).await;
+    let mut work = decide_all(store, warmer, budget, cfg, now_ms, work, report).await;
+    share_account_pool(now_ms, &mut work);
+    warm_all(store, warmer, budget, cfg, now_ms, &mut work).await;
+    report.cost.pings = pings_usd(&work);
+    save_all(store, cfg, now_ms, work, report).await;
+}
+
+/// A failure that concerns the whole tick (its claim, or the policy list).
+fn tick_failed(stage: Stage, e: &PortError, report: &mut TickReport) {
+    let what = match stage {
+        Stage::Claim => "cannot claim the run",
+        Stage::Targets => "cannot read policies",
+        Stage::Load | Stage::Observe | Stage::Limits | Stage::Warm | Stage::Save => "tick failed",
+    };
+    match error_policy(stage, e.kind) {
+        Recovery::Skip => {
+            tracing::info!(error = %e, "another run holds the claim; nothing to do");
+            report.skipped = Some(format!("another controller run is in progress: {e}"));
+        }
+        // A function's recoveries, never the table's answer for the whole
+        // tick: nothing is known to be safe, so the tick stops there too.
+        Recovery::Abort
+        | Recovery::RecordAndSkip
+        | Recovery::UseLastForecast
+        | Recovery::DecideWithoutWarming
+        | Recovery::SaveWithError
+        | Recovery::Discard
+        | Recovery::KeepStored => {
+            tracing::error!(error = %e, "{what}");
+            report.error = Some(format!("{what}: {e}"));
+        }
+    }
+}
+
+/// Whether a function goes on through the tick after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Drop,
+}
+
+/// Carries out the error policy's answer to a failure of `stage` for one
+/// function, `note` saying what happened: every recovery the table can give
+/// for a function is done here, and only here.
+async fn recover<S: StateStore>(
+    store: &S,
+    cfg: &TickConfig,
+    now_ms: u64,
+    stage: Stage,
+    kind: ErrorKind,
+    w: &mut Work,
+    note: Note,
+) -> Flow {
+    tracing::warn!(function = %w.function, stage = ?stage, note = %note, "port failed");
+    let recovery = error_policy(stage, kind);
+    match recovery {
+        Recovery::RecordAndSkip => {
+            if !cfg.dry_run
+                && let Err(re) = store.record_error(&w.function, &note.to_string()).await
+            {
+                tracing::warn!(function = %w.function, error = %re, "cannot record last_error");
+            }
+        }
+        Recovery::UseLastForecast => w.obs.metrics = MetricsStatus::Unavailable,
+        Recovery::DecideWithoutWarming => {
+            w.obs.limits = Limits::default();
+            w.may_warm = false;
+        }
+        Recovery::SaveWithError => decision::warm_failed(&mut w.state, now_ms),
+        // The save's outcome is settled; what the item says is in the note.
+        Recovery::Discard | Recovery::KeepStored => {}
+        // For one function: nothing more of it this tick, nothing written.
+        Recovery::Skip | Recovery::Abort => {}
+    }
+    w.note = Some(note);
+    flow(recovery)
+}
+
+/// Whether a function goes on after a recovery.
+fn flow(recovery: Recovery) -> Flow {
+    match recovery {
+        Recovery::Skip | Recovery::RecordAndSkip | Recovery::Abort => Flow::Drop,
+        Recovery::UseLastForecast
+        | Recovery::DecideWithoutWarming
+        | Recovery::SaveWithError
+        | Recovery::Discard
+        | Recovery::KeepStored => Flow::Go,
+    }
+}
+
+/// Reads the state of every enabled function that is due, longest waiting
+/// first, while the tick's time allows: those left for the next tick keep
+/// their old time and go first then.
+async fn take_on<S: StateStore, C: Clock>(
+    store: &S,
+    budget: &mut Budget<'_, C>,
+    cfg: &TickConfig,
+    now_ms: u64,
+    mut targets: Vec<crate::ports::Target>,
+    report: &mut TickReport,
+) -> Vec<Work> {
     targets.sort_by_key(|t| t.next_check_ms);
-    // Read every enabled function that is due.
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
         // No decision plans a look further than the idle rest; a stored time
@@ -383,14 +504,14 @@ async fn run_stages<S, M, W, C>(
         let parsed = match t.policy {
             Ok(p) => p,
             Err(e) => {
-                let msg = e.to_string();
-                tracing::warn!(function = %t.function, error = %msg, "invalid policy");
+                let note = Note::InvalidPolicy(e.to_string());
+                tracing::warn!(function = %t.function, error = %note, "invalid policy");
                 if !cfg.dry_run
-                    && let Err(re) = store.record_error(&t.function, &msg).await
+                    && let Err(re) = store.record_error(&t.function, &note.to_string()).await
                 {
                     tracing::warn!(function = %t.function, error = %re, "cannot record last_error");
                 }
-                report.functions.push(skipped(t.function, msg));
+                report.functions.push(skipped(t.function, note));
                 continue;
             }
         };
@@ -398,76 +519,75 @@ async fn run_stages<S, M, W, C>(
             tracing::warn!(function = %t.function, warning = %w, "policy warning");
         }
         if parsed.policy.mode == Mode::Off {
-            report
-                .functions
-                .push(skipped(t.function, "mode is off".into()));
+            report.functions.push(skipped(t.function, Note::Off));
             continue;
         }
         if !budget.may_take_on() {
             report.late += 1;
-            report.functions.push(skipped(t.function, LATE.into()));
+            report.functions.push(skipped(t.function, Note::Late));
             continue;
         }
         let load_from = budget.clock.now_ms();
         let loaded = store.load(&t.function).await;
         budget.load_ms += budget.clock.now_ms().saturating_sub(load_from);
         budget.loads += 1;
+        let policy = parsed.policy;
         let mut stored = match loaded {
             Ok(s) => s,
             Err(e) => {
-                let msg = format!("cannot read state: {e}");
-                if error_policy(Stage::Load, e.kind) == Recovery::RecordAndSkip && !cfg.dry_run {
-                    let _ = store.record_error(&t.function, &msg).await;
+                let state = Box::new(FunctionState::new(&policy));
+                let mut w = Work::new(t.function, policy, 0, state, None);
+                let note = Note::CannotLoad(e.to_string());
+                match recover(store, cfg, now_ms, Stage::Load, e.kind, &mut w, note).await {
+                    Flow::Go => work.push(w),
+                    Flow::Drop => report.functions.push(w.dropped()),
                 }
-                tracing::info!(function = %t.function, note = %msg, "skipped");
-                report.functions.push(skipped(t.function, msg));
                 continue;
             }
         };
-        let policy = parsed.policy;
         let (state, problem) = usable_state(&t.function, &policy, &mut stored, now_ms);
-        work.push(Work {
-            function: t.function,
+        work.push(Work::new(
+            t.function,
             policy,
-            version: stored.version,
+            stored.version,
             state,
-            obs: Observation::default(),
-            decision: None,
-            warm: None,
-            may_warm: true,
-            late: false,
-            note: problem,
-        });
+            problem.map(Note::StoredState),
+        ));
     }
+    work
+}
 
-    observe_all(metrics, cfg, now_ms, fleet, &mut work).await;
-
-    // Limits, then the pure decision.
+/// Reads each function's limits and decides, while the tick's time lasts.
+async fn decide_all<S: StateStore, W: Warmer, C: Clock>(
+    store: &S,
+    warmer: &W,
+    budget: &Budget<'_, C>,
+    cfg: &TickConfig,
+    now_ms: u64,
+    work: Vec<Work>,
+    report: &mut TickReport,
+) -> Vec<Work> {
     let mut keep = Vec::with_capacity(work.len());
     for mut w in work {
         if !budget.left() {
             report.late += 1;
-            report.functions.push(skipped(w.function, LATE.into()));
+            report.functions.push(skipped(w.function, Note::Late));
             continue;
         }
         match warmer.limits(&w.function).await {
             Ok(l) => w.obs.limits = l,
-            Err(e) => match error_policy(Stage::Limits, e.kind) {
-                Recovery::RecordAndSkip => {
-                    let msg = format!("cannot read function configuration: {e}");
-                    tracing::warn!(function = %w.function, error = %msg, "skipped");
-                    if !cfg.dry_run {
-                        let _ = store.record_error(&w.function, &msg).await;
-                    }
-                    report.functions.push(skipped(w.function, msg));
+            Err(e) => {
+                let note = match flow(error_policy(Stage::Limits, e.kind)) {
+                    Flow::Drop => Note::CannotReadLimits(e.to_string()),
+                    Flow::Go => Note::LimitsUnknown(e.to_string()),
+                };
+                if recover(store, cfg, now_ms, Stage::Limits, e.kind, &mut w, note).await
+                    == Flow::Drop
+                {
+                    report.functions.push(w.dropped());
                     continue;
                 }
-                _ => {
-                    w.obs.limits = Limits::default();
-                    w.may_warm = false;
-                    w.note = Some(format!("limits unknown, not warming: {e}"));
-                }
-            },
+            }
         }
         let d = decision::decide(&w.policy, &mut w.state, &w.obs, now_ms);
         tracing::info!(
@@ -482,12 +602,12 @@ async fn run_stages<S, M, W, C>(
         w.decision = Some(d);
         keep.push(w);
     }
-    let mut work = keep;
+    keep
+}
 
-    share_account_pool(now_ms, &mut work);
-    warm_all(warmer, budget, cfg, now_ms, &mut work).await;
-    report.cost.pings = work
-        .iter()
+/// What this tick's pings cost at list prices.
+fn pings_usd(work: &[Work]) -> f64 {
+    work.iter()
         .filter_map(|w| {
             let s = w.warm?;
             let memory = w.obs.limits.memory_mb.unwrap_or(128) as f64;
@@ -497,35 +617,50 @@ async fn run_stages<S, M, W, C>(
                 s.requested as f64 * s.delay_ms as f64,
             ))
         })
-        .sum();
+        .sum()
+}
 
+/// Saves every function handled (nothing in a dry run), each conditional on
+/// the version it was read at, and reports what became of each.
+async fn save_all<S: StateStore>(
+    store: &S,
+    cfg: &TickConfig,
+    now_ms: u64,
+    work: Vec<Work>,
+    report: &mut TickReport,
+) {
+    // The store keeps the state it is given; the work goes on (to tell what
+    // became of the save) with a stand-in, one reused for every function.
+    let mut spare: Option<Box<FunctionState>> = None;
     for mut w in work {
         if w.late {
             report.late += 1;
-            report.functions.push(skipped(w.function, LATE.into()));
+            report.functions.push(skipped(w.function, Note::Late));
             continue;
         }
         let mut saved = false;
         if !cfg.dry_run {
-            if w.note.is_none() {
-                w.state.last_error = None;
-            } else {
-                w.state.last_error = w.note.clone();
-            }
-            match store
-                .save(&w.function, w.state, w.version, &cfg.owner)
-                .await
-            {
+            w.state.last_error = w.note.as_ref().map(ToString::to_string);
+            let stand_in = spare
+                .take()
+                .unwrap_or_else(|| Box::new(FunctionState::new(&w.policy)));
+            let state = std::mem::replace(&mut w.state, stand_in);
+            match store.save(&w.function, state, w.version, &cfg.owner).await {
                 Ok(_) => saved = true,
                 Err(e) => match read_back(store, &w.function, w.version, &cfg.owner, &e).await {
                     Ok(()) => saved = true,
-                    Err(what) => {
-                        tracing::warn!(function = %w.function, error = %e, what, "state not saved");
-                        w.note = Some(format!("{what}: {e}"));
+                    Err((why, uncertain)) => {
+                        let note = Note::NotSaved {
+                            why,
+                            uncertain,
+                            error: e.to_string(),
+                        };
+                        recover(store, cfg, now_ms, Stage::Save, e.kind, &mut w, note).await;
                     }
                 },
             }
         }
+        spare = Some(w.state);
         report.functions.push(FunctionOutcome {
             function: w.function,
             decision: w.decision,
@@ -546,22 +681,33 @@ async fn read_back<S: StateStore>(
     f: &FunctionRef,
     version: u64,
     run: &str,
-    e: &crate::ports::PortError,
-) -> Result<(), String> {
-    let guess = match error_policy(Stage::Save, e.kind) {
-        Recovery::Discard => "another run saved first; its state stands",
-        _ => "save failed; the stored state is unchanged",
-    };
+    e: &PortError,
+) -> Result<(), (Unsaved, Option<String>)> {
     match store.last_save(f, run).await {
         Ok((now, true)) if now == version.saturating_add(1) => {
             tracing::info!(function = %f, error = %e, "the save's answer was lost; read back, it was applied");
             Ok(())
         }
-        Ok((now, _)) if now == version => Err("save failed; the stored state is unchanged".into()),
-        Ok(_) => Err("another run saved first; its state stands".into()),
-        Err(re) => Err(format!(
-            "{guess} (not certain: reading the item back failed: {re}); the next tick reads what was stored"
-        )),
+        Ok((now, _)) if now == version => Err((Unsaved::Unchanged, None)),
+        Ok(_) => Err((Unsaved::Superseded, None)),
+        // Not certain: the error's kind is the best guess left.
+        Err(re) => Err((unsaved_guess(e.kind), Some(re.to_string()))),
+    }
+}
+
+/// What a failed save's error alone suggests became of it.
+fn unsaved_guess(kind: ErrorKind) -> Unsaved {
+    match error_policy(Stage::Save, kind) {
+        Recovery::Discard => Unsaved::Superseded,
+        Recovery::KeepStored => Unsaved::Unchanged,
+        // Not the table's answer for a save; a failed write is taken to
+        // have written nothing.
+        Recovery::Skip
+        | Recovery::RecordAndSkip
+        | Recovery::UseLastForecast
+        | Recovery::DecideWithoutWarming
+        | Recovery::SaveWithError
+        | Recovery::Abort => Unsaved::Unchanged,
     }
 }
 
@@ -597,7 +743,7 @@ fn as_text<S: serde::Serializer>(f: &FunctionRef, s: S) -> Result<S::Ok, S::Erro
     s.collect_str(f)
 }
 
-fn skipped(function: FunctionRef, note: String) -> FunctionOutcome {
+fn skipped(function: FunctionRef, note: Note) -> FunctionOutcome {
     FunctionOutcome {
         function,
         decision: None,
@@ -611,7 +757,8 @@ fn skipped(function: FunctionRef, note: String) -> FunctionOutcome {
 /// ([`decision::read_plan`]): new ones, and those whose read gap has passed.
 /// GetMetricData bills per metric requested, so reading every function every
 /// minute would cost far more than the pings.
-async fn observe_all<M: MetricsSource>(
+async fn observe_all<S: StateStore, M: MetricsSource>(
+    store: &S,
     metrics: &M,
     cfg: &TickConfig,
     now_ms: u64,
@@ -637,29 +784,7 @@ async fn observe_all<M: MetricsSource>(
     if planned.is_empty() {
         return;
     }
-    // Functions with nothing forecast and nothing warm are likely idle: one
-    // `ListMetrics` screen may spare their reads.
-    let candidates = planned
-        .iter()
-        .filter(|(i, _, end)| {
-            let st = &work[*i].state;
-            st.recent_peak() <= 0.0 && st.warms.is_empty() && end.is_some()
-        })
-        .count();
-    let base_series = MetricsRequest::series_of(false);
-    let active = if decision::screening_pays(candidates, base_series, fleet, metrics.screen_pages())
-    {
-        match metrics.recently_active().await {
-            Ok(active) => active,
-            Err(e) => {
-                // Not screened: every read is made, as without a screen.
-                tracing::warn!(error = %e, "cannot list recently active functions");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let active = screen(metrics, fleet, &planned, work).await;
     let mut wanted = Vec::new();
     let mut requests = Vec::new();
     for (i, plan, screened) in planned {
@@ -686,9 +811,26 @@ async fn observe_all<M: MetricsSource>(
     if requests.is_empty() {
         return;
     }
-    match metrics.observe(&requests).await {
+    let results = metrics.observe(&requests).await;
+    take_reads(store, cfg, now_ms, until, &wanted, &requests, results, work).await;
+}
+
+/// Hands each function its read, or acts on its failure.
+#[allow(clippy::too_many_arguments)] // the read's request, results and the tick's context
+#[allow(clippy::type_complexity)] // the metrics port's answer, as it comes
+async fn take_reads<S: StateStore>(
+    store: &S,
+    cfg: &TickConfig,
+    now_ms: u64,
+    until: u64,
+    wanted: &[usize],
+    requests: &[MetricsRequest],
+    results: Result<Vec<Result<Vec<decision::MinuteMetrics>, PortError>>, PortError>,
+    work: &mut [Work],
+) {
+    match results {
         Ok(results) => {
-            for ((&i, r), req) in wanted.iter().zip(results).zip(&requests) {
+            for ((&i, r), req) in wanted.iter().zip(results).zip(requests) {
                 let w = &mut work[i];
                 match r {
                     Ok(minutes) => {
@@ -698,23 +840,57 @@ async fn observe_all<M: MetricsSource>(
                         w.obs.metrics = MetricsStatus::Fresh;
                     }
                     Err(e) => {
-                        tracing::warn!(function = %w.function, error = %e, "metrics unavailable, using last forecast");
-                        w.obs.metrics = MetricsStatus::Unavailable;
-                        w.note = Some(format!("metrics unavailable: {e}"));
+                        let note = Note::MetricsUnavailable(e.to_string());
+                        recover(store, cfg, now_ms, Stage::Observe, e.kind, w, note).await;
                     }
                 }
             }
         }
         Err(e) => {
-            debug_assert_eq!(
-                error_policy(Stage::Observe, e.kind),
-                Recovery::UseLastForecast
-            );
-            tracing::warn!(error = %e, "metrics unavailable, using last forecasts");
-            for &i in &wanted {
-                work[i].obs.metrics = MetricsStatus::Unavailable;
-                work[i].note = Some(format!("metrics unavailable: {e}"));
+            for &i in wanted {
+                let note = Note::MetricsUnavailable(e.to_string());
+                recover(
+                    store,
+                    cfg,
+                    now_ms,
+                    Stage::Observe,
+                    e.kind,
+                    &mut work[i],
+                    note,
+                )
+                .await;
             }
+        }
+    }
+}
+
+/// The functions that ran anything lately, when a `ListMetrics` screen
+/// pays for itself: functions with nothing forecast and nothing warm are
+/// likely idle, and one screen may spare their reads. `None`: not screened,
+/// every read is made.
+async fn screen<M: MetricsSource>(
+    metrics: &M,
+    fleet: usize,
+    planned: &[(usize, decision::ReadPlan, Option<u64>)],
+    work: &[Work],
+) -> Option<std::collections::BTreeSet<String>> {
+    let candidates = planned
+        .iter()
+        .filter(|(i, _, end)| {
+            let st = &work[*i].state;
+            st.recent_peak() <= 0.0 && st.warms.is_empty() && end.is_some()
+        })
+        .count();
+    let base_series = MetricsRequest::series_of(false);
+    if !decision::screening_pays(candidates, base_series, fleet, metrics.screen_pages()) {
+        return None;
+    }
+    match metrics.recently_active().await {
+        Ok(active) => active,
+        Err(e) => {
+            // Not screened: every read is made, as without a screen.
+            tracing::warn!(error = %e, "cannot list recently active functions");
+            None
         }
     }
 }
@@ -792,7 +968,8 @@ fn share_account_pool(now_ms: u64, work: &mut [Work]) {
 /// Sends every warm at once and feeds the reports back. A warm whose pings
 /// could not hold and be answered before the tick's time ends (less the
 /// saves') is not sent: the function is left for the next tick.
-async fn warm_all<W: Warmer, C: Clock>(
+async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
+    store: &S,
     warmer: &W,
     budget: &Budget<'_, C>,
     cfg: &TickConfig,
@@ -856,20 +1033,17 @@ async fn warm_all<W: Warmer, C: Clock>(
                     "warmed"
                 );
                 if s.failed > 0 {
-                    w.note = Some(format!(
-                        "{} of {} pings failed: {}",
-                        s.failed,
-                        s.requested,
-                        s.failures.describe()
-                    ));
+                    w.note = Some(Note::PingsFailed {
+                        failed: s.failed,
+                        requested: s.requested,
+                        what: s.failures.describe(),
+                    });
                 }
                 w.warm = Some(s);
             }
             Err(e) => {
-                debug_assert_eq!(error_policy(Stage::Warm, e.kind), Recovery::SaveWithError);
-                tracing::warn!(function = %w.function, error = %e, "warm failed");
-                decision::warm_failed(&mut w.state, now_ms);
-                w.note = Some(format!("warm failed: {e}"));
+                let note = Note::WarmFailed(e.to_string());
+                recover(store, cfg, now_ms, Stage::Warm, e.kind, w, note).await;
             }
         }
     }

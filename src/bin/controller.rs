@@ -45,7 +45,7 @@ async fn handler(
         .filter_map(|f| {
             f.note
                 .as_ref()
-                .map(|n| json!({"function": f.function.to_string(), "note": n}))
+                .map(|n| json!({"function": f.function.to_string(), "note": n.to_string()}))
         })
         .collect();
     Ok(json!({

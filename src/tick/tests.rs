@@ -203,10 +203,8 @@ fn a_malformed_policy_is_reported_and_the_others_still_warm() {
         .find(|o| &*o.function.name == "bad")
         .unwrap();
     assert!(
-        bad.note
-            .as_ref()
-            .unwrap()
-            .contains("max (5) is below min (10)")
+        matches!(&bad.note, Some(Note::InvalidPolicy(why)) if why.contains("max (5) is below min (10)")),
+        "{bad:?}"
     );
     let (_, version, err) = store.get(&f("bad"));
     assert_eq!(version, 1);
@@ -275,11 +273,16 @@ fn a_lost_save_leaves_the_stored_state_intact() {
     let r = tick(&store, &metrics, &lambda, "run-2", NOW + 300_000);
     assert!(!r.functions[0].saved);
     assert!(
+        matches!(
+            r.functions[0].note,
+            Some(Note::NotSaved {
+                why: Unsaved::Unchanged,
+                uncertain: None,
+                ..
+            })
+        ),
+        "{:?}",
         r.functions[0]
-            .note
-            .as_ref()
-            .unwrap()
-            .contains("stored state is unchanged")
     );
     assert_eq!(store.state_json(&f("orders")), before);
 }
@@ -318,11 +321,22 @@ fn a_save_whose_answer_was_lost_is_read_back_not_guessed() {
         PortError::new(ErrorKind::Unavailable, "timeout"),
     );
     let r = tick(&store, &metrics, &lambda, "run-x", at);
-    let note = r.functions[0].note.clone().unwrap_or_default();
+    let note = r.functions[0].note.clone();
     assert!(!r.functions[0].saved);
     assert!(
-        note.contains("not certain") && note.contains("next tick reads"),
-        "{note}"
+        matches!(
+            note,
+            Some(Note::NotSaved {
+                uncertain: Some(_),
+                ..
+            })
+        ),
+        "{note:?}"
+    );
+    let said = note.map(|n| n.to_string()).unwrap_or_default();
+    assert!(
+        said.contains("not certain") && said.contains("next tick reads"),
+        "{said}"
     );
 }
 
@@ -722,10 +736,7 @@ fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_clai
         "the rest are late: {r:#?}"
     );
     for o in r.functions.iter().filter(|o| !o.saved) {
-        assert!(
-            o.note.as_deref().unwrap_or("").contains("next tick"),
-            "{o:?}"
-        );
+        assert!(o.note == Some(Note::Late), "{o:?}");
         assert_eq!(store.inner.get(&o.function).1, 0, "nothing written: {o:?}");
     }
     assert!(
