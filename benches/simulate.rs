@@ -12,7 +12,7 @@ use forewarm::sim::{RunConfig, minute_index, run_policy};
 fn bench(c: &mut Criterion) {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("simulations/azure2019/invocations.csv");
-    let trace = forewarm::trace::read_azure2019(&[path]).expect("bundled trace");
+    let trace = forewarm::sim::trace::read_azure2019(&[path]).expect("bundled trace");
     let by_minute = minute_index(&trace);
     let mut g = c.benchmark_group("simulate azure day (927,272 invocations)");
     g.sample_size(10);

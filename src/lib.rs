@@ -18,23 +18,19 @@
 //!   ports for `forewarm`.
 //! * [`tick`]: one controller cycle, `observe → decide → warm → save`, with
 //!   the pure error policy. The Lambda, the CLI and the simulator all run it.
-//! * [`trace`]: workload traces (Azure Functions 2019 per-minute, 2021
-//!   per-invocation) read into one compact form.
 //! * [`protocol`]: the wire format between the controller and target
 //!   functions: the ping, the reply, and the classifier that tells a ping from
 //!   a real event (also recognizing lambda-warmer's and
 //!   serverless-plugin-warmup's markers).
 //! * `aws` (feature `aws`): the DynamoDB, CloudWatch and Lambda adapters
-//!   behind the ports; SDK types stay inside. `controller`: one tick over
-//!   AWS, configured from the environment, for the Lambda and the CLI.
+//!   behind the ports, and `aws::controller`: one tick over AWS, configured
+//!   from the environment, for the Lambda and the CLI. SDK types stay inside.
 //! * `shim` (feature `shim`): the wrapper a Rust target function puts around
 //!   its handler, so that pings are answered without running the handler.
 //! * `cli` (feature `cli`): the `forewarm` command line.
 
 #[cfg(feature = "aws")]
 pub mod aws;
-#[cfg(feature = "aws")]
-pub mod controller;
 pub mod cost;
 pub mod decision;
 pub mod ports;
@@ -42,17 +38,8 @@ pub mod probe;
 pub mod protocol;
 pub mod sim;
 pub mod tick;
-pub mod trace;
 
 #[cfg(feature = "cli")]
 pub mod cli;
-#[cfg(all(feature = "cli", feature = "aws"))]
-mod cli_aws;
-#[cfg(all(feature = "cli", feature = "aws"))]
-mod cli_probe;
-#[cfg(feature = "cli")]
-mod cli_sim;
-#[cfg(feature = "cli")]
-mod plot;
 #[cfg(feature = "shim")]
 pub mod shim;

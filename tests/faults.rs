@@ -15,8 +15,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use forewarm::aws::controller::ControllerConfig;
 use forewarm::aws::{AwsPorts, DynamoStore};
-use forewarm::controller::ControllerConfig;
 use forewarm::decision::policy::{PolicyDoc, Scalar};
 use invoke::{InvokeStub, Reply, Seen};
 use serde_json::Value;
@@ -266,7 +266,7 @@ fn under_faults_no_state_is_lost_no_function_is_warmed_twice_and_ticks_keep_thei
         let tick = cfg.tick(format!("run-{round}"), false);
         let report = stack
             .rt
-            .block_on(forewarm::controller::run(&ports, &tick, started_ms));
+            .block_on(forewarm::aws::controller::run(&ports, &tick, started_ms));
         let took = t0.elapsed();
         let injected = stack.moto.faults(0.0, 0);
         let after = stack.states();

@@ -9,9 +9,12 @@
 //! the SDK prepares and signs each Invoke and [`http`] sends it, because a
 //! thousand whole SDK calls in flight cost the controller 42 MB (see
 //! [`lambda`]). [`probe`] sends `forewarm probe`'s real requests, to URLs
-//! over the same transport and to functions through Invoke.
+//! over the same transport and to functions through Invoke. [`controller`]
+//! assembles them into one tick over AWS, configured from the environment,
+//! for the Lambda and the CLI.
 
 pub mod cloudwatch;
+pub mod controller;
 pub mod dynamodb;
 pub mod http;
 pub mod lambda;

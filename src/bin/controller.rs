@@ -1,12 +1,12 @@
 //! The controller Lambda: one tick per scheduled event.
 //!
 //! Clients are built once per sandbox and borrowed by every invocation.
-//! Configuration comes from the environment (see `forewarm::controller`);
+//! Configuration comes from the environment (see `forewarm::aws::controller`);
 //! logs are JSON lines, and each function's decision is also one Embedded
 //! Metric Format line.
 
 use forewarm::aws::AwsPorts;
-use forewarm::controller::{self, ControllerConfig};
+use forewarm::aws::controller::{self, ControllerConfig};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 

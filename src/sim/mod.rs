@@ -19,6 +19,8 @@
 //!   exponential with its mean).
 //! * [`synth`]: a synthetic workload generator with the published shape of
 //!   production traces.
+//! * [`trace`]: workload traces (Azure Functions 2019 per-minute, 2021
+//!   per-invocation) read into one compact form.
 //!
 //! Determinism: every random draw comes from generators seeded by the
 //! scenario's seed and the function's index (arrivals and durations from one
@@ -38,16 +40,17 @@ pub mod report;
 pub mod scenario;
 pub mod service;
 pub mod synth;
+pub mod trace;
 
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
 
-use crate::trace::Trace;
 use fleet::Fleet;
 use model::Model;
 use platform::{FnSim, Setup, Stats};
 use policy::PolicySpec;
 pub use report::{PolicyReport, Report};
+use trace::Trace;
 
 /// What to simulate.
 #[derive(Debug, Clone)]

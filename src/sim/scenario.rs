@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::model::Model;
 use super::policy::PolicySpec;
 use super::{PolicyRun, Report, RunConfig, minute_index, run_policy};
-use crate::trace::Trace;
+use crate::sim::trace::Trace;
 
 /// A scenario as written in TOML.
 #[derive(Debug, Clone, Deserialize)]

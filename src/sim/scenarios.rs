@@ -7,7 +7,7 @@
 use super::policy::PolicySpec;
 use super::{PolicyRun, RunConfig, TimelinePoint, minute_index, model::Model, run_policy};
 use crate::decision::pings::INIT_LIMIT_MS;
-use crate::trace::{FunctionTrace, Trace};
+use crate::sim::trace::{FunctionTrace, Trace};
 
 const DAY: usize = 1_440;
 

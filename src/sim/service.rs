@@ -16,7 +16,7 @@ use rand_distr::{Distribution, Exp};
 use rand_pcg::Pcg64Mcg;
 
 use super::model::DurationShape;
-use crate::trace::{DURATION_PERCENTILES, FunctionTrace};
+use crate::sim::trace::{DURATION_PERCENTILES, FunctionTrace};
 
 /// One function's duration law.
 #[derive(Debug, Clone)]

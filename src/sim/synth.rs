@@ -27,7 +27,7 @@ use rand_distr::{Distribution, LogNormal, Poisson};
 use rand_pcg::Pcg64Mcg;
 
 use super::stream_seed;
-use crate::trace::{FunctionTrace, Trace};
+use crate::sim::trace::{FunctionTrace, Trace};
 
 /// The pattern a synthetic function follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -257,7 +257,7 @@ pub fn shape(trace: &Trace) -> Shape {
     let top: u64 = sorted.iter().take(sorted.len().div_ceil(10)).sum();
     let (mut eligible, mut periodic, mut bursty) = (0.0, 0.0, 0.0);
     for f in &trace.functions {
-        let Some(cv) = crate::trace::gap_cv(&f.active) else {
+        let Some(cv) = crate::sim::trace::gap_cv(&f.active) else {
             continue;
         };
         eligible += 1.0;
@@ -331,7 +331,7 @@ mod tests {
         // The same yardstick on the bundled Azure day (SOURCES.md figures).
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("simulations/azure2019/invocations.csv");
-        let t = crate::trace::read_azure2019(&[path]).unwrap();
+        let t = crate::sim::trace::read_azure2019(&[path]).unwrap();
         let s = shape(&t);
         assert!((s.at_most_hourly - 0.451).abs() < 0.005, "{s:?}");
         assert!((s.at_most_per_minute - 0.899).abs() < 0.005, "{s:?}");
@@ -346,7 +346,7 @@ mod tests {
         let t = generate(30, 1, 5);
         let dir = std::env::temp_dir().join(format!("forewarm-synth-{}", std::process::id()));
         write_azure2019(&t, &dir).unwrap();
-        let back = crate::trace::read_azure2019(&[dir.join("invocations.csv")]).unwrap();
+        let back = crate::sim::trace::read_azure2019(&[dir.join("invocations.csv")]).unwrap();
         assert_eq!(back.minutes, t.minutes);
         for (a, b) in t.functions.iter().zip(&back.functions) {
             assert_eq!(a.active, b.active);

@@ -10,7 +10,7 @@ use super::model::Model;
 use super::platform::{FnSim, Setup};
 use super::policy::PolicySpec;
 use super::*;
-use crate::trace::FunctionTrace;
+use crate::sim::trace::FunctionTrace;
 
 /// One function, Poisson arrivals at `rate` per second, service times from
 /// `service` (ms), a fixed TTL and a fixed cold-start latency, no warming:

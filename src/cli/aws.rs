@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::parse::parse_duration;
+use crate::aws::controller::{self, ControllerConfig};
 use crate::aws::{AwsPorts, WarmerConfig};
-use crate::cli::parse_duration;
-use crate::controller::{self, ControllerConfig};
 use crate::decision::policy::{self, Policy, PolicyDoc, Scalar};
 use crate::ports::{FunctionRef, WarmPlan, Warmer};
 

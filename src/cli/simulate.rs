@@ -1,88 +1,41 @@
 //! `forewarm simulate`: the main job, as a user runs it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use clap::Args;
 
-use crate::cli::{ForecastArgs, ScenarioArgs, SimulateArgs, parse_duration};
-use crate::decision::policy::{self, Policy, PolicyDoc, Scalar};
+use super::scenario::{Loaded, ScenarioArgs, load, run_with_bars};
 use crate::sim::policy::PolicySpec;
 use crate::sim::scenario::{self, Scenario};
-use crate::sim::{PolicyRun, Report, RunConfig, evaluate};
+use crate::sim::{PolicyRun, Report, RunConfig};
 
-/// The bundled default scenario: `simulations/default.toml` under the current
-/// directory, else in the source tree the binary was built from.
-fn default_scenario() -> PathBuf {
-    let here = PathBuf::from("simulations/default.toml");
-    if here.exists() {
-        here
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("simulations/default.toml")
-    }
-}
-
-fn parse_ttl(s: &str) -> anyhow::Result<(f64, f64)> {
-    let (lo, hi) = s.split_once("..").unwrap_or((s, s));
-    let secs = |x: &str| {
-        parse_duration(x)
-            .map(|d| d.as_secs_f64())
-            .map_err(anyhow::Error::msg)
-    };
-    let (lo, hi) = (secs(lo)?, secs(hi)?);
-    if lo <= 0.0 || hi < lo {
-        bail!("--ttl `{s}`: need a positive TTL, or a range low..high with low <= high");
-    }
-    Ok((lo, hi))
-}
-
-/// A scenario loaded with the command line's overrides: everything a run
-/// needs but its policies.
-struct Loaded {
-    path: PathBuf,
-    sc: Scenario,
-    cfg: RunConfig,
-    trace: crate::trace::Trace,
-}
-
-fn load(args: &ScenarioArgs) -> anyhow::Result<Loaded> {
-    let path = args.scenario.clone().unwrap_or_else(default_scenario);
-    let sc = Scenario::load(&path)?;
-    let traces = if args.traces.is_empty() {
-        sc.traces.clone()
-    } else {
-        args.traces.clone()
-    };
-    if traces.is_empty() {
-        bail!(
-            "{}: no trace (add `traces = [...]` or pass --trace)",
-            path.display()
-        );
-    }
-    let repeat = args.repeat.unwrap_or(sc.repeat);
-    if repeat == 0 {
-        bail!("--repeat must be at least 1");
-    }
-    let ttl = args.ttl.as_deref().map(parse_ttl).transpose()?;
-    let model = scenario::model_for(args.model.as_deref().unwrap_or(&sc.model), ttl)?;
-    let trace = crate::trace::read_any(&traces)?.repeated(repeat);
-    let cfg = RunConfig {
-        scenario: sc.name.clone(),
-        model,
-        seed: args.seed.unwrap_or(sc.seed),
-        repeat,
-        policies: Vec::new(),
-        timeline_function: None,
-        reaping_change: None,
-        record_forecasts: false,
-        init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
-    };
-    Ok(Loaded {
-        path,
-        sc,
-        cfg,
-        trace,
-    })
+/// `forewarm simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario, trace and platform.
+    #[command(flatten)]
+    pub run: ScenarioArgs,
+    /// A policy to compare (replaces the scenario's list): none, fixed:n=N,every=5m,delay=300ms,
+    /// lambda-warmer:n=N,every=5m, provisioned:n=N, provisioned:auto, forewarm[:k=v,...], oracle.
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Also run each parametric baseline at every n of the scenario's sweep (its cost/cold-start frontier).
+    #[arg(long)]
+    pub sweep: bool,
+    /// Show the N busiest functions' cold-start rates under each policy.
+    #[arg(long, default_value_t = 0)]
+    pub top: usize,
+    /// Print the report as JSON (the keys of DESIGN §5).
+    #[arg(long)]
+    pub json: bool,
+    /// Write per-minute CSV timelines and SVG plots here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The function whose timeline --out plots (its id); default: the busiest.
+    #[arg(long)]
+    pub function: Option<String>,
 }
 
 /// Runs `forewarm simulate`.
@@ -151,218 +104,11 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `forewarm forecast`: the controller in the simulator at each
-/// quantile asked for, its forecasts scored against the real peaks beside the
-/// baselines.
-pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
-    let Loaded {
-        path,
-        sc,
-        mut cfg,
-        trace,
-    } = load(&args.run)?;
-    let doc = match &args.policy_file {
-        Some(file) => policy_file(file)?,
-        None => sc
-            .policy_specs(&path)?
-            .into_iter()
-            .find_map(|p| match p {
-                PolicySpec::Forewarm { doc, .. } => Some(doc),
-                _ => None,
-            })
-            .unwrap_or_default(),
-    };
-    let quantiles = if args.quantile.is_empty() {
-        vec![
-            Policy::from_doc(&doc)
-                .map_err(anyhow::Error::msg)?
-                .policy
-                .quantile,
-        ]
-    } else {
-        args.quantile.clone()
-    };
-    cfg.policies = quantiles
-        .iter()
-        .map(|&q| {
-            let mut doc = doc.clone();
-            doc.insert("quantile".into(), Scalar::Num(q));
-            PolicySpec::forewarm(doc).map_err(anyhow::Error::msg)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    cfg.record_forecasts = true;
-    let (_, mut runs) = run_with_bars(&cfg, &trace);
-
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.csv {
-        writeln!(
-            out,
-            "function,window_start_min,quantile,{},realized_peak",
-            evaluate::FORECASTERS.join(",")
-        )?;
-    }
-    let mut reports = Vec::new();
-    let mut failed = None;
-    for (run, &q) in runs.iter_mut().zip(&quantiles) {
-        let record = run.forecasts.take().unwrap_or_default();
-        reports.push(evaluate::score(&record, q, |r| {
-            if !args.csv || failed.is_some() {
-                return;
-            }
-            let [a, b, c, d] = r.forecasts;
-            let id = &trace.functions[r.function].id;
-            let line = writeln!(
-                out,
-                "{id},{},{q},{a},{b},{c},{d},{}",
-                r.window_start_min, r.realized_peak
-            );
-            if let Err(e) = line {
-                failed = Some(e);
-            }
-        }));
-    }
-    if let Some(e) = failed {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Ok(());
-        }
-        return Err(e.into());
-    }
-    if args.json {
-        let v = serde_json::json!({
-            "scenario": cfg.scenario,
-            "model": cfg.model.name,
-            "seed": cfg.seed,
-            "reports": reports,
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-    } else {
-        let text = forecast_table(&sc, &cfg, &reports);
-        // With --csv the rows own stdout; the summary goes to stderr.
-        if args.csv {
-            eprint!("{text}");
-        } else {
-            write!(out, "{text}")?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn policy_file(file: &Path) -> anyhow::Result<PolicyDoc> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read policy file {}", file.display()))?;
-    let doc =
-        policy::doc_from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let parsed = Policy::from_doc(&doc).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    for w in parsed.warnings {
-        eprintln!("warning: {}: {w}", file.display());
-    }
-    Ok(doc)
-}
-
-fn forecast_table(sc: &Scenario, cfg: &RunConfig, reports: &[evaluate::ForecastReport]) -> String {
-    let mut s = format!(
-        "scenario   {} ({})\nmodel      {}; seed {}\n",
-        cfg.scenario, sc.description, cfg.model.name, cfg.seed
-    );
-    for r in reports {
-        s.push_str(&format!(
-            "\nquantile {}: {} windows of {} min scored over {} functions ({} with demand; \
-             the controller issued a forecast for {}), after each function's first hour\n\
-             truth: the peak of real requests (pings not counted); baselines know every minute \
-             up to {} min before the window\n",
-            r.quantile,
-            r.scored_windows,
-            r.window_minutes,
-            r.functions,
-            r.active_windows,
-            r.issued_windows,
-            r.lag_minutes,
-        ));
-        s.push_str(&format!(
-            "  {:<16} {:>9} {:>9} {:>12} {:>10} {:>10} {:>11}\n",
-            "forecaster", "pinball", "under %", "of demand %", "short/win", "over/win", "sandboxes"
-        ));
-        for n in &r.forecasters {
-            let x = &n.score;
-            s.push_str(&format!(
-                "  {:<16} {:>9.4} {:>9.2} {:>12.2} {:>10.4} {:>10.4} {:>11}\n",
-                n.name,
-                x.pinball,
-                100.0 * x.under_share,
-                100.0 * x.under_share_active,
-                x.short_per_window,
-                x.over_per_window,
-                x.forecast_sum,
-            ));
-        }
-        if let (Some(own), Some(best)) = (
-            r.forecasters.first(),
-            r.forecasters[1..]
-                .iter()
-                .min_by(|a, b| a.score.pinball.total_cmp(&b.score.pinball)),
-        ) {
-            s.push_str(&format!(
-                "  forewarm's loss is {:.2}x the best baseline's ({}); {} sandboxes for {} real\n",
-                if best.score.pinball > 0.0 {
-                    own.score.pinball / best.score.pinball
-                } else {
-                    f64::NAN
-                },
-                best.name,
-                own.score.forecast_sum,
-                r.realized_sum,
-            ));
-        }
-    }
-    s
-}
-
-/// Runs the configured policies with a progress bar each on a terminal.
-fn run_with_bars(cfg: &RunConfig, trace: &crate::trace::Trace) -> (Report, Vec<PolicyRun>) {
-    let bars = progress_bars(cfg, trace.minutes);
-    let out = scenario::run(cfg, trace, &|policy, minute| {
-        if let Some((_, bars)) = &bars {
-            bars[policy].set_position(minute as u64);
-        }
-    });
-    if let Some((multi, bars)) = bars {
-        for b in bars {
-            b.finish_and_clear();
-        }
-        let _ = multi.clear();
-    }
-    out
-}
-
-type Bars = (indicatif::MultiProgress, Vec<indicatif::ProgressBar>);
-
-fn progress_bars(cfg: &RunConfig, minutes: usize) -> Option<Bars> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let multi = indicatif::MultiProgress::new();
-    let style =
-        indicatif::ProgressStyle::with_template("{prefix:>36} [{bar:30}] {percent:>3}%").ok()?;
-    let bars = cfg
-        .policies
-        .iter()
-        .map(|p| {
-            let b = multi.add(indicatif::ProgressBar::new(minutes as u64));
-            b.set_style(style.clone());
-            b.set_prefix(p.to_string());
-            b
-        })
-        .collect();
-    Some((multi, bars))
-}
-
 /// The readable report: the table, then where forewarm stands.
 fn human(
     sc: &Scenario,
     cfg: &RunConfig,
-    trace: &crate::trace::Trace,
+    trace: &crate::sim::trace::Trace,
     r: &Report,
     runs: &[PolicyRun],
     top: usize,
@@ -500,7 +246,7 @@ fn standing(r: &Report) -> String {
 }
 
 fn top_functions(
-    trace: &crate::trace::Trace,
+    trace: &crate::sim::trace::Trace,
     r: &Report,
     runs: &[PolicyRun],
     top: usize,
@@ -542,7 +288,7 @@ fn top_functions(
 fn write_outputs(
     dir: &Path,
     cfg: &RunConfig,
-    trace: &crate::trace::Trace,
+    trace: &crate::sim::trace::Trace,
     r: &Report,
     runs: &[PolicyRun],
 ) -> anyhow::Result<()> {
@@ -583,14 +329,14 @@ fn write_outputs(
             .find(|r| r.report.name.starts_with("forewarm"))
             .or(runs.first());
         if let Some(run) = fw {
-            crate::plot::function_timeline(
+            super::plot::function_timeline(
                 &dir.join("function-timeline.svg"),
                 &trace.functions[i].id,
                 run,
             )?;
         }
     }
-    crate::plot::cost_vs_cold(&dir.join("cost-vs-cold-starts.svg"), r)?;
+    super::plot::cost_vs_cold(&dir.join("cost-vs-cold-starts.svg"), r)?;
     Ok(())
 }
 
@@ -605,13 +351,5 @@ mod tests {
         assert_eq!(at_cost(&pts, 0.5), None);
         assert_eq!(at_cost(&pts, 4.0), None);
         assert_eq!(at_cost(&pts, 1.0), Some(0.10));
-    }
-
-    #[test]
-    fn ttl_ranges_parse() {
-        assert_eq!(parse_ttl("10m").unwrap(), (600.0, 600.0));
-        assert_eq!(parse_ttl("5m..7m").unwrap(), (300.0, 420.0));
-        assert!(parse_ttl("7m..5m").is_err());
-        assert!(parse_ttl("soon").is_err());
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 
+use super::parse::parse_duration;
 use crate::aws::probe::{HttpRequest, Prober};
-use crate::cli::parse_duration;
 use crate::ports::FunctionRef;
 use crate::probe::{self, Failure, Percentiles, ProbeReport, Round, ms};
 
@@ -575,7 +575,7 @@ fn write_out(dir: &Path, reports: &[ProbeReport]) -> anyhow::Result<()> {
             many.len()
         ),
     };
-    crate::plot::probe_histogram(
+    super::plot::probe_histogram(
         &dir.join("probe-histogram.svg"),
         &title,
         &probe::histogram(&all, 20),
