@@ -228,9 +228,7 @@ where
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::ports::Clock::now_ms(&crate::ports::SystemClock)
 }
 
 /// An id for sandboxes with no log stream name (local emulators, tests):

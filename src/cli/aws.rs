@@ -288,12 +288,7 @@ fn pairs_doc(pairs: &[String], file: Option<&PathBuf>) -> anyhow::Result<PolicyD
         let (k, v) = p
             .split_once('=')
             .with_context(|| format!("`{p}` must look like key=value"))?;
-        let v = v.trim();
-        let scalar = v
-            .parse::<f64>()
-            .map(Scalar::Num)
-            .unwrap_or_else(|_| Scalar::Str(v.to_string()));
-        doc.insert(k.trim().to_string(), scalar);
+        doc.insert(k.trim().to_string(), Scalar::from_text(v));
     }
     // From key=value pairs or a file alike: a nameless attribute is a typo.
     if let Some(k) = doc.keys().find(|k| k.trim().is_empty()) {

@@ -29,6 +29,18 @@ pub enum Scalar {
     Str(String),
 }
 
+impl Scalar {
+    /// A value as written in `key=value` text (`forewarm policy put
+    /// max=40`, `--policy forewarm:quantile=0.9`): a number when it reads as
+    /// one, else a string for the policy's checks to judge.
+    pub fn from_text(v: &str) -> Scalar {
+        let v = v.trim();
+        v.parse::<f64>()
+            .map(Scalar::Num)
+            .unwrap_or_else(|_| Scalar::Str(v.to_string()))
+    }
+}
+
 impl fmt::Display for Scalar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -211,8 +211,8 @@ pub fn run_policy(
     };
     let mut timeline = Vec::new();
     let mut controller = match spec {
-        PolicySpec::Forewarm { doc, .. } => Some(
-            ports::Controller::new(trace.functions.len(), doc.clone(), model)
+        PolicySpec::Forewarm { policy, .. } => Some(
+            ports::Controller::new(trace.functions.len(), policy.clone(), model)
                 .with_init_allowance_ms(cfg.init_allowance_ms),
         ),
         _ => None,

@@ -308,6 +308,13 @@ mod tests {
     }
 
     #[test]
+    fn the_controllers_list_prices_are_the_default_models() {
+        // Two copies of one fact: the controller cannot read a model file at
+        // run time, so the copy it compiles in is held to the sourced one.
+        assert_eq!(Model::load("lambda-2021").unwrap().prices, Prices::LIST);
+    }
+
+    #[test]
     fn bad_models_are_named_with_file_and_field() {
         let base = include_str!("../../models/lambda-2021.toml");
         let neg = base.replace("ttl_min_s = 300", "ttl_min_s = -5");

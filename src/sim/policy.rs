@@ -142,11 +142,7 @@ impl PolicySpec {
             "forewarm" => {
                 let mut doc = PolicyDoc::new();
                 for (k, v) in &kv {
-                    let s = v
-                        .parse::<f64>()
-                        .map(Scalar::Num)
-                        .unwrap_or_else(|_| Scalar::Str(v.to_string()));
-                    doc.insert(k.to_string(), s);
+                    doc.insert(k.to_string(), Scalar::from_text(v));
                 }
                 PolicySpec::forewarm(doc).map_err(|e| format!("policy `{spec}`: {e}"))
             }
@@ -189,19 +185,12 @@ impl PolicySpec {
     }
 }
 
+/// A duration in milliseconds, in the grammar of every duration forewarm
+/// reads (`300ms`, `5m`, `1h30m`: humantime's).
 fn humantime_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-    let (num, unit) = s.split_at(split);
-    let x: f64 = num.parse().ok()?;
-    let ms = match unit {
-        "ms" => x,
-        "s" => x * 1_000.0,
-        "m" | "min" => x * 60_000.0,
-        "h" => x * 3_600_000.0,
-        _ => return None,
-    };
-    (ms.is_finite() && ms >= 0.0).then(|| ms.round() as u64)
+    humantime::parse_duration(s.trim())
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
 }
 
 impl fmt::Display for PolicySpec {
@@ -271,6 +260,13 @@ mod tests {
         assert_eq!(
             PolicySpec::parse("fixed").unwrap().to_string(),
             "fixed:n=1,every=5m,delay=300ms"
+        );
+        // The grammar of `--ttl` and every other duration read.
+        assert_eq!(
+            PolicySpec::parse("fixed:n=2,every=1h30m,delay=1s")
+                .unwrap()
+                .to_string(),
+            "fixed:n=2,every=90m,delay=1s"
         );
     }
 

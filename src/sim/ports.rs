@@ -23,7 +23,7 @@ use super::model::Model;
 use super::platform::PingResult;
 use crate::cost::CostParts;
 use crate::decision::pings::{INIT_LIMIT_MS, TIMEOUT_MARGIN_MS, ping_timeout_ms};
-use crate::decision::policy::{Parsed, Policy, PolicyDoc};
+use crate::decision::policy::{Parsed, Policy};
 use crate::decision::{
     FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport,
 };
@@ -467,12 +467,14 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller for `functions` functions, all under one policy.
-    pub fn new(functions: usize, doc: PolicyDoc, model: &Model) -> Controller {
-        let policy = Policy::from_doc(&doc).unwrap_or_else(|_| Parsed {
-            policy: Policy::default(),
+    /// A controller for `functions` functions, all under one policy (as
+    /// [`PolicySpec::forewarm`](super::policy::PolicySpec::forewarm)
+    /// validated it).
+    pub fn new(functions: usize, policy: Policy, model: &Model) -> Controller {
+        let policy = Parsed {
+            policy,
             warnings: vec![],
-        });
+        };
         Controller {
             store: SimStore {
                 names: (0..functions)
