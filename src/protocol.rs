@@ -1,4 +1,5 @@
-//! The wire format between the controller and target functions (DESIGN §2).
+//! The wire format between the controller and target functions (the
+//! README's "The wire format" says it for people writing a shim).
 //!
 //! A **ping** is an ordinary Lambda invocation whose payload carries a
 //! top-level marker. The controller sends

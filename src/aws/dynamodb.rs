@@ -1,4 +1,4 @@
-//! The state store on DynamoDB: one table, two item kinds (DESIGN §3).
+//! The state store on DynamoDB: one table, two item kinds.
 //!
 //! Key: `pk` (S) = `name` or `name:qualifier`, `sk` (S) = `policy` | `state`;
 //! `pk = "*"` with `sk = "policy"` holds account-wide defaults, and with

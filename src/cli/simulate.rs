@@ -27,7 +27,7 @@ pub struct SimulateArgs {
     /// Show the N busiest functions' cold-start rates under each policy.
     #[arg(long, default_value_t = 0)]
     pub top: usize,
-    /// Print the report as JSON (the keys of DESIGN §5).
+    /// Print the report as JSON (one object per policy, with fixed keys).
     #[arg(long)]
     pub json: bool,
     /// Write per-minute CSV timelines and SVG plots here.

@@ -1,6 +1,6 @@
 //! Policy: the settings people edit, one DynamoDB item per function.
 //!
-//! A policy item is a flat set of scalar attributes (DESIGN §3), so it reads
+//! A policy item is a flat set of scalar attributes, so it reads
 //! and edits comfortably in the DynamoDB console. The `pk = "*"` item holds
 //! account-wide defaults; a function's item overrides them attribute by
 //! attribute, and anything neither names falls back to the built-in default

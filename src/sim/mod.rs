@@ -14,7 +14,8 @@
 //! * [`ports`]: the simulated CloudWatch, DynamoDB and Lambda behind which
 //!   the *real* [`crate::tick::run_tick`] runs for the `forewarm` policy:
 //!   there is no second implementation of the controller.
-//! * [`report`]: the figures, as JSON (DESIGN §5) and as a table.
+//! * [`report`]: the figures, as JSON (one object per policy, fixed keys) and as a
+//!   table.
 //! * [`service`]: how long a real request runs (the trace's percentiles, or
 //!   exponential with its mean).
 //! * [`synth`]: a synthetic workload generator with the published shape of

@@ -1,5 +1,5 @@
-//! The simulator's figures: per policy, the keys of DESIGN §5, as JSON and
-//! as a table for people.
+//! The simulator's figures: per policy, a fixed set of keys (the contract
+//! scripts read; a test holds them), as JSON and as a table for people.
 
 use serde::Serialize;
 

@@ -132,8 +132,10 @@ pub fn with_sweep(policies: &[PolicySpec], ns: &[u32]) -> Vec<PolicySpec> {
     out
 }
 
-/// Runs every policy of `cfg` on the trace, two at a time on two threads,
-/// and assembles the report. `progress(policy, minute)` is called as runs go.
+/// Runs every policy of `cfg` on the trace, one per thread on as many
+/// threads as the machine has cores (each policy's run is deterministic on
+/// its own, so the order they finish in changes nothing), and assembles the
+/// report. `progress(policy, minute)` is called as runs go.
 pub fn run(
     cfg: &RunConfig,
     trace: &Trace,

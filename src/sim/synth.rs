@@ -1,8 +1,7 @@
 //! Synthetic workloads with the published shape of production traces, for
 //! checking that what holds on the one real day carries over.
 //!
-//! The recipe (research/anchors-performance.md §9), each choice with its
-//! anchor:
+//! The recipe, each choice with its anchor:
 //!
 //! * **Rate**: daily invocations log-normal, median 37.5 and 90th percentile
 //!   1,443 (the bundled Azure sample's quantiles): about 45 % of functions at

@@ -54,8 +54,8 @@ fn p_cold(
     )
 }
 
-/// SimFaaS (Mahmoudi & Khazaei, CLOSER 2021; simfaas 0.2.2, run in
-/// research/anchors-performance.md §5): warm service exponential with mean
+/// SimFaaS (Mahmoudi & Khazaei, CLOSER 2021; its simulator simfaas 0.2.2,
+/// run with these inputs): warm service exponential with mean
 /// 1.991 s, cold 2.244 s, newest-idle routing, instances expire a fixed time
 /// after their last departure. Our cold request is a fixed 253 ms INIT plus
 /// the same exponential service (mean 2.244 s overall).

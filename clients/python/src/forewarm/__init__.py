@@ -3,7 +3,7 @@
 Use ``@warmer`` on ``def handler(event, context)``. A ping never reaches the
 handler: the decorator holds the sandbox for the ping's delay, so that the
 controller's concurrent pings land on distinct sandboxes, and answers with the
-sandbox's identity (DESIGN §2 of the forewarm repository). Every other event is
+sandbox's identity (the forewarm README's "The wire format"). Every other event is
 passed to the handler untouched.
 
 The rules mirror the Rust shim (``src/protocol.rs``); both are tested against
