@@ -7,10 +7,62 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Where the README's test command installs the stand-ins.
+fn venv_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin")
+}
+
+/// `PATH` with the test command's venv first, where it exists: a plain
+/// `cargo test` after one run of `scripts/test` finds the same tools.
+fn path_with_venv() -> std::ffi::OsString {
+    let mut dirs = vec![venv_bin()];
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+/// Stops the test binary with one line, not a panic per test, when the
+/// stand-ins are not installed (a plain `cargo test` on a fresh checkout).
+fn require_stand_ins() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let ok = |c: &mut Command| {
+            c.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mut missing = Vec::new();
+        if !ok(Command::new(python()).args(["-c", "import moto"])) {
+            missing.push("moto");
+        }
+        if !ok(Command::new("cargo")
+            .args(["lambda", "--version"])
+            .env("PATH", path_with_venv()))
+        {
+            missing.push("cargo-lambda");
+        }
+        if !missing.is_empty() {
+            // Straight to the process's stderr: the test harness captures
+            // `eprintln!` of a test that then never reports.
+            let _ = writeln!(
+                std::io::stderr(),
+                "the integration tests need local AWS stand-ins ({} not found): run scripts/test, the README's test command, which installs and starts them",
+                missing.join(" and ")
+            );
+            std::process::exit(2);
+        }
+    });
+}
 
 /// A `cargo lambda watch` serving this crate's bins (e.g. `demo-target`) as
 /// functions over the Lambda Invoke API, on a free loopback port.
@@ -32,7 +84,9 @@ impl LambdaWatch {
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = log_dir.join(format!("cargo-lambda-watch-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
+        require_stand_ins();
         let child = Command::new("cargo")
+            .env("PATH", path_with_venv())
             .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1"])
             .args(["-P", &port.to_string(), "--concurrency", &concurrency.to_string()])
             .current_dir(&manifest_dir)
@@ -155,7 +209,7 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("FOREWARM_TEST_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python");
+    let venv = venv_bin().join("python");
     if venv.exists() {
         venv
     } else {
@@ -175,6 +229,7 @@ pub struct Moto {
 impl Moto {
     /// Starts a fresh moto on a free port.
     pub fn start(invoke_upstream: Option<&str>) -> Moto {
+        require_stand_ins();
         let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let port = free_port();
         let log_dir = manifest_dir.join("target").join("test-logs");
