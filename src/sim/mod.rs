@@ -150,6 +150,11 @@ pub fn minute_index(trace: &Trace) -> Vec<Vec<(u32, u32)>> {
 
 /// Runs one policy over the trace. `progress` is called with the minute
 /// reached, every simulated hour.
+///
+/// Each minute: that minute's real arrivals are queued, the platform runs to
+/// the minute's start, the policy acts ([`policy::Warming`]), and the
+/// platform runs to the minute's end. The workload's draws come from their
+/// own streams, so every policy meets the same requests.
 pub fn run_policy(
     trace: &Trace,
     by_minute: &[Vec<(u32, u32)>],
@@ -166,44 +171,16 @@ pub fn run_policy(
     };
     let forewarm = matches!(spec, PolicySpec::Forewarm { .. });
     let record = forewarm && cfg.record_forecasts;
-    let fns: Vec<FnSim> = trace
-        .functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let setup = Setup {
-                gb: f.memory_mb as f64 / 1024.0,
-                limit: model.scaling.account_concurrency,
-                shares_pool: true,
-                report_from_ms,
-                oracle: matches!(spec, PolicySpec::Oracle),
-                record_metrics: forewarm,
-                real_peak_minutes: if record { total_minutes } else { 0 },
-            };
-            FnSim::new(model, setup, stream_seed(cfg.seed, i as u64, 2))
-        })
-        .collect();
-    let mut fleet = Fleet::new(fns, model.scaling.account_concurrency);
-    let mut workload: Vec<Pcg64Mcg> = (0..trace.functions.len())
-        .map(|i| Pcg64Mcg::new(stream_seed(cfg.seed, i as u64, 1) as u128 | 1))
-        .collect();
-    // The policies' own draws (lambda-warmer's async delays) have their own
-    // stream, so the workload is the same under every policy.
-    let mut policy_rng: Vec<Pcg64Mcg> = (0..trace.functions.len())
-        .map(|i| Pcg64Mcg::new(stream_seed(cfg.seed, i as u64, 3) as u128 | 1))
-        .collect();
-    // Each timer's second within the minute, from its own stream.
-    let timer_phase: Vec<Option<u64>> = trace
-        .functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| f.timer.then(|| stream_seed(cfg.seed, i as u64, 4) % 60_000))
-        .collect();
-    let service: Vec<service::Service> = trace
-        .functions
-        .iter()
-        .map(|f| service::Service::of(f, model.durations.shape))
-        .collect();
+    let mut fleet = new_fleet(trace, cfg, spec, report_from_ms, record);
+    let mut workload = Workload::new(trace, cfg);
+    let mut warming = spec.warming(&policy::Setting {
+        model,
+        functions: trace.functions.len(),
+        minutes: total_minutes,
+        seed: cfg.seed,
+        record,
+        init_allowance_ms: cfg.init_allowance_ms,
+    });
 
     let mut minutes = FleetTimeline {
         requests: vec![0; total_minutes],
@@ -211,22 +188,6 @@ pub fn run_policy(
         pings: vec![0; total_minutes],
     };
     let mut timeline = Vec::new();
-    let mut controller = match spec {
-        PolicySpec::Forewarm { policy, .. } => Some(
-            ports::Controller::new(trace.functions.len(), policy.clone(), model)
-                .with_init_allowance_ms(cfg.init_allowance_ms),
-        ),
-        _ => None,
-    };
-    if let Some(c) = controller.as_mut().filter(|_| record) {
-        c.record_forecasts(
-            total_minutes.div_ceil(crate::decision::policy::WINDOW_MINUTES as usize),
-        );
-    }
-    let mut pc_peaks: Vec<[u32; 24]> = vec![[0; 24]; trace.functions.len()];
-    let gap = model.invoke.fanout_gap_ms.round() as u64;
-    let mut arrivals: Vec<(u64, u64)> = Vec::new();
-
     #[allow(clippy::needless_range_loop)] // `m` is the clock, not just an index
     for m in 0..total_minutes {
         let t0 = m as u64 * 60_000;
@@ -234,31 +195,9 @@ pub fn run_policy(
             progress(m);
         }
         let before = snapshot(&fleet.fns, cfg.timeline_function);
-        let (req0, cold0, ping0) = totals(&fleet.fns);
-
-        // 1. This minute's real arrivals, queued per function before anything
-        //    acts, so pings and requests interleave in time order. A timer's
-        //    n calls come evenly spaced from its fixed second (a 5-minute
-        //    timer is 300 s apart exactly, as EventBridge fires it); others
-        //    at uniform random times in the minute (a Poisson process, given
-        //    the count).
-        for &(f, n) in &by_minute[m] {
-            let rng = &mut workload[f as usize];
-            arrivals.clear();
-            let spacing = 60_000 / n.max(1) as u64;
-            for k in 0..n as u64 {
-                let at = match timer_phase[f as usize] {
-                    Some(phase) => t0 + phase % spacing + k * spacing,
-                    None => t0 + rng.random_range(0..60_000u64),
-                };
-                let d = service[f as usize].sample(rng);
-                arrivals.push((at, d));
-            }
-            arrivals.sort_unstable();
-            fleet.queue(f as usize, &arrivals);
-        }
+        let start = totals(&fleet.fns);
+        workload.queue_minute(&mut fleet, &by_minute[m], t0);
         fleet.run_until(t0);
-
         if let Some((at, (lo, hi))) = cfg.reaping_change
             && at == m
         {
@@ -266,89 +205,21 @@ pub fn run_policy(
                 f.set_ttl(lo, hi);
             }
         }
-
-        // 2. The policy acts at the minute's start.
-        let mut target = 0;
-        match spec {
-            PolicySpec::None | PolicySpec::Oracle => {}
-            PolicySpec::Fixed {
-                n,
-                every_ms,
-                delay_ms,
-            } => {
-                if t0.is_multiple_of(*every_ms) {
-                    // In time order across the fleet: the k-th ping of
-                    // every function before the next one of any.
-                    for k in 0..*n as u64 {
-                        for i in 0..fleet.fns.len() {
-                            fleet.ping(i, t0 + k * gap, *delay_ms);
-                        }
-                    }
-                }
-            }
-            PolicySpec::LambdaWarmer { n, every_ms } => {
-                if t0.is_multiple_of(*every_ms) {
-                    let mut pings: Vec<(u64, u32, u64)> = Vec::new();
-                    for (i, rng) in policy_rng.iter_mut().enumerate() {
-                        lambda_warmer_fanout(&mut pings, i as u32, model, *n, t0, rng);
-                    }
-                    pings.sort_unstable();
-                    for (at, i, hold) in pings {
-                        fleet.ping(i as usize, at, hold);
-                    }
-                }
-            }
-            PolicySpec::Provisioned { n: Some(n) } => {
-                if m == 0 {
-                    for i in 0..fleet.fns.len() {
-                        fleet.set_provisioned(i, t0, *n);
-                    }
-                }
-            }
-            PolicySpec::Provisioned { n: None } => {
-                if m % 60 == 0 {
-                    let hour = (m / 60) % 24;
-                    for (i, peaks) in pc_peaks.iter_mut().enumerate() {
-                        let f = &mut fleet.fns[i];
-                        if m > 0 {
-                            peaks[(hour + 23) % 24] = f.hour_peak;
-                        }
-                        f.hour_peak = 0;
-                        fleet.set_provisioned(i, t0, peaks[hour]);
-                    }
-                }
-            }
-            PolicySpec::Forewarm { .. } => {
-                if let Some(c) = controller.as_mut() {
-                    let r = c.tick(&mut fleet, t0);
-                    if let Some(i) = cfg.timeline_function {
-                        target = r.get(i).copied().unwrap_or(0);
-                    }
-                }
-            }
-        }
-
-        // 3. The rest of the minute.
+        let target = warming.at_minute(&mut fleet, m, t0, cfg.timeline_function);
         fleet.run_until(t0 + 60_000);
-        if forewarm && m % 60 == 0 {
-            for f in fleet.fns.iter_mut() {
-                f.forget_before(
-                    (m as u64).saturating_sub(crate::decision::MAX_BACKFILL_MINUTES + 60),
-                );
-            }
-        }
+        warming.after_minute(&mut fleet, m);
 
-        let (req1, cold1, ping1) = totals(&fleet.fns);
-        minutes.requests[m] = (req1 - req0) as u32;
-        minutes.cold_starts[m] = (cold1 - cold0) as u32;
-        minutes.pings[m] = (ping1 - ping0) as u32;
-        if let (Some(i), Some((r, c, p, pool))) = (cfg.timeline_function, before) {
-            let f = &fleet.fns[i];
+        let end = totals(&fleet.fns);
+        minutes.requests[m] = (end.requests - start.requests) as u32;
+        minutes.cold_starts[m] = (end.cold_starts - start.cold_starts) as u32;
+        minutes.pings[m] = (end.pings - start.pings) as u32;
+        if let (Some(i), Some((was, pool))) = (cfg.timeline_function, before) {
+            let now = fleet.fns[i].raw;
             timeline.push(TimelinePoint {
                 minute: m as u32,
-                requests: (f.raw.0 - r) as u32,
-                cold_starts: (f.raw.1 - c) as u32,
-                pings: (f.raw.2 - p) as u32,
+                requests: (now.requests - was.requests) as u32,
+                cold_starts: (now.cold_starts - was.cold_starts) as u32,
+                pings: (now.pings - was.pings) as u32,
                 warm_pool: pool,
                 target,
             });
@@ -362,31 +233,10 @@ pub fn run_policy(
         per_function.push((f.stats.cold_starts, f.stats.requests));
         stats.merge(&f.stats);
     }
-    let forecasts = controller
-        .as_mut()
-        .filter(|_| record)
-        .map(|c| evaluate::Record {
-            targets: c.forecasts(),
-            real_peaks: fleet
-                .fns
-                .iter_mut()
-                .map(|f| std::mem::take(&mut f.real_peaks))
-                .collect(),
-            report_from_minute: (report_from_ms / 60_000) as usize,
-            lag_minutes: c.metrics_lag_minutes() as usize,
-        });
-    let controller_parts = controller
-        .as_ref()
-        .map_or_else(Default::default, |c| c.cost_parts(model, report_from_ms));
-    let sim_seconds = (end - report_from_ms) as f64 / 1_000.0;
+    let forecasts = warming.forecasts(&mut fleet, report_from_ms);
+    let controller_parts = warming.cost_parts(model, report_from_ms);
     PolicyRun {
-        report: PolicyReport::from_stats(
-            spec.to_string(),
-            &stats,
-            model,
-            controller_parts,
-            sim_seconds,
-        ),
+        report: PolicyReport::from_stats(spec.to_string(), &stats, model, controller_parts),
         fleet: minutes,
         timeline,
         per_function,
@@ -394,57 +244,109 @@ pub fn run_policy(
     }
 }
 
-fn totals(fns: &[FnSim]) -> (u64, u64, u64) {
-    fns.iter().fold((0, 0, 0), |(r, c, p), f| {
-        (
-            r + f.stats.requests,
-            c + f.stats.cold_starts,
-            p + f.stats.pings,
-        )
-    })
-}
-
-fn snapshot(fns: &[FnSim], i: Option<usize>) -> Option<(u64, u64, u64, u32)> {
-    let f = &fns[i?];
-    Some((f.raw.0, f.raw.1, f.raw.2, f.idle_count()))
-}
-
-/// lambda-warmer's fan-out: one ping reaches the function, which then invokes
-/// itself `n - 2` times asynchronously (through Lambda's queue, so they arrive
-/// spread over the async delay) and once synchronously, and waits for the
-/// synchronous one; the fan-out pings sleep 75 ms. Adds function `i`'s
-/// pings to `out` as `(at, function, hold)`.
-fn lambda_warmer_fanout(
-    out: &mut Vec<(u64, u32, u64)>,
-    i: u32,
-    model: &Model,
-    n: u32,
-    t0: u64,
-    rng: &mut Pcg64Mcg,
-) {
-    if n == 0 {
-        return;
-    }
-    let gap = model.invoke.fanout_gap_ms.round() as u64;
-    let hold = crate::protocol::LAMBDA_WARMER_DELAY_MS;
-    // The first invocation stays busy while it fans out and awaits the sync
-    // one: about one hop plus the sync ping's sleep.
-    let first_hold = if n > 1 { gap + hold } else { 0 };
-    out.push((t0, i, first_hold));
-    if n == 1 {
-        return;
-    }
-    let mut fan: Vec<u64> = (0..n - 2)
-        .map(|_| {
-            let (lo, hi) = (
-                model.invoke.async_delay_min_ms,
-                model.invoke.async_delay_max_ms,
-            );
-            t0 + (lo + (hi - lo) * rng.random::<f64>()).round() as u64
+/// The account's functions, each on the platform the model describes.
+fn new_fleet(
+    trace: &Trace,
+    cfg: &RunConfig,
+    spec: &PolicySpec,
+    report_from_ms: u64,
+    record: bool,
+) -> Fleet {
+    let model = &cfg.model;
+    let forewarm = matches!(spec, PolicySpec::Forewarm { .. });
+    let fns: Vec<FnSim> = trace
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let setup = Setup {
+                gb: f.memory_mb as f64 / 1024.0,
+                limit: model.scaling.account_concurrency,
+                shares_pool: true,
+                report_from_ms,
+                oracle: matches!(spec, PolicySpec::Oracle),
+                record_metrics: forewarm,
+                real_peak_minutes: if record { trace.minutes } else { 0 },
+            };
+            FnSim::new(model, setup, stream_seed(cfg.seed, i as u64, 2))
         })
         .collect();
-    fan.push(t0 + gap);
-    out.extend(fan.into_iter().map(|at| (at, i, hold)));
+    Fleet::new(fns, model.scaling.account_concurrency)
+}
+
+/// The real requests: when each arrives and how long it runs, drawn from
+/// each function's own stream.
+struct Workload {
+    rng: Vec<Pcg64Mcg>,
+    /// Each timer's second within the minute, from its own stream.
+    timer_phase: Vec<Option<u64>>,
+    service: Vec<service::Service>,
+    /// Scratch: one function's arrivals in a minute, `(at, duration)`.
+    arrivals: Vec<(u64, u64)>,
+}
+
+impl Workload {
+    fn new(trace: &Trace, cfg: &RunConfig) -> Workload {
+        let seed = cfg.seed;
+        Workload {
+            rng: (0..trace.functions.len())
+                .map(|i| Pcg64Mcg::new(stream_seed(seed, i as u64, 1) as u128 | 1))
+                .collect(),
+            timer_phase: trace
+                .functions
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.timer.then(|| stream_seed(seed, i as u64, 4) % 60_000))
+                .collect(),
+            service: trace
+                .functions
+                .iter()
+                .map(|f| service::Service::of(f, cfg.model.durations.shape))
+                .collect(),
+            arrivals: Vec::new(),
+        }
+    }
+
+    /// Queues minute `t0`'s real arrivals per function before anything acts,
+    /// so pings and requests interleave in time order. A timer's n calls
+    /// come evenly spaced from its fixed second (a 5-minute timer is 300 s
+    /// apart exactly, as EventBridge fires it); others at uniform random
+    /// times in the minute (a Poisson process, given the count).
+    fn queue_minute(&mut self, fleet: &mut Fleet, active: &[(u32, u32)], t0: u64) {
+        for &(f, n) in active {
+            let f = f as usize;
+            let rng = &mut self.rng[f];
+            self.arrivals.clear();
+            let spacing = 60_000 / n.max(1) as u64;
+            for k in 0..n as u64 {
+                let at = match self.timer_phase[f] {
+                    Some(phase) => t0 + phase % spacing + k * spacing,
+                    None => t0 + rng.random_range(0..60_000u64),
+                };
+                let d = self.service[f].sample(rng);
+                self.arrivals.push((at, d));
+            }
+            self.arrivals.sort_unstable();
+            fleet.queue(f, &self.arrivals);
+        }
+    }
+}
+
+/// The fleet's real requests, real cold starts and pings so far in the
+/// report period.
+fn totals(fns: &[FnSim]) -> platform::RawCounts {
+    fns.iter()
+        .fold(platform::RawCounts::default(), |t, f| platform::RawCounts {
+            requests: t.requests + f.stats.requests,
+            cold_starts: t.cold_starts + f.stats.cold_starts,
+            pings: t.pings + f.stats.pings,
+        })
+}
+
+/// Function `i`'s counts and idle sandboxes at this moment.
+fn snapshot(fns: &[FnSim], i: Option<usize>) -> Option<(platform::RawCounts, u32)> {
+    let f = &fns[i?];
+    Some((f.raw, f.idle_count()))
 }
 
 #[cfg(test)]

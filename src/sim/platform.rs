@@ -142,6 +142,17 @@ pub struct Setup {
     pub real_peak_minutes: usize,
 }
 
+/// Counts of real requests, real cold starts and pings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawCounts {
+    /// Real requests.
+    pub requests: u64,
+    /// Real cold starts.
+    pub cold_starts: u64,
+    /// Pings.
+    pub pings: u64,
+}
+
 /// One function's sandboxes and its share of the totals.
 #[derive(Debug, Clone)]
 pub struct FnSim {
@@ -169,9 +180,8 @@ pub struct FnSim {
     pub(crate) pool_room: u32,
     /// Totals so far (over the report period).
     pub stats: Stats,
-    /// Real requests, real cold starts and pings since the start, report
-    /// period or not (for timelines).
-    pub raw: (u64, u64, u64),
+    /// Counts since the start, report period or not (for timelines).
+    pub raw: RawCounts,
     minute: Option<MinuteAcc>,
     /// Real arrivals not yet processed, `(at, duration)`, ascending.
     queued: std::collections::VecDeque<(u64, u64)>,
@@ -225,7 +235,7 @@ impl FnSim {
             now_ms: 0,
             pool_room: u32::MAX,
             stats: Stats::default(),
-            raw: (0, 0, 0),
+            raw: RawCounts::default(),
             minute: None,
             queued: std::collections::VecDeque::new(),
             last_invoked_minute: None,
@@ -371,7 +381,7 @@ impl FnSim {
         self.advance(t);
         self.stats.events += 1;
         let counted = self.counted(t);
-        self.raw.0 += 1;
+        self.raw.requests += 1;
         if counted {
             self.stats.requests += 1;
         }
@@ -399,7 +409,7 @@ impl FnSim {
             Some((id, init)) => {
                 let added = if self.setup.oracle { 0 } else { init };
                 if !self.setup.oracle {
-                    self.raw.1 += 1;
+                    self.raw.cold_starts += 1;
                 }
                 if counted {
                     if self.setup.oracle {
@@ -464,7 +474,7 @@ impl FnSim {
         self.advance(t);
         self.stats.events += 1;
         let counted = self.counted(t);
-        self.raw.2 += 1;
+        self.raw.pings += 1;
         if counted {
             self.stats.pings += 1;
             self.stats.ping_gb_ms += hold_ms.max(1) as f64 * self.setup.gb;

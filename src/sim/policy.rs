@@ -15,7 +15,17 @@
 
 use std::fmt;
 
+use rand::Rng;
+use rand_pcg::Pcg64Mcg;
+
+use super::evaluate::Record;
+use super::fleet::Fleet;
+use super::model::Model;
+use super::ports::Controller;
+use super::stream_seed;
+use crate::cost::CostParts;
 use crate::decision::policy::{Policy, PolicyDoc, Scalar};
+use crate::protocol::LAMBDA_WARMER_DELAY_MS;
 
 /// A parsed policy spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +246,263 @@ impl fmt::Display for PolicySpec {
                 write!(f, "forewarm:{}", parts.join(","))
             }
         }
+    }
+}
+
+/// What a simulated policy does to the fleet, minute by minute: the one
+/// thing in which the policies differ (the engine, [`super::run_policy`],
+/// plays the same workload on the same platform under each).
+pub(crate) trait Warming {
+    /// Acts at the start of minute `m` (at `t0`). Returns the controller's
+    /// target for function `timeline` (0 where there is none).
+    fn at_minute(&mut self, fleet: &mut Fleet, m: usize, t0: u64, timeline: Option<usize>) -> u32;
+
+    /// After the minute has run.
+    fn after_minute(&mut self, _fleet: &mut Fleet, _m: usize) {}
+
+    /// The controller's own bill over the report period (none for a
+    /// baseline).
+    fn cost_parts(&self, _model: &Model, _report_from_ms: u64) -> CostParts {
+        CostParts::default()
+    }
+
+    /// What the controller forecast for each window and what came, when it
+    /// was asked to keep them.
+    fn forecasts(&mut self, _fleet: &mut Fleet, _report_from_ms: u64) -> Option<Record> {
+        None
+    }
+}
+
+/// What a policy needs to set itself up for a run.
+pub(crate) struct Setting<'a> {
+    pub(crate) model: &'a Model,
+    pub(crate) functions: usize,
+    pub(crate) minutes: usize,
+    pub(crate) seed: u64,
+    /// Keep the controller's forecasts (`forewarm forecast`).
+    pub(crate) record: bool,
+    pub(crate) init_allowance_ms: u64,
+}
+
+impl PolicySpec {
+    /// This policy's behaviour for a run.
+    pub(crate) fn warming(&self, s: &Setting<'_>) -> Box<dyn Warming> {
+        let gap_ms = s.model.invoke.fanout_gap_ms.round() as u64;
+        match self {
+            PolicySpec::None | PolicySpec::Oracle => Box::new(NoWarming),
+            PolicySpec::Fixed {
+                n,
+                every_ms,
+                delay_ms,
+            } => Box::new(FixedWarming {
+                n: *n,
+                every_ms: *every_ms,
+                delay_ms: *delay_ms,
+                gap_ms,
+            }),
+            PolicySpec::LambdaWarmer { n, every_ms } => Box::new(LambdaWarmerFanout {
+                n: *n,
+                every_ms: *every_ms,
+                gap_ms,
+                async_delay_ms: (
+                    s.model.invoke.async_delay_min_ms,
+                    s.model.invoke.async_delay_max_ms,
+                ),
+                // Its own draws have their own stream, so the workload is
+                // the same under every policy.
+                rng: (0..s.functions)
+                    .map(|i| Pcg64Mcg::new(stream_seed(s.seed, i as u64, 3) as u128 | 1))
+                    .collect(),
+            }),
+            PolicySpec::Provisioned { n: Some(n) } => Box::new(ProvisionedFixed { n: *n }),
+            PolicySpec::Provisioned { n: None } => Box::new(ProvisionedByHour {
+                peaks: vec![[0; 24]; s.functions],
+            }),
+            PolicySpec::Forewarm { policy, .. } => {
+                let mut controller = Controller::new(s.functions, policy.clone(), s.model)
+                    .with_init_allowance_ms(s.init_allowance_ms);
+                if s.record {
+                    controller.record_forecasts(
+                        s.minutes
+                            .div_ceil(crate::decision::policy::WINDOW_MINUTES as usize),
+                    );
+                }
+                Box::new(ForewarmController {
+                    controller,
+                    record: s.record,
+                })
+            }
+        }
+    }
+}
+
+/// `none` and `oracle` (the oracle's foresight is the platform's).
+struct NoWarming;
+
+impl Warming for NoWarming {
+    fn at_minute(&mut self, _: &mut Fleet, _: usize, _: u64, _: Option<usize>) -> u32 {
+        0
+    }
+}
+
+/// `fixed`: n pings to every function every period, `gap_ms` apart.
+struct FixedWarming {
+    n: u32,
+    every_ms: u64,
+    delay_ms: u64,
+    gap_ms: u64,
+}
+
+impl Warming for FixedWarming {
+    fn at_minute(&mut self, fleet: &mut Fleet, _: usize, t0: u64, _: Option<usize>) -> u32 {
+        if t0.is_multiple_of(self.every_ms) {
+            // In time order across the fleet: the k-th ping of every
+            // function before the next one of any.
+            for k in 0..self.n as u64 {
+                for i in 0..fleet.fns.len() {
+                    fleet.ping(i, t0 + k * self.gap_ms, self.delay_ms);
+                }
+            }
+        }
+        0
+    }
+}
+
+/// `lambda-warmer`: each function's self fan-out every period.
+struct LambdaWarmerFanout {
+    n: u32,
+    every_ms: u64,
+    gap_ms: u64,
+    /// Lambda's async queue delay, (min, max) ms.
+    async_delay_ms: (f64, f64),
+    rng: Vec<Pcg64Mcg>,
+}
+
+impl Warming for LambdaWarmerFanout {
+    fn at_minute(&mut self, fleet: &mut Fleet, _: usize, t0: u64, _: Option<usize>) -> u32 {
+        if t0.is_multiple_of(self.every_ms) {
+            let mut pings: Vec<(u64, u32, u64)> = Vec::new();
+            for i in 0..self.rng.len() {
+                self.fanout(&mut pings, i, t0);
+            }
+            pings.sort_unstable();
+            for (at, i, hold) in pings {
+                fleet.ping(i as usize, at, hold);
+            }
+        }
+        0
+    }
+}
+
+impl LambdaWarmerFanout {
+    /// One ping reaches function `i`, which then invokes itself `n - 2`
+    /// times asynchronously (through Lambda's queue, so they arrive spread
+    /// over the async delay) and once synchronously, and waits for the
+    /// synchronous one; the fan-out pings sleep 75 ms. Adds the pings to
+    /// `out` as `(at, function, hold)`.
+    fn fanout(&mut self, out: &mut Vec<(u64, u32, u64)>, i: usize, t0: u64) {
+        let n = self.n;
+        if n == 0 {
+            return;
+        }
+        let hold = LAMBDA_WARMER_DELAY_MS;
+        // The first invocation stays busy while it fans out and awaits the
+        // sync one: about one hop plus the sync ping's sleep.
+        let first_hold = if n > 1 { self.gap_ms + hold } else { 0 };
+        out.push((t0, i as u32, first_hold));
+        if n == 1 {
+            return;
+        }
+        let (lo, hi) = self.async_delay_ms;
+        let rng = &mut self.rng[i];
+        let mut fan: Vec<u64> = (0..n - 2)
+            .map(|_| t0 + (lo + (hi - lo) * rng.random::<f64>()).round() as u64)
+            .collect();
+        fan.push(t0 + self.gap_ms);
+        out.extend(fan.into_iter().map(|at| (at, i as u32, hold)));
+    }
+}
+
+/// `provisioned:n=N`: N sandboxes of Provisioned Concurrency from the start.
+struct ProvisionedFixed {
+    n: u32,
+}
+
+impl Warming for ProvisionedFixed {
+    fn at_minute(&mut self, fleet: &mut Fleet, m: usize, t0: u64, _: Option<usize>) -> u32 {
+        if m == 0 {
+            for i in 0..fleet.fns.len() {
+                fleet.set_provisioned(i, t0, self.n);
+            }
+        }
+        0
+    }
+}
+
+/// `provisioned:auto`: each hour set to the same hour's peak the day before.
+struct ProvisionedByHour {
+    peaks: Vec<[u32; 24]>,
+}
+
+impl Warming for ProvisionedByHour {
+    fn at_minute(&mut self, fleet: &mut Fleet, m: usize, t0: u64, _: Option<usize>) -> u32 {
+        if m.is_multiple_of(60) {
+            let hour = (m / 60) % 24;
+            for (i, peaks) in self.peaks.iter_mut().enumerate() {
+                let f = &mut fleet.fns[i];
+                if m > 0 {
+                    peaks[(hour + 23) % 24] = f.hour_peak;
+                }
+                f.hour_peak = 0;
+                fleet.set_provisioned(i, t0, peaks[hour]);
+            }
+        }
+        0
+    }
+}
+
+/// `forewarm`: the real controller's tick over the simulated ports.
+struct ForewarmController {
+    controller: Controller,
+    record: bool,
+}
+
+impl Warming for ForewarmController {
+    fn at_minute(&mut self, fleet: &mut Fleet, _: usize, t0: u64, timeline: Option<usize>) -> u32 {
+        let targets = self.controller.tick(fleet, t0);
+        timeline.map_or(0, |i| targets.get(i).copied().unwrap_or(0))
+    }
+
+    fn after_minute(&mut self, fleet: &mut Fleet, m: usize) {
+        // Recorded minutes older than any read reaches are dropped, hourly,
+        // to bound the run's memory.
+        if m.is_multiple_of(60) {
+            for f in fleet.fns.iter_mut() {
+                f.forget_before(
+                    (m as u64).saturating_sub(crate::decision::MAX_BACKFILL_MINUTES + 60),
+                );
+            }
+        }
+    }
+
+    fn cost_parts(&self, model: &Model, report_from_ms: u64) -> CostParts {
+        self.controller.cost_parts(model, report_from_ms)
+    }
+
+    fn forecasts(&mut self, fleet: &mut Fleet, report_from_ms: u64) -> Option<Record> {
+        if !self.record {
+            return None;
+        }
+        Some(Record {
+            targets: self.controller.forecasts(),
+            real_peaks: fleet
+                .fns
+                .iter_mut()
+                .map(|f| std::mem::take(&mut f.real_peaks))
+                .collect(),
+            report_from_minute: (report_from_ms / 60_000) as usize,
+            lag_minutes: self.controller.metrics_lag_minutes() as usize,
+        })
     }
 }
 

@@ -79,7 +79,6 @@ impl PolicyReport {
         s: &Stats,
         model: &Model,
         controller: CostParts,
-        _sim_seconds: f64,
     ) -> PolicyReport {
         let p = &model.prices;
         // The platform counts GB-milliseconds.
