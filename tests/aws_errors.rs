@@ -308,9 +308,17 @@ fn get_metric_data_calls_grow_with_functions_over_500_queries() {
 #[test]
 fn a_throttled_save_writes_nothing_and_says_so() {
     let rule = mock!(aws_sdk_dynamodb::Client::update_item).then_error(|| {
+        // As the SDK parses it from DynamoDB's answer: the code in the
+        // error's metadata.
         UpdateItemError::ProvisionedThroughputExceededException(
             ProvisionedThroughputExceededException::builder()
                 .message("slow down")
+                .meta(
+                    aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                        .code("ProvisionedThroughputExceededException")
+                        .message("slow down")
+                        .build(),
+                )
                 .build(),
         )
     });

@@ -119,9 +119,16 @@ impl ControllerConfig {
     }
 }
 
+/// The controller's ports over the AWS configuration the environment gives
+/// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_*`), with `cfg`'s call
+/// timeouts: every client built once, for the life of the process.
+pub async fn ports(cfg: &ControllerConfig) -> AwsPorts {
+    let sdk = super::load_config(cfg.timeouts).await;
+    AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer)
+}
+
 /// One tick over AWS at `now_ms`.
 pub async fn run(ports: &AwsPorts, cfg: &TickConfig, now_ms: u64) -> TickReport {
-    ports.warmer.new_tick();
     run_tick(
         &ports.store,
         &ports.metrics,

@@ -100,7 +100,7 @@ fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
 /// A policy item's attributes (keys removed) as the core reads them. Types a
 /// person cannot mean for a knob (lists, maps, sets) become a description
 /// that validation then rejects with the attribute's name.
-pub fn policy_doc(item: &Item) -> PolicyDoc {
+pub(crate) fn policy_doc(item: &Item) -> PolicyDoc {
     let mut doc = BTreeMap::new();
     for (k, v) in item {
         if k == "pk" || k == "sk" {

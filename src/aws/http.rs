@@ -33,22 +33,22 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 /// The most of an answer read. A ping's reply is a few hundred bytes; a
 /// function that ignores the ping and returns its real (up to 6 MB) answer
 /// must not cost the controller that much per ping.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// An HTTP answer, read in full.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// The status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// The headers.
-    pub headers: http::HeaderMap,
+    pub(crate) headers: http::HeaderMap,
     /// The body (at most [`MAX_ANSWER_BYTES`]).
-    pub body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The connection failed (refused, reset, TLS): worth another try.
     #[error("connection failed: {0}")]
     Connection(String),
@@ -59,7 +59,7 @@ pub enum SendError {
 
 /// A pooled HTTP/1.1 client for prepared requests.
 #[derive(Clone, Debug)]
-pub struct Transport {
+pub(crate) struct Transport {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
@@ -67,7 +67,7 @@ impl Transport {
     /// Builds the client with the system's root certificates. With none to
     /// be found it still builds, as the SDK's client does, and TLS
     /// connections then fail with a certificate error a person can read.
-    pub fn new() -> Transport {
+    pub(crate) fn new() -> Transport {
         Transport::build(Some(READ_BUF_BYTES), usize::MAX)
     }
 
@@ -75,7 +75,7 @@ impl Transport {
     /// buffers (answers of any size), and with `reuse` false no connection
     /// is kept once its answer is read, so every request opens its own (as
     /// a fresh client would, and as the platform sees a burst of them).
-    pub fn for_probe(reuse: bool) -> Transport {
+    pub(crate) fn for_probe(reuse: bool) -> Transport {
         Transport::build(None, if reuse { usize::MAX } else { 0 })
     }
 
@@ -112,7 +112,7 @@ impl Transport {
     }
 
     /// Sends `request` and reads the answer.
-    pub async fn send(&self, request: http::Request<Bytes>) -> Result<Answer, SendError> {
+    pub(crate) async fn send(&self, request: http::Request<Bytes>) -> Result<Answer, SendError> {
         let response = self
             .client
             .request(request.map(Full::new))
@@ -140,7 +140,7 @@ impl Transport {
     /// Sends `request` and reads its whole answer, keeping only the
     /// status: a probe's latency runs to the answer's last byte. The error
     /// is left whole, for [`super::probe`] to tell its kind.
-    pub async fn send_discarding(
+    pub(crate) async fn send_discarding(
         &self,
         request: http::Request<Bytes>,
     ) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {

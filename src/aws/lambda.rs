@@ -177,16 +177,6 @@ impl LambdaWarmer {
         }
     }
 
-    /// Forgets cached limits; the controller calls it at the start of a tick,
-    /// so they are read at most once per tick.
-    pub fn new_tick(&self) {
-        self.limits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        *self.unreserved.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
     async fn account_unreserved(&self) -> Result<Option<u32>, PortError> {
         if let Some(u) = *self.unreserved.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(Some(u));
@@ -452,6 +442,15 @@ fn service_error(a: &Answer) -> (Option<String>, String) {
 }
 
 impl Warmer for LambdaWarmer {
+    /// Forgets cached limits, so they are read at most once per tick.
+    fn begin_tick(&self) {
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.unreserved.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     async fn limits(&self, f: &FunctionRef) -> Result<Limits, PortError> {
         if let Some(l) = self.limits.lock().unwrap_or_else(|e| e.into_inner()).get(f) {
             return Ok(*l);

@@ -6,7 +6,7 @@
 //! `SdkConfig` (`aws_config::defaults(BehaviorVersion::latest())`, which
 //! honours `AWS_REGION`, `AWS_PROFILE` and `AWS_ENDPOINT_URL_*`) and
 //! borrowed by every tick. Pings are the one exception to "the SDK sends":
-//! the SDK prepares and signs each Invoke and [`http`] sends it, because a
+//! the SDK prepares and signs each Invoke and `http` sends it, because a
 //! thousand whole SDK calls in flight cost the controller 42 MB (see
 //! [`lambda`]). [`probe`] sends `forewarm probe`'s real requests, to URLs
 //! over the same transport and to functions through Invoke. [`controller`]
@@ -16,7 +16,7 @@
 pub mod cloudwatch;
 pub mod controller;
 pub mod dynamodb;
-pub mod http;
+pub(crate) mod http;
 pub mod lambda;
 pub mod probe;
 
@@ -55,7 +55,7 @@ impl AwsPorts {
 }
 
 /// Loads the standard AWS configuration from the environment.
-pub async fn load_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {
+pub(crate) async fn load_config(timeouts: CallTimeouts) -> aws_config::SdkConfig {
     use aws_config::timeout::TimeoutConfig;
     use std::time::Duration;
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -88,19 +88,9 @@ where
 {
     let kind = match &err {
         SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            // The code from the response metadata, else the modeled error's
-            // name (its variant, e.g. `TooManyRequestsException(..)`), which
-            // is the same code.
-            let debug;
-            let code = match se.err().code() {
-                Some(c) => Some(c),
-                None => {
-                    debug = format!("{:?}", se.err());
-                    debug.split(['(', ' ', '{']).next()
-                }
-            };
-            kind_of(code, status)
+            // The code the SDK parsed from the answer (its metadata), else
+            // the HTTP status alone.
+            kind_of(se.err().code(), se.raw().status().as_u16())
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ErrorKind::Unavailable

@@ -77,17 +77,18 @@ impl Prober {
         }
     }
 
-    /// Invokes of `function` with `payload`, through the standard SDK
-    /// configuration, retries off and `timeout` per call.
-    pub fn function(
-        sdk: &aws_config::SdkConfig,
-        function: FunctionRef,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Prober {
+    /// Invokes of `function` with `payload`, through the AWS configuration
+    /// the environment gives, retries off and `timeout` per call.
+    pub async fn function(function: FunctionRef, payload: Bytes, timeout: Duration) -> Prober {
         use aws_sdk_lambda::config::retry::RetryConfig;
         use aws_sdk_lambda::config::timeout::TimeoutConfig;
-        let conf = aws_sdk_lambda::config::Builder::from(sdk)
+        let t = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let sdk = super::load_config(super::CallTimeouts {
+            call_ms: t,
+            attempt_ms: t,
+        })
+        .await;
+        let conf = aws_sdk_lambda::config::Builder::from(&sdk)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()

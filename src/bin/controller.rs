@@ -73,8 +73,7 @@ async fn main() -> Result<(), Error> {
         .ok()
         .and_then(|m| m.parse::<f64>().ok())
         .unwrap_or(128.0);
-    let sdk = forewarm::aws::load_config(cfg.timeouts).await;
-    let ports = AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer);
+    let ports = controller::ports(&cfg).await;
     let (ports, cfg) = (&ports, &cfg);
     lambda_runtime::run(service_fn(move |ev| async move {
         handler(ev, ports, cfg, memory_mb).await

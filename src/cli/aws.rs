@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::parse::parse_duration;
+use crate::aws::WarmerConfig;
 use crate::aws::controller::{self, ControllerConfig};
-use crate::aws::{AwsPorts, WarmerConfig};
 use crate::decision::policy::{self, Policy, PolicyDoc, Scalar};
 use crate::ports::{FunctionRef, WarmPlan, Warmer};
 
@@ -122,16 +122,11 @@ fn now_ms() -> u64 {
     crate::ports::Clock::now_ms(&crate::ports::SystemClock)
 }
 
-async fn ports(cfg: &ControllerConfig) -> AwsPorts {
-    let sdk = crate::aws::load_config(cfg.timeouts).await;
-    AwsPorts::new(&sdk, cfg.table.clone(), cfg.warmer)
-}
-
 /// Runs `forewarm tick`.
 pub fn tick(args: TickArgs) -> anyhow::Result<()> {
     let cfg = config(&args.table)?;
     let report = runtime()?.block_on(async {
-        let ports = ports(&cfg).await;
+        let ports = controller::ports(&cfg).await;
         let owner = format!("cli-{}-{}", std::process::id(), now_ms());
         controller::run(&ports, &cfg.tick(owner, args.dry_run), now_ms()).await
     });
@@ -194,14 +189,15 @@ pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
     let f = FunctionRef::parse(&args.function);
     let started = std::time::Instant::now();
     let report = runtime()?.block_on(async {
-        let sdk = crate::aws::load_config(cfg.timeouts).await;
-        let warmer = crate::aws::LambdaWarmer::new(
-            aws_sdk_lambda::Client::new(&sdk),
-            WarmerConfig {
+        let warmer = controller::ports(&ControllerConfig {
+            warmer: WarmerConfig {
                 max_in_flight: (args.n as usize).max(cfg.warmer.max_in_flight),
                 ..cfg.warmer
             },
-        );
+            ..cfg.clone()
+        })
+        .await
+        .warmer;
         // A one-shot warm has no history of the function's inits: it waits
         // as long as Lambda can take to answer a cold ping (its Init limit
         // plus the function's configured timeout, at most 45 s), when the
@@ -332,7 +328,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("not written: {e}"))?;
             }
             runtime()?.block_on(async {
-                let ports = ports(&cfg).await;
+                let ports = controller::ports(&cfg).await;
                 let defaults = if function == "*" {
                     None
                 } else {
@@ -370,7 +366,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::Get { function, table } => {
             let cfg = config(&table)?;
             runtime()?.block_on(async {
-                let ports = ports(&cfg).await;
+                let ports = controller::ports(&cfg).await;
                 let Some(doc) = ports.store.get_policy(&function).await? else {
                     bail!("no policy item for {function} in {}", cfg.table);
                 };
@@ -393,7 +389,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
         PolicyCommand::List { table } => {
             let cfg = config(&table)?;
             runtime()?.block_on(async {
-                let ports = ports(&cfg).await;
+                let ports = controller::ports(&cfg).await;
                 for (pk, doc, key_problem) in ports.store.list_policies().await? {
                     let verdict = match (key_problem, Policy::from_doc(&doc)) {
                         (Some(why), _) => format!("INVALID: {why}"),
@@ -413,7 +409,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let cfg = config(&args.table)?;
     let (items, claim) = runtime()?.block_on(async {
-        let ports = ports(&cfg).await;
+        let ports = controller::ports(&cfg).await;
         let items = ports.store.states(args.function.as_deref()).await?;
         anyhow::Ok((items, ports.store.run_claim().await?))
     })?;

@@ -246,15 +246,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let prober = match kind {
             Kind::Url(req) => Prober::url(req, args.reuse_connections, args.timeout),
-            Kind::Function(f, payload) => {
-                let t = args.timeout.as_millis() as u64;
-                let sdk = crate::aws::load_config(crate::aws::CallTimeouts {
-                    call_ms: t,
-                    attempt_ms: t,
-                })
-                .await;
-                Prober::function(&sdk, f, payload, args.timeout)
-            }
+            Kind::Function(f, payload) => Prober::function(f, payload, args.timeout).await,
         };
         let began = tokio::time::Instant::now();
         if rounds > 1 && !args.json {

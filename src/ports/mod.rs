@@ -430,6 +430,10 @@ impl Clock for FixedClock {
 
 /// Who sends pings (Lambda Invoke in production).
 pub trait Warmer {
+    /// A tick begins: what the warmer cached for the last one (the
+    /// functions' limits) may have changed since, and is read afresh.
+    fn begin_tick(&self) {}
+
     /// The function's concurrency limits and memory.
     fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send;
 

@@ -322,6 +322,7 @@ where
     C: Clock,
 {
     let mut report = TickReport::default();
+    warmer.begin_tick();
     let before = store.usage().plus(&metrics.usage());
     let asked = clock.now_ms();
     let until = asked.saturating_add(cfg.lease_ms);
