@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
 use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
-use forewarm::ports::{FunctionRef, MetricsSource, WarmPlan};
+use forewarm::ports::{AdminStore, FunctionRef, MetricsSource, WarmPlan};
 use serde_json::Value;
 use support::{LambdaWatch, Moto};
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use forewarm::aws::controller::ControllerConfig;
 use forewarm::aws::{AwsPorts, DynamoStore};
 use forewarm::decision::policy::{PolicyDoc, Scalar};
+use forewarm::ports::AdminStore;
 use invoke::{InvokeStub, Reply, Seen};
 use serde_json::Value;
 use support::Moto;

@@ -32,7 +32,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::port_error;
 use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
-use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target, Usage};
+use crate::ports::{
+    AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
+    Target, Usage,
+};
 
 /// The `pk` of the account-wide defaults item.
 pub const DEFAULTS_PK: &str = "*";
@@ -135,23 +138,6 @@ fn doc_item(pk: &str, doc: &PolicyDoc) -> Item {
         item.insert(k.clone(), av);
     }
     item
-}
-
-/// What `forewarm status` shows of a state item.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StateItem {
-    /// The function.
-    pub function: String,
-    /// Item version.
-    pub version: u64,
-    /// The controller's memory (None when unreadable or of another layout).
-    pub state: Option<FunctionState>,
-    /// The last error recorded.
-    pub last_error: Option<String>,
-    /// The lease holder, if the lease is held.
-    pub lease_owner: Option<String>,
-    /// When the lease ends, epoch ms.
-    pub lease_until_ms: u64,
 }
 
 impl DynamoStore {
@@ -292,19 +278,6 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Writes a function's policy item (or the defaults item for `*`),
-    /// replacing the previous one.
-    pub async fn put_policy(&self, pk: &str, doc: &PolicyDoc) -> Result<(), PortError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(doc_item(pk, doc)))
-            .send()
-            .await
-            .map_err(|e| port_error(&format!("put policy {pk}"), e))?;
-        Ok(())
-    }
-
     /// One item, read consistently; `what` names it in errors.
     async fn get(&self, pk: &str, sk: &str, what: &str) -> Result<Option<Item>, PortError> {
         let out = self
@@ -320,9 +293,24 @@ impl DynamoStore {
         self.read(out.consumed_capacity());
         Ok(out.item().cloned())
     }
+}
+
+impl AdminStore for DynamoStore {
+    /// Writes a function's policy item (or the defaults item for `*`),
+    /// replacing the previous one.
+    async fn put_policy(&self, pk: &str, doc: &PolicyDoc) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(doc_item(pk, doc)))
+            .send()
+            .await
+            .map_err(|e| port_error(&format!("put policy {pk}"), e))?;
+        Ok(())
+    }
 
     /// Reads a policy item.
-    pub async fn get_policy(&self, pk: &str) -> Result<Option<PolicyDoc>, PortError> {
+    async fn get_policy(&self, pk: &str) -> Result<Option<PolicyDoc>, PortError> {
         Ok(self
             .get(pk, "policy", "get policy")
             .await?
@@ -336,10 +324,8 @@ impl DynamoStore {
     /// is not a canonical function reference, or an `sk` that was meant to
     /// be `policy` but is spelled otherwise (`Policy`, `policy `), which the
     /// controller ignores.
-    pub async fn list_policies(
-        &self,
-    ) -> Result<Vec<(String, PolicyDoc, Option<String>)>, PortError> {
-        let mut out: Vec<(String, PolicyDoc, Option<String>)> = self
+    async fn list_policies(&self) -> Result<Vec<PolicyItem>, PortError> {
+        let mut out: Vec<PolicyItem> = self
             .scan_all()
             .await?
             .iter()
@@ -359,16 +345,20 @@ impl DynamoStore {
                 } else {
                     return None;
                 };
-                Some((pk, policy_doc(i), problem))
+                Some(PolicyItem {
+                    pk,
+                    doc: policy_doc(i),
+                    key_problem: problem,
+                })
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.pk.cmp(&b.pk));
         Ok(out)
     }
 
     /// The run's claim, when one is recorded: its owner and until when
     /// (epoch ms; an expired claim stays recorded until the next tick takes it).
-    pub async fn run_claim(&self) -> Result<Option<(String, u64)>, PortError> {
+    async fn run_claim(&self) -> Result<Option<(String, u64)>, PortError> {
         let item = self
             .get(DEFAULTS_PK, "state", "read the run's claim")
             .await?;
@@ -381,7 +371,7 @@ impl DynamoStore {
     }
 
     /// Every function's state item (or one function's).
-    pub async fn states(&self, only: Option<&str>) -> Result<Vec<StateItem>, PortError> {
+    async fn states(&self, only: Option<&str>) -> Result<Vec<StateItem>, PortError> {
         let items: Vec<Item> = match only {
             Some(pk) => self
                 .get(pk, "state", "get state of")

@@ -3,7 +3,8 @@
 //! The binary (`src/bin/forewarm.rs`) only parses and calls [`run`]. Each
 //! command's file owns its arguments and its body, a thin layer over the
 //! library: `simulate`, `forecast` (both replay a [`scenario`]), `trace`,
-//! and over AWS `aws` (`tick`, `warm`, `policy`, `status`) and `probe`.
+//! and over AWS `aws` (`tick`, `warm`, and what the AWS commands share),
+//! `policy`, `status` and `probe`.
 //! [`parse`] holds the parsers several commands share; `plot` draws the
 //! SVGs of `simulate --out` and `probe --out`.
 
@@ -15,9 +16,13 @@ mod forecast;
 pub mod parse;
 mod plot;
 #[cfg(feature = "aws")]
+mod policy;
+#[cfg(feature = "aws")]
 mod probe;
 pub mod scenario;
 mod simulate;
+#[cfg(feature = "aws")]
+mod status;
 mod trace;
 
 pub use forecast::ForecastArgs;
@@ -53,10 +58,10 @@ pub enum Command {
     /// Read, write, check and list policy items.
     #[cfg(feature = "aws")]
     #[command(subcommand)]
-    Policy(aws::PolicyCommand),
+    Policy(policy::PolicyCommand),
     /// The controller's view of each function: last decisions, forecast, delay, survival, last error.
     #[cfg(feature = "aws")]
-    Status(aws::StatusArgs),
+    Status(status::StatusArgs),
     /// Fire N concurrent real requests at a URL or a function and tell cold answers from warm.
     #[cfg(feature = "aws")]
     Probe(probe::ProbeArgs),
@@ -73,9 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "aws")]
         Command::Warm(a) => aws::warm(a),
         #[cfg(feature = "aws")]
-        Command::Policy(c) => aws::policy(c),
+        Command::Policy(c) => policy::policy(c),
         #[cfg(feature = "aws")]
-        Command::Status(a) => aws::status(a),
+        Command::Status(a) => status::status(a),
         #[cfg(feature = "aws")]
         Command::Probe(a) => probe::probe(a),
     }

@@ -10,7 +10,10 @@ use std::sync::Mutex;
 
 use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc};
-use crate::ports::{ErrorKind, FunctionRef, PortError, StateStore, Stored, Target};
+use crate::ports::{
+    AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
+    Target,
+};
 
 #[derive(Debug, Default, Clone)]
 struct Item {
@@ -143,6 +146,86 @@ impl MemoryStore {
             version: i.version,
             unreadable,
         }
+    }
+}
+
+/// The same items as the controller sees them, for people's commands.
+impl AdminStore for MemoryStore {
+    fn get_policy(
+        &self,
+        pk: &str,
+    ) -> impl Future<Output = Result<Option<PolicyDoc>, PortError>> + Send {
+        let g = self.lock();
+        ready(Ok(if pk == "*" {
+            g.defaults.clone()
+        } else {
+            g.policies.get(&FunctionRef::parse(pk)).cloned()
+        }))
+    }
+
+    fn put_policy(
+        &self,
+        pk: &str,
+        doc: &PolicyDoc,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        let mut g = self.lock();
+        if pk == "*" {
+            g.defaults = Some(doc.clone());
+        } else {
+            g.policies.insert(FunctionRef::parse(pk), doc.clone());
+        }
+        ready(Ok(()))
+    }
+
+    fn list_policies(&self) -> impl Future<Output = Result<Vec<PolicyItem>, PortError>> + Send {
+        let g = self.lock();
+        let mut out: Vec<PolicyItem> = g
+            .defaults
+            .iter()
+            .map(|d| ("*".to_string(), d))
+            .chain(g.policies.iter().map(|(f, d)| (f.to_string(), d)))
+            .map(|(pk, doc)| PolicyItem {
+                pk,
+                doc: doc.clone(),
+                key_problem: None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.pk.cmp(&b.pk));
+        ready(Ok(out))
+    }
+
+    fn states(
+        &self,
+        only: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<StateItem>, PortError>> + Send {
+        let g = self.lock();
+        let only = only.map(FunctionRef::parse);
+        let out = g
+            .items
+            .iter()
+            .filter(|(f, _)| only.as_ref().is_none_or(|o| o == *f))
+            .map(|(f, i)| {
+                let (state, problem) = match i.state_json.as_deref().map(FunctionState::from_stored)
+                {
+                    None => (None, None),
+                    Some(Ok(st)) => (Some(st), None),
+                    Some(Err(why)) => (None, Some(why)),
+                };
+                StateItem {
+                    function: f.to_string(),
+                    version: i.version,
+                    state,
+                    last_error: problem.or_else(|| i.last_error.clone()),
+                    lease_owner: None,
+                    lease_until_ms: 0,
+                }
+            })
+            .collect();
+        ready(Ok(out))
+    }
+
+    fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send {
+        ready(Ok(self.lock().run.clone()))
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cost::Usage;
-use crate::decision::policy::{Parsed, PolicyError};
+use crate::decision::policy::{Parsed, PolicyDoc, PolicyError};
 use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
 
 /// A function and the qualifier its traffic uses (alias or version; none for
@@ -304,6 +304,68 @@ pub trait StateStore {
     fn usage(&self) -> Usage {
         Usage::default()
     }
+}
+
+/// A state item as people's commands show it (`forewarm status`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateItem {
+    /// The function.
+    pub function: String,
+    /// Item version.
+    pub version: u64,
+    /// The controller's memory (None when unreadable or of another layout).
+    pub state: Option<FunctionState>,
+    /// The last error recorded, and why the state cannot be read if it
+    /// cannot.
+    pub last_error: Option<String>,
+    /// The holder of an earlier version's per-item lease, if one is left.
+    pub lease_owner: Option<String>,
+    /// When that lease ends, epoch ms.
+    pub lease_until_ms: u64,
+}
+
+/// A policy item as stored, with what is wrong with its key, if anything: a
+/// `pk` that is not a canonical function reference, or an `sk` meant to be
+/// `policy` but spelled otherwise, which the controller ignores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyItem {
+    /// The item's `pk`: a function reference, or `*` for the defaults.
+    pub pk: String,
+    /// Its attributes.
+    pub doc: PolicyDoc,
+    /// What is wrong with its key.
+    pub key_problem: Option<String>,
+}
+
+/// What people's commands (`forewarm policy`, `forewarm status`) read and
+/// write in the table: policy items and the controller's states.
+pub trait AdminStore {
+    /// Reads a policy item (`*`: the defaults).
+    fn get_policy(
+        &self,
+        pk: &str,
+    ) -> impl Future<Output = Result<Option<PolicyDoc>, PortError>> + Send;
+
+    /// Writes a policy item, replacing the previous one.
+    fn put_policy(
+        &self,
+        pk: &str,
+        doc: &PolicyDoc,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Every policy item, by `pk`.
+    fn list_policies(&self) -> impl Future<Output = Result<Vec<PolicyItem>, PortError>> + Send;
+
+    /// Every function's state item (or one function's), by function.
+    fn states(
+        &self,
+        only: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<StateItem>, PortError>> + Send;
+
+    /// The run's claim, when one is recorded: its owner and until when
+    /// (epoch ms; an expired claim stays recorded until the next tick
+    /// takes it).
+    fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send;
 }
 
 /// One function's metrics request: the minutes `from..until` (epoch minutes).

@@ -1,0 +1,183 @@
+//! `forewarm status`: the controller's view of each function. The work is
+//! done over [`AdminStore`], so the in-memory store answers for DynamoDB in
+//! its tests.
+
+use std::fmt::Write;
+
+use anyhow::bail;
+use clap::Args;
+
+use super::aws::{config, now_ms, runtime};
+use crate::aws::controller;
+use crate::ports::AdminStore;
+
+/// `forewarm status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One function (default: all).
+    pub function: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    table: super::aws::TableArg,
+}
+
+/// Runs `forewarm status`.
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let cfg = config(&args.table)?;
+    let text = runtime()?.block_on(async {
+        let ports = controller::ports(&cfg).await;
+        report(
+            &ports.store,
+            args.function.as_deref(),
+            args.json,
+            &cfg.table,
+            now_ms(),
+        )
+        .await
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
+/// What `forewarm status` prints: one line per function (or JSON), after
+/// the run in progress, if any.
+async fn report<S: AdminStore>(
+    store: &S,
+    function: Option<&str>,
+    json: bool,
+    table: &str,
+    now_ms: u64,
+) -> anyhow::Result<String> {
+    let items = store.states(function).await?;
+    let claim = store.run_claim().await?;
+    if let Some(f) = function
+        && items.is_empty()
+    {
+        bail!("no state for {f} in {table} (the controller has not looked at it yet)");
+    }
+    let mut out = String::new();
+    if json {
+        let v: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "function": i.function, "version": i.version, "last_error": i.last_error,
+                    "lease_owner": i.lease_owner, "lease_until_ms": i.lease_until_ms, "state": i.state,
+                })
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    if let Some((owner, until)) = claim.filter(|(_, until)| *until > now_ms) {
+        if until > now_ms.saturating_add(15 * 60_000) {
+            writeln!(
+                out,
+                "the run's claim ({owner}, ending {until} ms) lasts longer than any run can: it is not a run's, and the next tick takes it over"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "a controller run is in progress: {owner}, claim ends in {} s",
+                until.saturating_sub(now_ms).div_ceil(1_000)
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9}  last error",
+        "function", "forecast", "target", "warmed", "distinct", "delay", "z", "survives"
+    )?;
+    for i in &items {
+        let Some(st) = &i.state else {
+            writeln!(
+                out,
+                "{:<28} (no readable state) {}",
+                i.function,
+                i.last_error.as_deref().unwrap_or("")
+            )?;
+            continue;
+        };
+        let d = st.decisions.last();
+        let survives = st.survival.died_s.map_or_else(
+            || {
+                st.survival
+                    .survived_s
+                    .map_or("?".into(), |s| format!(">={s}s"))
+            },
+            |d| format!("<{d}s"),
+        );
+        writeln!(
+            out,
+            "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9}  {}",
+            i.function,
+            d.map_or(0.0, |d| d.forecast),
+            d.map_or(0, |d| d.target),
+            d.map_or(0, |d| d.warmed),
+            st.last_warm.map_or(0, |w| w.distinct),
+            st.delay_ms,
+            st.forecaster.z,
+            survives,
+            i.last_error.as_deref().unwrap_or("")
+        )?;
+    }
+    out.pop(); // the last line's newline: the caller prints a line
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::policy::Policy;
+    use crate::decision::{DecisionRecord, FunctionState, Reason};
+    use crate::ports::FunctionRef;
+    use crate::ports::memory::MemoryStore;
+    use crate::tick::block_on_ready;
+
+    #[test]
+    fn status_shows_each_functions_last_decision_and_what_cannot_be_read() {
+        let store = MemoryStore::new();
+        let mut st = FunctionState::new(&Policy::default());
+        st.decisions.push(DecisionRecord {
+            at_ms: 1_000,
+            reason: Reason::Due,
+            forecast: 3.5,
+            target: 4,
+            warmed: 4,
+        });
+        store.put_state_json(
+            &FunctionRef::unqualified("orders"),
+            &serde_json::to_string(&st).unwrap(),
+        );
+        store.put_state_json(&FunctionRef::unqualified("garbled"), "{not json");
+        let text = block_on_ready(report(&store, None, false, "t", 0)).unwrap();
+        let orders = text.lines().find(|l| l.starts_with("orders")).unwrap();
+        let cols: Vec<&str> = orders.split_whitespace().collect();
+        assert_eq!(&cols[1..4], ["3.5", "4", "4"], "{text}");
+        let garbled = text.lines().find(|l| l.starts_with("garbled")).unwrap();
+        assert!(garbled.contains("(no readable state)"), "{text}");
+
+        let json = block_on_ready(report(&store, Some("orders"), true, "t", 0)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v[0]["function"], "orders");
+        assert_eq!(v[0]["state"]["decisions"][0][2], 3.5);
+
+        let e = block_on_ready(report(&store, Some("absent"), false, "t", 0)).unwrap_err();
+        assert!(e.to_string().starts_with("no state for absent in t"), "{e}");
+    }
+
+    #[test]
+    fn status_says_when_a_run_is_in_progress() {
+        let store = MemoryStore::new();
+        block_on_ready(crate::ports::StateStore::claim_run(
+            &store, "run-7", 0, 50_000,
+        ))
+        .unwrap();
+        let text = block_on_ready(report(&store, None, false, "t", 10_000)).unwrap();
+        assert!(
+            text.starts_with("a controller run is in progress: run-7, claim ends in 40 s"),
+            "{text}"
+        );
+    }
+}
