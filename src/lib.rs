@@ -9,7 +9,9 @@
 //! * [`cost`]: the warming bill in six parts, the prices it is counted at,
 //!   and the CloudWatch and DynamoDB usage the ports count.
 //! * [`ports`]: the three seams between the tick and the world (state store,
-//!   metrics source, warmer), plus an in-memory store with DynamoDB's rules.
+//!   metrics source, warmer), the admin store people's commands read and
+//!   write policies and states through, and an in-memory store with
+//!   DynamoDB's rules behind both stores.
 //! * [`probe`]: `forewarm probe`'s analysis: each of N concurrent real
 //!   requests told cold or warm (the platform's `REPORT` line, a threshold,
 //!   or the largest latency gap), summarized and drawn.
@@ -27,7 +29,7 @@
 //!   from the environment, for the Lambda and the CLI. SDK types stay inside.
 //! * `shim` (feature `shim`): the wrapper a Rust target function puts around
 //!   its handler, so that pings are answered without running the handler.
-//! * `cli` (feature `cli`): the `forewarm` command line.
+//! * `cli` (feature `cli`): the `forewarm` command line, one file per command.
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -12,7 +12,7 @@
 //! Each ping is prepared by the SDK (endpoint rules and
 //! `AWS_ENDPOINT_URL_LAMBDA`, credentials, the SigV4 signature: nothing of
 //! that is redone here), which stops just before sending; the signed request
-//! then goes out on the lean [`Transport`]. A ping in flight costs about
+//! then goes out on the lean `Transport`. A ping in flight costs about
 //! 26 KiB (most of it hyper's per-connection buffers) instead of the 42 KiB
 //! of a whole SDK call: a 1,000-ping warm peaks at 39 MB over plain HTTP and
 //! 44 MB over TLS, not 53 and 66 MB, in a 128 MB controller. Throttles

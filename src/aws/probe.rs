@@ -4,7 +4,7 @@
 //! Every request of a round is spawned first and held at one gate; the gate
 //! opens once, so they start within the runtime's scheduling of them (the
 //! report's start spread says how close that was). URLs go over the pings'
-//! [`Transport`], by default with a connection of their own each, as the
+//! `Transport`, by default with a connection of their own each, as the
 //! field report's script did. Invokes go through the SDK with
 //! `LogType=Tail`, so the platform's `REPORT` line says which paid an init,
 //! and with a client context asking the shims to name their sandbox in the

@@ -57,8 +57,7 @@ pub enum PingFailure {
 /// A sandbox as a ping's reply names it, fingerprinted at the border so a
 /// report holds no strings. 64 bits tell sandboxes apart (two of a
 /// 1,000-ping warm collide with odds of about 1e-13); the low 32 bits are
-/// FNV-1a of the id, the hash the state remembers
-/// ([`Survival::last_instances`]).
+/// FNV-1a of the id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InstanceId(pub u64);
 
@@ -69,11 +68,6 @@ impl InstanceId {
             (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
         }) >> 32;
         InstanceId(high << 32 | hash_instance_bytes(id) as u64)
-    }
-
-    /// What the state remembers of it.
-    pub fn remembered(self) -> u32 {
-        self.0 as u32
     }
 }
 
@@ -320,18 +314,6 @@ impl WarmReport {
             spread_ms: hi.saturating_sub(lo.min(hi)),
             delay_ms: self.delay_ms,
         }
-    }
-
-    /// Sandboxes named in replies, as 32-bit hashes (what the state keeps).
-    pub fn instance_hashes(&self) -> Vec<u32> {
-        let mut h: Vec<u32> = self
-            .pings
-            .iter()
-            .filter_map(|p| p.instance.map(InstanceId::remembered))
-            .collect();
-        h.sort_unstable();
-        h.dedup();
-        h
     }
 }
 

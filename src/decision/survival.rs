@@ -21,7 +21,7 @@
 //!   therefore judged when its minute is read ([`Survival::settle`]).
 //!
 //! The interval probes upward from [`DEFAULT_INTERVAL_S`] one step past the
-//! longest survived gap and stays [`DEATH_MARGIN_S`] inside the shortest gap
+//! longest survived gap and stays `DEATH_MARGIN_S` inside the shortest gap
 //! that killed. A death at a gap that used to survive means the platform
 //! changed: what was learned is dropped and the interval falls back at once.
 

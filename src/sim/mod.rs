@@ -152,7 +152,7 @@ pub fn minute_index(trace: &Trace) -> Vec<Vec<(u32, u32)>> {
 /// reached, every simulated hour.
 ///
 /// Each minute: that minute's real arrivals are queued, the platform runs to
-/// the minute's start, the policy acts ([`policy::Warming`]), and the
+/// the minute's start, the policy acts (`policy::Warming`), and the
 /// platform runs to the minute's end. The workload's draws come from their
 /// own streams, so every policy meets the same requests.
 pub fn run_policy(
