@@ -443,16 +443,9 @@ async fn recover<S: StateStore>(
     w: &mut Work,
     note: Note,
 ) -> Flow {
-    tracing::warn!(function = %w.function, stage = ?stage, note = %note, "port failed");
     let recovery = error_policy(stage, kind);
     match recovery {
-        Recovery::RecordAndSkip => {
-            if !cfg.dry_run
-                && let Err(re) = store.record_error(&w.function, &note.to_string()).await
-            {
-                tracing::warn!(function = %w.function, error = %re, "cannot record last_error");
-            }
-        }
+        Recovery::RecordAndSkip => record_last_error(store, cfg, &w.function, &note).await,
         Recovery::UseLastForecast => w.obs.metrics = MetricsStatus::Unavailable,
         Recovery::DecideWithoutWarming => {
             w.obs.limits = Limits::default();
@@ -466,6 +459,20 @@ async fn recover<S: StateStore>(
     }
     w.note = Some(note);
     flow(recovery)
+}
+
+/// Writes `note` to the function's `last_error` alone (not in a dry run).
+async fn record_last_error<S: StateStore>(
+    store: &S,
+    cfg: &TickConfig,
+    f: &FunctionRef,
+    note: &Note,
+) {
+    if !cfg.dry_run
+        && let Err(re) = store.record_error(f, &note.to_string()).await
+    {
+        tracing::warn!(function = %f, error = %re, "cannot record last_error");
+    }
 }
 
 /// Whether a function goes on after a recovery.
@@ -507,11 +514,7 @@ async fn take_on<S: StateStore, C: Clock>(
             Err(e) => {
                 let note = Note::InvalidPolicy(e.to_string());
                 tracing::warn!(function = %t.function, error = %note, "invalid policy");
-                if !cfg.dry_run
-                    && let Err(re) = store.record_error(&t.function, &note.to_string()).await
-                {
-                    tracing::warn!(function = %t.function, error = %re, "cannot record last_error");
-                }
+                record_last_error(store, cfg, &t.function, &note).await;
                 report.functions.push(skipped(t.function, note));
                 continue;
             }
@@ -539,6 +542,7 @@ async fn take_on<S: StateStore, C: Clock>(
                 let state = Box::new(FunctionState::new(&policy));
                 let mut w = Work::new(t.function, policy, 0, state, None);
                 let note = Note::CannotLoad(e.to_string());
+                tracing::info!(function = %w.function, note = %note, "skipped");
                 match recover(store, cfg, now_ms, Stage::Load, e.kind, &mut w, note).await {
                     Flow::Go => work.push(w),
                     Flow::Drop => report.functions.push(w.dropped()),
@@ -582,6 +586,7 @@ async fn decide_all<S: StateStore, W: Warmer, C: Clock>(
                     Flow::Drop => Note::CannotReadLimits(e.to_string()),
                     Flow::Go => Note::LimitsUnknown(e.to_string()),
                 };
+                tracing::warn!(function = %w.function, note = %note, "limits not read");
                 if recover(store, cfg, now_ms, Stage::Limits, e.kind, &mut w, note).await
                     == Flow::Drop
                 {
@@ -656,6 +661,7 @@ async fn save_all<S: StateStore>(
                             uncertain,
                             error: e.to_string(),
                         };
+                        tracing::warn!(function = %w.function, note = %note, "state not saved");
                         recover(store, cfg, now_ms, Stage::Save, e.kind, &mut w, note).await;
                     }
                 },
@@ -841,6 +847,7 @@ async fn take_reads<S: StateStore>(
                         w.obs.metrics = MetricsStatus::Fresh;
                     }
                     Err(e) => {
+                        tracing::warn!(function = %w.function, error = %e, "metrics unavailable, using last forecast");
                         let note = Note::MetricsUnavailable(e.to_string());
                         recover(store, cfg, now_ms, Stage::Observe, e.kind, w, note).await;
                     }
@@ -848,6 +855,8 @@ async fn take_reads<S: StateStore>(
             }
         }
         Err(e) => {
+            // One line for the batch, not one per function.
+            tracing::warn!(error = %e, functions = wanted.len(), "metrics unavailable, using last forecasts");
             for &i in wanted {
                 let note = Note::MetricsUnavailable(e.to_string());
                 recover(
@@ -1043,6 +1052,7 @@ async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
                 w.warm = Some(s);
             }
             Err(e) => {
+                tracing::warn!(function = %w.function, error = %e, "warm failed");
                 let note = Note::WarmFailed(e.to_string());
                 recover(store, cfg, now_ms, Stage::Warm, e.kind, w, note).await;
             }
