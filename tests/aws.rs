@@ -179,6 +179,48 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(FUNCTION));
+
+    // The item holds the state deflated, inside one write unit; an item an
+    // earlier controller wrote as JSON text still reads as the same state.
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let json = serde_json::to_string(st).unwrap();
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let item = ddb
+        .get_item()
+        .table_name(&stack.table)
+        .key("pk", A::S(FUNCTION.into()))
+        .key("sk", A::S("state".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let Some(A::B(blob)) = item.get("state") else {
+        panic!("state stored as {:?}", item.get("state"));
+    };
+    assert!(
+        blob.as_ref().len() < 1_024 && blob.as_ref().len() * 3 < json.len() * 2,
+        "{} bytes stored for {} of JSON",
+        blob.as_ref().len(),
+        json.len()
+    );
+    ddb.update_item()
+        .table_name(&stack.table)
+        .key("pk", A::S(FUNCTION.into()))
+        .key("sk", A::S("state".into()))
+        .update_expression("SET #s = :json")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":json", A::S(json.clone()))
+        .send()
+        .await
+        .unwrap();
+    let states = stack.store().states(Some(FUNCTION)).await.unwrap();
+    assert_eq!(states[0].last_error, None);
+    assert_eq!(
+        serde_json::to_string(states[0].state.as_ref().unwrap()).unwrap(),
+        json
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,8 +9,9 @@
 //! * **state** items are written only by the controller: `version` (every
 //!   write is conditional on it), `next_check_ms` (read with the policies,
 //!   so resting functions cost no state read or write), `last_error`, and
-//!   `state`, the controller's memory as a JSON string, small enough to
-//!   read at a glance.
+//!   `state`, the controller's memory: its JSON deflated into bytes, so that
+//!   most items fit one write unit (`forewarm status` prints it; see
+//!   [`crate::ports::stored`]).
 //!
 //! A tick claims the run with one conditional `UpdateItem` on the account's
 //! state item (free, expired, or already ours), so two overlapping ticks
@@ -22,6 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
     ReturnConsumedCapacity, ScalarAttributeType,
@@ -34,7 +36,7 @@ use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
 use crate::ports::{
     AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
-    Target, Usage,
+    Target, Usage, stored,
 };
 
 /// The `pk` of the account-wide defaults item.
@@ -170,13 +172,14 @@ impl DynamoStore {
     /// The item's state, or why it cannot be read (then `None`, and the tick
     /// starts the function afresh with the reason as its `last_error`).
     fn parse_state(f: &str, item: &Item) -> (Option<FunctionState>, Option<String>) {
-        let Some(json) = get_s(item, "state") else {
-            return match item.get("state") {
-                Some(_) => (None, Some("stored state is not a string".into())),
-                None => (None, None),
-            };
+        let read = match item.get("state") {
+            None => return (None, None),
+            Some(AttributeValue::B(blob)) => stored::decode(blob.as_ref()),
+            // Plain JSON: what controllers before deflated items wrote.
+            Some(AttributeValue::S(json)) => FunctionState::from_stored(json),
+            Some(_) => Err("stored state is neither deflated bytes nor JSON text".into()),
         };
-        match FunctionState::from_stored(json) {
+        match read {
             Ok(st) => (Some(st), None),
             Err(why) => {
                 tracing::warn!(function = %f, problem = %why, "stored state not usable, starting afresh");
@@ -562,9 +565,8 @@ impl StateStore for DynamoStore {
         run: &str,
     ) -> Result<u64, PortError> {
         let pk = f.to_string();
-        let json = serde_json::to_string(&state).map_err(|e| {
-            PortError::new(ErrorKind::Invalid, format!("serialize state of {pk}: {e}"))
-        })?;
+        let bytes = stored::encode(&state)
+            .map_err(|e| PortError::new(ErrorKind::Invalid, format!("{e} of {pk}")))?;
         let (set_err, values) = match &state.last_error {
             Some(e) => (", #le = :err", Some(s(e.clone()))),
             None => ("", None),
@@ -598,7 +600,7 @@ impl StateStore for DynamoStore {
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
             .expression_attribute_names("#le", "last_error")
-            .expression_attribute_values(":state", s(json))
+            .expression_attribute_values(":state", AttributeValue::B(Blob::new(bytes)))
             .expression_attribute_values(":next", n(version + 1))
             .expression_attribute_values(":v", n(version))
             .expression_attribute_values(":nc", n(state.next_check_ms))

@@ -1,8 +1,9 @@
 //! An in-memory [`StateStore`] with DynamoDB's semantics: versioned,
 //! conditional saves marked with the run that made them, the run's claim,
 //! `last_error` written alone. Tests use it as a fake (the simulator has its
-//! own, faster store); state goes in and out as JSON, as it does through the
-//! real table, so a field the item would lose is lost here too.
+//! own, faster store); state goes in and out in the item's stored form
+//! (deflated JSON, [`super::stored`]), as it does through the real table, so
+//! a field the item would lose is lost here too.
 
 use std::collections::BTreeMap;
 use std::future::{Future, ready};
@@ -15,9 +16,38 @@ use crate::ports::{
     Target,
 };
 
+/// A state attribute as the table can hold it.
+#[derive(Debug, Clone)]
+enum Body {
+    /// What the controller writes.
+    Deflated(Vec<u8>),
+    /// Plain JSON text, as an earlier controller or a person wrote it.
+    Text(String),
+}
+
+impl Body {
+    fn read(&self) -> Result<FunctionState, String> {
+        match self {
+            Body::Deflated(b) => super::stored::decode(b),
+            Body::Text(json) => FunctionState::from_stored(json),
+        }
+    }
+
+    /// The JSON inside, if there is any to be had.
+    fn json(&self) -> Option<String> {
+        match self {
+            Body::Deflated(b) => {
+                let st = super::stored::decode(b).ok()?;
+                serde_json::to_string(&st).ok()
+            }
+            Body::Text(json) => Some(json.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Item {
-    state_json: Option<String>,
+    state: Option<Body>,
     version: u64,
     last_error: Option<String>,
     next_check_ms: u64,
@@ -69,18 +99,21 @@ impl MemoryStore {
         let g = self.lock();
         g.items.get(f).map_or((None, 0, None), |i| {
             (
-                i.state_json
-                    .as_deref()
-                    .and_then(|j| serde_json::from_str(j).ok()),
+                i.state.as_ref().and_then(|b| b.read().ok()),
                 i.version,
                 i.last_error.clone(),
             )
         })
     }
 
-    /// The raw JSON of a function's state, as it would sit in the table.
+    /// The JSON of a function's state as it sits in the table (inflated
+    /// when it is stored deflated).
     pub fn state_json(&self, f: &FunctionRef) -> Option<String> {
-        self.lock().items.get(f).and_then(|i| i.state_json.clone())
+        self.lock()
+            .items
+            .get(f)
+            .and_then(|i| i.state.as_ref())
+            .and_then(Body::json)
     }
 
     /// Overwrites a function's stored state with raw JSON, as a person (or a
@@ -88,7 +121,7 @@ impl MemoryStore {
     pub fn put_state_json(&self, f: &FunctionRef, json: &str) {
         let mut g = self.lock();
         let item = g.items.entry(f.clone()).or_default();
-        item.state_json = Some(json.to_string());
+        item.state = Some(Body::Text(json.to_string()));
         item.version += 1;
     }
 
@@ -136,7 +169,7 @@ impl MemoryStore {
                 unreadable: None,
             };
         };
-        let (state, unreadable) = match i.state_json.as_deref().map(FunctionState::from_stored) {
+        let (state, unreadable) = match i.state.as_ref().map(Body::read) {
             None => (None, None),
             Some(Ok(st)) => (Some(Box::new(st)), None),
             Some(Err(why)) => (None, Some(why)),
@@ -205,8 +238,7 @@ impl AdminStore for MemoryStore {
             .iter()
             .filter(|(f, _)| only.as_ref().is_none_or(|o| o == *f))
             .map(|(f, i)| {
-                let (state, problem) = match i.state_json.as_deref().map(FunctionState::from_stored)
-                {
+                let (state, problem) = match i.state.as_ref().map(Body::read) {
                     None => (None, None),
                     Some(Ok(st)) => (Some(st), None),
                     Some(Err(why)) => (None, Some(why)),
@@ -311,7 +343,11 @@ impl StateStore for MemoryStore {
                 ),
             )));
         }
-        item.state_json = Some(serde_json::to_string(&state).expect("state serializes"));
+        let body = match super::stored::encode(&state) {
+            Ok(b) => Body::Deflated(b),
+            Err(e) => return ready(Err(PortError::new(ErrorKind::Invalid, e))),
+        };
+        item.state = Some(body);
         item.version += 1;
         item.last_error = state.last_error.clone();
         item.next_check_ms = state.next_check_ms;

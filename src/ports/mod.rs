@@ -10,6 +10,7 @@
 //! dispatch, no boxing, and the simulator can poll them without a runtime.
 
 pub mod memory;
+pub(crate) mod stored;
 
 use std::collections::BTreeSet;
 use std::fmt;

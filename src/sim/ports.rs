@@ -35,7 +35,7 @@ use crate::tick::{TickConfig, block_on_ready, run_tick};
 
 /// Bytes DynamoDB bills a state item at: attribute names and values (a
 /// number as about one byte per two digits plus one), the key included.
-fn state_item_bytes(pk_len: usize, state_json: u64, error: usize) -> u64 {
+fn state_item_bytes(pk_len: usize, state: u64, error: usize) -> u64 {
     (("pk".len() + pk_len)
         + ("sk".len() + "state".len())
         + ("version".len() + NUMBER_BYTES)
@@ -47,7 +47,7 @@ fn state_item_bytes(pk_len: usize, state_json: u64, error: usize) -> u64 {
         } else {
             0
         }) as u64
-        + state_json
+        + state
 }
 
 /// Bytes of an epoch-ms number as DynamoDB sizes it.
@@ -104,6 +104,12 @@ fn json_bytes(state: &FunctionState) -> u64 {
     }
 }
 
+/// The bytes the state takes in its item (deflated JSON, as the DynamoDB
+/// store writes it).
+fn stored_bytes(state: &FunctionState) -> u64 {
+    crate::ports::stored::encode(state).map_or(0, |b| b.len() as u64)
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     state: Option<Box<FunctionState>>,
@@ -114,10 +120,13 @@ struct Slot {
     /// The state item's billed size (0 while there is none).
     bytes: u64,
     /// Saves so far: the state's JSON is measured on one save in
-    /// [`MEASURE_EVERY`].
+    /// [`MEASURE_EVERY`], and how well it deflates on one in
+    /// [`DEFLATE_EVERY`].
     saves: u32,
     /// Its JSON's length when last measured.
     json: u64,
+    /// Its stored (deflated) length over its JSON's when last measured.
+    deflated: f64,
     /// The target in force for each window, as the saved states carried
     /// it ([`NO_FORECAST`] where none was issued); empty unless recording.
     forecasts: Vec<u32>,
@@ -131,6 +140,12 @@ pub const NO_FORECAST: u32 = u32::MAX;
 /// saves, so one save in this many is measured and the others are billed
 /// at that size.
 const MEASURE_EVERY: u32 = 8;
+
+/// Deflating costs five times more than serializing, and how well a state
+/// deflates drifts slower still than its size: one measured save in this
+/// many also deflates it (both happen at the first save). Measuring every
+/// eighth save instead moved the bundled day's DynamoDB bill by under 1 %.
+const DEFLATE_EVERY: u32 = 32;
 
 /// The controller state of every simulated function.
 #[derive(Debug)]
@@ -227,6 +242,9 @@ impl StateStore for SimStore {
             if slot.saves.is_multiple_of(MEASURE_EVERY) {
                 slot.json = json_bytes(&state);
             }
+            if slot.saves.is_multiple_of(DEFLATE_EVERY) {
+                slot.deflated = stored_bytes(&state) as f64 / slot.json.max(1) as f64;
+            }
             slot.saves = slot.saves.wrapping_add(1);
             // A window keeps the forecast in force when it began (later
             // looks do not replace it), so the last one saved is that one.
@@ -235,7 +253,8 @@ impl StateStore for SimStore {
                     *t = p.2;
                 }
             }
-            let after = state_item_bytes(f.name.len(), slot.json, error);
+            let stored = (slot.json as f64 * slot.deflated).ceil() as u64;
+            let after = state_item_bytes(f.name.len(), stored, error);
             self.charge(0.0, write_units(slot.bytes, after));
             slot.bytes = after;
             slot.state = Some(state);
