@@ -1,10 +1,11 @@
 //! Metrics from CloudWatch `GetMetricData`, batched.
 //!
 //! Per function and qualifier, one-minute series: always `AWS/Lambda`
-//! `ConcurrentExecutions` (Maximum) and `Invocations` (Sum), which carry the
-//! forecast; on a detail read (one in several, see
-//! `decision::DETAIL_EVERY_MINUTES`) also `Duration` (Average) and the shims'
-//! `Forewarm/ColdStart` (Sum). `GetMetricData` bills per metric requested, so
+//! `ConcurrentExecutions` (Maximum), which carries the forecast (Lambda
+//! emits it for every function, version and alias); on a detail read (one in
+//! several, see `decision::DETAIL_EVERY_MINUTES`) also `Invocations` (Sum),
+//! `Duration` (Average) and the shims' `Forewarm/ColdStart` (Sum), from
+//! which the core learns what share of a peak is busy on average. `GetMetricData` bills per metric requested, so
 //! a read asks for nothing a decision does not use (no `Throttles`).
 //! One call carries up to 500 queries (and at most 100,800 datapoints), so
 //! functions are packed into as few calls as those limits allow, never one
@@ -37,7 +38,7 @@ pub const MAX_QUERIES: usize = 500;
 pub const MAX_DATAPOINTS: usize = 100_800;
 
 /// The series read per function: namespace, metric, statistic. The first
-/// two on every read, all of them on a detail read: as many as
+/// on every read, all of them on a detail read: as many as
 /// [`MetricsRequest::series`], which is what the simulator bills.
 const SERIES: [(&str, &str, &str); 4] = [
     ("AWS/Lambda", "ConcurrentExecutions", "Maximum"),
@@ -310,7 +311,7 @@ mod tests {
                 .map(|b| b.len())
                 .collect()
         };
-        assert_eq!(sizes(&reqs(600, 15, false)), [250, 250, 100], "500 queries");
+        assert_eq!(sizes(&reqs(600, 15, false)), [500, 100], "500 queries");
         assert_eq!(sizes(&reqs(300, 15, true)), [125, 125, 50], "500 queries");
         assert_eq!(sizes(&reqs(200, 180, true)), [125, 75], "90,000 points");
         assert_eq!(sizes(&reqs(40, 1_440, true))[0], 17, "backfilling a day");

@@ -111,8 +111,10 @@ pub struct RealUse {
     pub demand: f64,
     /// Average real concurrency (Little's law: real invocations times their
     /// average duration, over the minute). A minute read without its
-    /// duration figure (not a detail read) takes the usual duration given.
-    pub busy: f64,
+    /// duration figure (not a detail read) takes the usual duration given;
+    /// one read without its invocation figure (a routine read has only the
+    /// concurrency series) has none.
+    pub busy: Option<f64>,
     /// The average duration of the minute's real invocations, ms, when the
     /// minute has a duration figure and real calls.
     pub duration_ms: Option<f64>,
@@ -126,10 +128,12 @@ pub fn real_use(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64)
         Some(avg) => (invocations * avg.max(0.0) - ping_ms).max(0.0),
         None => (invocations - pings).max(0.0) * usual_duration_ms.max(0.0),
     };
-    let busy = if invocations > pings {
-        real_ms / 60_000.0
+    let busy = if m.invocations.is_none() && m.concurrency_max.is_some() {
+        None
+    } else if invocations > pings {
+        Some(bounded(real_ms / 60_000.0))
     } else {
-        0.0
+        Some(0.0)
     };
     let real = invocations - pings;
     let duration_ms = m
@@ -140,7 +144,7 @@ pub fn real_use(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64)
         .map(|d| d.min(MAX_DURATION_MS));
     RealUse {
         demand: bounded(corrected(m, (pings, ping_ms))),
-        busy: bounded(busy),
+        busy,
         duration_ms,
     }
 }

@@ -141,6 +141,12 @@ pub struct FunctionState {
     /// real traffic is using at a typical moment, which a ping cannot reach.
     #[serde(default, serialize_with = "short")]
     pub busy: f64,
+    /// Running share of a minute's real peak that is busy on average
+    /// ([`FunctionState::busy`] over the peak), learned from minutes read
+    /// with their invocations: a routine read has only the concurrency
+    /// series, and this turns its peaks into busy figures.
+    #[serde(default, serialize_with = "short")]
+    pub busy_share: f64,
     /// The last few decisions, newest last.
     pub decisions: Vec<DecisionRecord>,
     /// The last error met while handling this function, for people.
@@ -276,6 +282,7 @@ impl FunctionState {
             outcomes: Vec::new(),
             cold_rate: 0.0,
             busy: 0.0,
+            busy_share: 0.0,
             decisions: Vec::new(),
             last_error: None,
             read_every_minutes: 0,
@@ -742,7 +749,17 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         }
         let demand = real.demand;
         state.survival.settle(minute, m.concurrency_max, now_ms);
-        state.busy += BUSY_WEIGHT * (real.busy - state.busy);
+        let busy = match real.busy {
+            Some(b) => {
+                if demand >= 1.0 {
+                    let share = (b / demand).clamp(0.0, 1.0);
+                    state.busy_share += BUSY_WEIGHT * (share - state.busy_share);
+                }
+                b
+            }
+            None => state.busy_share * demand,
+        };
+        state.busy += BUSY_WEIGHT * (busy - state.busy);
         colds += m.cold_starts.unwrap_or(0.0).max(0.0);
         real_inv += m.invocations.unwrap_or(0.0).max(0.0);
         if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {

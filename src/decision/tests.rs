@@ -46,6 +46,8 @@ struct Loop {
     lag: u64,
     /// CloudWatch is down: reads fail.
     metrics_down: bool,
+    /// Reads are routine (the concurrency series only), not detail reads.
+    routine_reads: bool,
     /// Every warm sent, `(minute, pings, hold)`, as the platform saw them
     /// (not as the state remembers them).
     sent: Vec<(u64, u32, u32)>,
@@ -65,6 +67,7 @@ impl Loop {
             limits: Limits::default(),
             lag: 2,
             metrics_down: false,
+            routine_reads: false,
             sent: Vec::new(),
             decisions: Vec::new(),
         }
@@ -113,11 +116,24 @@ impl Loop {
             }
         } else {
             Observation {
-                minutes: (from..complete).map(|m| self.metrics(m)).collect(),
+                minutes: (from..complete)
+                    .map(|m| {
+                        let full = self.metrics(m);
+                        if self.routine_reads {
+                            MinuteMetrics {
+                                minute: m,
+                                concurrency_max: full.concurrency_max,
+                                ..MinuteMetrics::default()
+                            }
+                        } else {
+                            full
+                        }
+                    })
+                    .collect(),
                 complete_until_minute: complete,
                 limits: self.limits,
                 metrics: MetricsStatus::Fresh,
-                detail: true,
+                detail: !self.routine_reads,
             }
         };
         let d = decide(&self.policy, &mut self.state, &obs, self.now);
@@ -375,6 +391,34 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
     );
     warm_failed(&mut state, now);
     assert!(state.warms.iter().all(|w| w.at_ms != now));
+}
+
+#[test]
+fn reads_of_concurrency_alone_keep_the_pings_off_the_busy_sandboxes() {
+    // Half of a steady peak of 10 is busy at a typical moment; a detail read
+    // shows it, and the routine reads after it have only the peaks.
+    let mut l = Loop::new(Series::steady(10.0));
+    l.run_minutes(120);
+    let learned = l.state.busy;
+    assert!((4.0..=6.0).contains(&learned), "busy {learned}");
+    l.routine_reads = true;
+    l.run_minutes(180);
+    assert!(
+        (learned - l.state.busy).abs() < 1.0,
+        "busy {} after three hours of routine reads, {learned} before",
+        l.state.busy
+    );
+    let warms: Vec<_> = l.decisions[300 - 120..]
+        .iter()
+        .filter_map(|d| match d.action {
+            Action::Warm { n, .. } => Some((d.target, n)),
+            _ => None,
+        })
+        .collect();
+    assert!(!warms.is_empty());
+    for (target, n) in warms {
+        assert!(n + 4 <= target, "{n} pings for a target of {target}");
+    }
 }
 
 #[test]

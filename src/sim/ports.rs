@@ -374,6 +374,8 @@ impl MetricsSource for World<'_> {
                     let mut minutes = fleet.metrics(i, r.from_minute, r.until_minute);
                     if !r.detail {
                         for m in minutes.iter_mut() {
+                            // Only the concurrency series is read.
+                            m.invocations = None;
                             m.duration_avg_ms = None;
                             m.cold_starts = None;
                         }
