@@ -49,6 +49,7 @@ fn trained(policy: &Policy, f: u64) -> (FunctionState, u64) {
         limits: Limits::default(),
         metrics: MetricsStatus::Fresh,
         detail: true,
+        ..Observation::default()
     };
     // Fold the week in one-day steps (the backfill cap is a day).
     let mut st = state.clone();
@@ -82,6 +83,7 @@ fn next_obs(f: u64, state: &FunctionState, now: u64) -> Observation {
         },
         metrics: MetricsStatus::Fresh,
         detail: true,
+        ..Observation::default()
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Key: `pk` (S) = `name` or `name:qualifier`, `sk` (S) = `policy` | `state`;
 //! `pk = "*"` with `sk = "policy"` holds account-wide defaults, and with
-//! `sk = "state"` the run's claim (`lease_owner`, `lease_until`).
+//! `sk = "state"` the run's claim (`lease_owner`, `lease_until`, and
+//! `last_tick_ms`, the time of the latest claim).
 //!
 //! * **policy** items are written by people: plain scalar attributes
 //!   (strings, numbers, booleans) that read and edit well in the console.
@@ -11,7 +12,10 @@
 //!   so resting functions cost no state read or write), `last_error`, and
 //!   `state`, the controller's memory: its JSON deflated into bytes, so that
 //!   most items fit one write unit (`forewarm status` prints it; see
-//!   [`crate::ports::stored`]).
+//!   `ports::stored`). A function with warms planned ahead also has
+//!   `run_every_ms` and `run_until_ms`: with `next_check_ms` (the first
+//!   slot), the scan tells which functions have a planned warm this tick
+//!   (see [`crate::decision::run`]).
 //!
 //! A tick claims the run with one conditional `UpdateItem` on the account's
 //! state item (free, expired, or already ours), so two overlapping ticks
@@ -26,7 +30,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
-    ReturnConsumedCapacity, ScalarAttributeType,
+    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::port_error;
 use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
+use crate::decision::run::Slots;
 use crate::ports::{
     AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
     Target, Usage, stored,
@@ -431,7 +436,7 @@ impl StateStore for DynamoStore {
         let items = self.scan_all().await?;
         let mut defaults = None;
         let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
-        let mut next_check: HashMap<String, u64> = HashMap::new();
+        let mut next_check: HashMap<String, (u64, Option<Slots>)> = HashMap::new();
         for item in &items {
             let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) else {
                 continue;
@@ -444,7 +449,15 @@ impl StateStore for DynamoStore {
                 // The account's state item holds the run's claim, nothing to check.
                 "state" if pk == DEFAULTS_PK => {}
                 "state" => {
-                    next_check.insert(pk.to_string(), get_u64(item, "next_check_ms").unwrap_or(0));
+                    // Absent or not numbers: no run, the function is
+                    // looked at by its `next_check_ms` alone.
+                    let slots = match (get_u64(item, "run_every_ms"), get_u64(item, "run_until_ms"))
+                    {
+                        (Some(every_ms), Some(until_ms)) => Some(Slots { every_ms, until_ms }),
+                        _ => None,
+                    };
+                    let at = get_u64(item, "next_check_ms").unwrap_or(0);
+                    next_check.insert(pk.to_string(), (at, slots));
                 }
                 _ => {}
             }
@@ -452,10 +465,11 @@ impl StateStore for DynamoStore {
         Ok(policies
             .into_iter()
             .map(|(pk, doc)| {
-                let next_check_ms = next_check.get(&pk).copied().unwrap_or(0);
+                let (next_check_ms, slots) = next_check.get(&pk).copied().unwrap_or((0, None));
                 match FunctionRef::check_key(&pk) {
                     Ok(()) => Target {
                         next_check_ms,
+                        slots,
                         function: FunctionRef::parse(&pk),
                         policy: Policy::from_items(defaults.as_ref(), &doc),
                     },
@@ -463,6 +477,7 @@ impl StateStore for DynamoStore {
                     // own item), never read as the function it resembles.
                     Err(why) => Target {
                         next_check_ms: 0,
+                        slots: None,
                         function: FunctionRef::unqualified(pk.as_str()),
                         policy: Err(PolicyError {
                             problems: vec![why],
@@ -491,13 +506,18 @@ impl StateStore for DynamoStore {
         })
     }
 
-    async fn claim_run(&self, owner: &str, now_ms: u64, until_ms: u64) -> Result<(), PortError> {
+    async fn claim_run(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<Option<u64>, PortError> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(DEFAULTS_PK, "state")))
-            .update_expression("SET #lo = :o, #lu = :u")
+            .update_expression("SET #lo = :o, #lu = :u, #lt = :now")
             // A claim that is not a number, or that ends further ahead than
             // any run's can (no run outlasts a Lambda's 15 minutes), was not
             // written by a run: it must not stop every tick for ever.
@@ -507,11 +527,13 @@ impl StateStore for DynamoStore {
             )
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
+            .expression_attribute_names("#lt", "last_tick_ms")
             .expression_attribute_values(":o", s(owner.to_string()))
             .expression_attribute_values(":u", n(until_ms))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":num", s("N"))
             .expression_attribute_values(":far", n(now_ms.saturating_add(MAX_CLAIM_MS)))
+            .return_values(ReturnValue::UpdatedOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
@@ -523,7 +545,13 @@ impl StateStore for DynamoStore {
                 pe
             })?;
         self.wrote(out.consumed_capacity());
-        Ok(())
+        // The attributes as they were before: the last tick's time, if one
+        // claimed before and wrote a number.
+        Ok(out
+            .attributes()
+            .and_then(|old| old.get("last_tick_ms"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()))
     }
 
     async fn release_run(&self, owner: &str) -> Result<(), PortError> {
@@ -571,12 +599,18 @@ impl StateStore for DynamoStore {
             Some(e) => (", #le = :err", Some(s(e.clone()))),
             None => ("", None),
         };
-        // The per-item lease of earlier versions goes with the first save.
-        let remove = if values.is_some() {
-            "REMOVE #lo, #lu"
-        } else {
-            "REMOVE #lo, #lu, #le"
+        let (set_run, run_slots) = match state.run {
+            Some(r) => (", #re = :re, #ru = :ru", Some(r.slots())),
+            None => ("", None),
         };
+        // The per-item lease of earlier versions goes with the first save.
+        let mut remove = String::from("REMOVE #lo, #lu");
+        if values.is_none() {
+            remove.push_str(", #le");
+        }
+        if run_slots.is_none() {
+            remove.push_str(", #re, #ru");
+        }
         // A first save also finds an item `record_error` made (no
         // version yet).
         let condition = if version == 0 {
@@ -590,7 +624,7 @@ impl StateStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(&pk, "state")))
             .update_expression(format!(
-                "SET #s = :state, #v = :next, #nc = :nc, #sb = :sb{set_err} {remove}"
+                "SET #s = :state, #v = :next, #nc = :nc, #sb = :sb{set_err}{set_run} {remove}"
             ))
             .condition_expression(condition)
             .expression_attribute_names("#s", "state")
@@ -600,6 +634,8 @@ impl StateStore for DynamoStore {
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
             .expression_attribute_names("#le", "last_error")
+            .expression_attribute_names("#re", "run_every_ms")
+            .expression_attribute_names("#ru", "run_until_ms")
             .expression_attribute_values(":state", AttributeValue::B(Blob::new(bytes)))
             .expression_attribute_values(":next", n(version + 1))
             .expression_attribute_values(":v", n(version))
@@ -607,6 +643,11 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":sb", n(crate::ports::save_mark(run)));
         if let Some(v) = values {
             req = req.expression_attribute_values(":err", v);
+        }
+        if let Some(r) = run_slots {
+            req = req
+                .expression_attribute_values(":re", n(r.every_ms))
+                .expression_attribute_values(":ru", n(r.until_ms));
         }
         let out = req
             .return_consumed_capacity(ReturnConsumedCapacity::Total)

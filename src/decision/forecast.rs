@@ -69,7 +69,7 @@ pub(crate) const Z_RANGE: (f64, f64) = (-2.0, 12.0);
 pub(crate) const QUANTILE_RANGE: (f64, f64) = (0.5, 0.9999);
 /// Forecasts remembered for scoring: the windows of the coming horizon and
 /// the ones whose minutes CloudWatch has not delivered yet.
-const PREDICTIONS_KEPT: usize = 16;
+const PREDICTIONS_KEPT: usize = 32;
 /// Weight of each window in the share of windows with any demand: about a
 /// day of windows.
 const ACTIVE_WEIGHT: f64 = 1.0 / 288.0;

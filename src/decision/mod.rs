@@ -21,7 +21,10 @@
 //! 4. **warm** when due (the learned interval has passed, [`survival`]) or
 //!    when the target rose above what is warm now, with as many pings as the
 //!    target exceeds the sandboxes real traffic is using (a ping cannot land
-//!    on a busy sandbox: pinging the whole target would warm busy + target).
+//!    on a busy sandbox: pinging the whole target would warm busy + target);
+//! 5. **plan** the warms after this one up to the next metrics read, while
+//!    the forecast keeps the target ([`run`]): later ticks send them from
+//!    the stored plan without a look or a state write.
 
 pub mod caps;
 pub mod delay;
@@ -30,6 +33,7 @@ pub mod forecast;
 pub mod pings;
 pub mod policy;
 mod repair;
+pub mod run;
 pub mod survival;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +44,7 @@ pub use forecast::Forecast;
 pub use forecast::Forecaster;
 pub use pings::{Failures, InstanceId, PingFailure, PingOutcome, ReportSummary, WarmReport};
 pub use policy::{Mode, Policy};
+pub use run::Run;
 pub use survival::{Evidence, Survival};
 
 /// Version of the [`FunctionState`] layout; bumped when a field changes
@@ -168,6 +173,10 @@ pub struct FunctionState {
     /// cold ping (see [`pings::learned_init_allowance_ms`]). 0: none seen.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub init_ms: u32,
+    /// The warms planned after the last look's, sent without a look (see
+    /// [`run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Run>,
     /// The last forecast and what it depended on (not stored: recomputed
     /// after a load, reused while its inputs are unchanged).
     #[serde(skip)]
@@ -289,6 +298,7 @@ impl FunctionState {
             detail_minute: None,
             duration_ms: 0.0,
             init_ms: 0,
+            run: None,
             forecast_cache: None,
         }
     }
@@ -330,6 +340,24 @@ pub struct Observation {
     /// Whether the read carried the detail series (duration, cold starts).
     #[serde(default)]
     pub detail: bool,
+    /// When the tick before this one ran, epoch ms, if known: the slots of
+    /// a run up to it were sent ([`run::settle`]).
+    #[serde(default)]
+    pub last_tick_ms: Option<u64>,
+    /// How the tick reads metrics; a warm plans the warms after it up to the
+    /// next read. `None`: no run is planned, each warm is a look.
+    #[serde(default)]
+    pub reads: Option<ReadCadence>,
+}
+
+/// How often the tick reads a function's metrics, to know when its next
+/// read falls due ([`next_read_ms`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadCadence {
+    /// The base gap between reads, minutes.
+    pub every_minutes: u64,
+    /// Minutes CloudWatch needs before a minute is final.
+    pub lag_minutes: u64,
 }
 
 /// Whether an observation carries fresh metrics.
@@ -365,6 +393,8 @@ pub enum Reason {
     NothingForecast,
     /// Metrics unavailable: decided on the last forecast.
     StaleMetrics,
+    /// A warm the last look planned (see [`run`]).
+    Planned,
 }
 
 /// What to do now.
@@ -446,6 +476,23 @@ pub fn decide(
     state.delay_ms = state
         .delay_ms
         .clamp(policy.delay_ms_min, policy.delay_ms_max);
+    let prev_tick = run::previous_tick(obs.last_tick_ms, now_ms);
+    if let Some(r) = state.run.take() {
+        run::settle(state, &r, prev_tick);
+        // New minutes, a run over, or another mode: a look, which plans
+        // again if it warms.
+        // A stored look time other than the run's first slot is not the
+        // run's (repaired, or edited): the scan did not find the slots
+        // by it.
+        let planned = policy.mode == Mode::Warm
+            && obs.metrics != MetricsStatus::Fresh
+            && state.next_check_ms == r.first_ms
+            && run::slot_due(&r, prev_tick, now_ms);
+        if planned && let Some(d) = planned_warm(policy, state, obs, &r, now_ms) {
+            state.run = Some(r);
+            return d;
+        }
+    }
     if obs.metrics == MetricsStatus::Fresh {
         // Covered windows lower the offset only while real cold starts stay
         // within the policy's budget.
@@ -523,7 +570,26 @@ pub fn decide(
     } else {
         next_check(policy, state, now_ms, idle)
     };
+    if let (Action::Warm { n, delay_ms }, Some(reads)) = (d.action, obs.reads)
+        && let Some(r) = plan_run(
+            state,
+            reads,
+            now_ms,
+            interval_s,
+            forecast.target,
+            n,
+            delay_ms,
+        )
+    {
+        d.next_check_ms = r.first_ms;
+        state.run = Some(r);
+    }
     state.next_check_ms = d.next_check_ms;
+    remember(state, &d, now_ms);
+    d
+}
+
+fn remember(state: &mut FunctionState, d: &Decision, now_ms: u64) {
     state.decisions.push(DecisionRecord {
         at_ms: now_ms,
         reason: d.reason,
@@ -534,7 +600,96 @@ pub fn decide(
     if state.decisions.len() > DECISIONS_KEPT {
         state.decisions.remove(0);
     }
-    d
+}
+
+/// The slot of a run due now, as the look that planned it decided it;
+/// `None` when the function's limits now cap it below the run's target
+/// (then a look decides afresh).
+fn planned_warm(
+    policy: &Policy,
+    state: &mut FunctionState,
+    obs: &Observation,
+    r: &Run,
+    now_ms: u64,
+) -> Option<Decision> {
+    let warm_now = state.pool_at(policy, now_ms);
+    let (target, capped_by) = caps::apply(
+        policy,
+        r.reached,
+        &obs.limits,
+        state.recent_peak(),
+        warm_now,
+    );
+    if target < r.reached {
+        return None;
+    }
+    state.next_due_ms = now_ms + r.every_ms;
+    state.warms.push(WarmRecord {
+        at_ms: now_ms,
+        n: r.n,
+        hold_ms: r.hold_ms,
+        reached: r.reached,
+        busy: r.busy,
+    });
+    let d = Decision {
+        action: Action::Warm {
+            n: r.n,
+            delay_ms: r.hold_ms,
+        },
+        reason: Reason::Planned,
+        forecast: state.decisions.last().map_or(0.0, |d| d.forecast as f64),
+        raw_target: r.reached,
+        target: r.reached,
+        capped_by,
+        margin: state.forecaster.z,
+        next_due_ms: state.next_due_ms,
+        // The stored run's first slot: the scan finds the others from it.
+        next_check_ms: state.next_check_ms,
+    };
+    remember(state, &d, now_ms);
+    Some(d)
+}
+
+/// The warms to send after the one decided now, at the learned interval
+/// (in whole minutes, the schedule's unit), while nothing new can be known:
+/// up to the next metrics read (about [`run::MAX_RUN_MS`] at most), and only while
+/// the forecast a look would make at each slot keeps the target decided
+/// now. Each slot's forecast is issued now, as that look would have issued
+/// it, so the windows inside the run are scored as before. `None` when not
+/// even one slot fits.
+fn plan_run(
+    state: &mut FunctionState,
+    reads: ReadCadence,
+    now_ms: u64,
+    interval_s: u32,
+    raw_target: u32,
+    n: u32,
+    hold_ms: u32,
+) -> Option<Run> {
+    let every_ms = (interval_s as u64).div_ceil(60).max(1) * 60_000;
+    let first_ms = now_ms + every_ms;
+    // The slot at or after the next read ends the run: that look reads and
+    // warms at once (a read a few minutes later than due, one save fewer).
+    let read_ms = next_read_ms(state, reads)?.min(now_ms + run::MAX_RUN_MS);
+    let mut until_ms = first_ms + read_ms.saturating_sub(first_ms).div_ceil(every_ms) * every_ms;
+    let horizon = interval_s.div_ceil(60);
+    let mut s = first_ms;
+    while s < until_ms {
+        if state.forecaster.issue(s / 60_000, horizon).target != raw_target {
+            until_ms = s;
+        }
+        s += every_ms;
+    }
+    let last = state.warms.last().filter(|w| w.at_ms == now_ms)?;
+    (first_ms < until_ms).then_some(Run {
+        first_ms,
+        every_ms,
+        until_ms,
+        n,
+        hold_ms,
+        reached: last.reached,
+        busy: last.busy,
+    })
 }
 
 /// Real concurrency taken to be running now, in whole sandboxes, never more
@@ -605,20 +760,10 @@ pub fn read_plan(
     every_minutes: u64,
     first_history: u64,
 ) -> Option<ReadPlan> {
-    let base = every_minutes.max(1);
     let from = match state.watermark_minute {
         None => until_minute.saturating_sub(first_history),
         Some(w) => {
-            let changed = state
-                .last_warm
-                .is_some_and(|l| l.cold > 0 && l.at_ms >= (w + 1) * 60_000);
-            let every = if changed {
-                base
-            } else {
-                state
-                    .read_every_minutes
-                    .clamp(base, READ_EVERY_MAX_MINUTES.max(base))
-            };
+            let every = read_gap(state, w, every_minutes);
             if until_minute < w + 1 + every {
                 return None;
             }
@@ -639,6 +784,31 @@ pub fn read_plan(
         from_minute: from,
         detail,
     })
+}
+
+/// Minutes between the watermark `w` and the next read: the base cadence
+/// `every_minutes`, stretched while the forecast holds, and the base again
+/// when the last warm found cold sandboxes after the watermark.
+fn read_gap(state: &FunctionState, w: u64, every_minutes: u64) -> u64 {
+    let base = every_minutes.max(1);
+    let changed = state
+        .last_warm
+        .is_some_and(|l| l.cold > 0 && l.at_ms >= (w + 1) * 60_000);
+    if changed {
+        base
+    } else {
+        state
+            .read_every_minutes
+            .clamp(base, READ_EVERY_MAX_MINUTES.max(base))
+    }
+}
+
+/// When the function's next metrics read falls due, epoch ms, as
+/// [`read_plan`] will find it; `None` for a function never read.
+pub fn next_read_ms(state: &FunctionState, reads: ReadCadence) -> Option<u64> {
+    let w = state.watermark_minute?;
+    let every = read_gap(state, w, reads.every_minutes);
+    Some((w + 1 + every + reads.lag_minutes) * 60_000)
 }
 
 /// Whether screening for recently active functions pays this tick: a
@@ -868,6 +1038,20 @@ fn learn_init(state: &mut FunctionState, report: &WarmReport, summary: &ReportSu
 
 fn is_zero(x: &u32) -> bool {
     *x == 0
+}
+
+/// After a warm whose replies were news ([`run::news`]): the warms planned
+/// on the old replies are dropped, and the next falls due by the interval
+/// learned from the new ones (sandboxes that died sooner than the planned
+/// spacing must not wait for it).
+pub fn replan(policy: &Policy, state: &mut FunctionState, sent_ms: u64) {
+    state.run = None;
+    let due = sent_ms + state.survival.interval_s(policy) as u64 * 1_000;
+    state.next_due_ms = state.next_due_ms.min(due);
+    state.next_check_ms = state
+        .next_check_ms
+        .max(sent_ms + 60_000)
+        .min(state.next_due_ms.max(sent_ms + 60_000));
 }
 
 /// Records that the warm decided at `at_ms` sends `n` pings (fewer than

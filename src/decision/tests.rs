@@ -134,6 +134,7 @@ impl Loop {
                 limits: self.limits,
                 metrics: MetricsStatus::Fresh,
                 detail: !self.routine_reads,
+                ..Observation::default()
             }
         };
         let d = decide(&self.policy, &mut self.state, &obs, self.now);
@@ -465,7 +466,7 @@ proptest! {
             now += gap * MIN;
             let base = now / MIN - 8;
             let minutes = minutes.into_iter().enumerate().map(|(i, mut m)| { m.minute = base + i as u64; m }).collect();
-            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics: MetricsStatus::Fresh, detail: gap % 2 == 0 };
+            let obs = Observation { minutes, complete_until_minute: now / MIN - 1, limits, metrics: MetricsStatus::Fresh, detail: gap % 2 == 0, ..Observation::default() };
             let d = decide(&policy, &mut state, &obs, now);
             prop_assert!(d.target <= policy.max);
             prop_assert!(d.forecast.is_finite() && d.forecast >= 0.0);

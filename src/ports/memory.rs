@@ -2,7 +2,7 @@
 //! conditional saves marked with the run that made them, the run's claim,
 //! `last_error` written alone. Tests use it as a fake (the simulator has its
 //! own, faster store); state goes in and out in the item's stored form
-//! (deflated JSON, [`super::stored`]), as it does through the real table, so
+//! (deflated JSON, `ports::stored`), as it does through the real table, so
 //! a field the item would lose is lost here too.
 
 use std::collections::BTreeMap;
@@ -51,6 +51,7 @@ struct Item {
     version: u64,
     last_error: Option<String>,
     next_check_ms: u64,
+    slots: Option<crate::decision::run::Slots>,
     saved_by: Option<String>,
 }
 
@@ -61,6 +62,8 @@ struct Inner {
     items: BTreeMap<FunctionRef, Item>,
     /// The run's claim: owner and until when, epoch ms.
     run: Option<(String, u64)>,
+    /// The time of the last claim, epoch ms.
+    last_tick_ms: Option<u64>,
     /// Failures to return from the next calls, by operation name.
     failures: Vec<(&'static str, PortError)>,
     /// Failures to return from the next calls *after* applying them (an
@@ -275,6 +278,7 @@ impl StateStore for MemoryStore {
                 function: f.clone(),
                 policy: Policy::from_items(defaults.as_ref(), doc),
                 next_check_ms: g.items.get(f).map_or(0, |i| i.next_check_ms),
+                slots: g.items.get(f).and_then(|i| i.slots),
             })
             .collect()))
     }
@@ -292,7 +296,7 @@ impl StateStore for MemoryStore {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
+    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
         let mut g = self.lock();
         if let Some(e) = Self::injected(&mut g, "claim_run") {
             return ready(Err(e));
@@ -307,7 +311,7 @@ impl StateStore for MemoryStore {
             )));
         }
         g.run = Some((owner.to_string(), until_ms));
-        ready(Ok(()))
+        ready(Ok(g.last_tick_ms.replace(now_ms)))
     }
 
     fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
@@ -351,6 +355,7 @@ impl StateStore for MemoryStore {
         item.version += 1;
         item.last_error = state.last_error.clone();
         item.next_check_ms = state.next_check_ms;
+        item.slots = state.run.map(|r| r.slots());
         item.saved_by = Some(run.to_string());
         let v = item.version;
         ready(lost.map_or(Ok(v), Err))

@@ -229,6 +229,10 @@ pub struct Target {
     /// with the policies, so a tick skips resting functions without reading
     /// or writing their state.
     pub next_check_ms: u64,
+    /// The spacing and end of its planned warms, if a run is under way
+    /// (with `next_check_ms`, its first slot): the tick leaves it alone
+    /// between slots.
+    pub slots: Option<crate::decision::run::Slots>,
 }
 
 /// A function's stored state and the version a save must match.
@@ -258,12 +262,16 @@ pub trait StateStore {
     /// with [`ErrorKind::Conflict`] while another owner's claim is unexpired.
     /// One write per tick instead of one per function looked at: a lease on
     /// each state item cost a write unit per KB of the whole item.
+    ///
+    /// Returns the `now_ms` of the claim before this one, when there was
+    /// one: the slots of planned warms up to it were the last tick's to send
+    /// ([`crate::decision::run`]).
     fn claim_run(
         &self,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send;
 
     /// Ends `owner`'s claim (a claim of another owner stays), so the next
     /// tick need not wait for it to expire.

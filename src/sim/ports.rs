@@ -115,6 +115,8 @@ struct Slot {
     state: Option<Box<FunctionState>>,
     version: u64,
     next_check_ms: u64,
+    /// The planned warms' spacing and end, as the state item's attributes.
+    slots: Option<crate::decision::run::Slots>,
     /// The mark of the run that saved last ([`crate::ports::save_mark`]).
     saved_by: u32,
     /// The state item's billed size (0 while there is none).
@@ -154,6 +156,8 @@ struct SimStore {
     policy: Parsed,
     slots: Mutex<Vec<Slot>>,
     now_ms: std::sync::atomic::AtomicU64,
+    /// The time of the last claim, and of the one before it.
+    ticks: Mutex<(Option<u64>, Option<u64>)>,
     usage: Mutex<Usage>,
 }
 
@@ -177,17 +181,21 @@ impl StateStore for SimStore {
         let now = self.now_ms.load(std::sync::atomic::Ordering::Relaxed);
         let bytes: u64 = slots.iter().map(|s| s.bytes + POLICY_ITEM_BYTES).sum();
         self.charge(scan_units(bytes), 0.0);
+        let before = self.ticks.lock().unwrap_or_else(|e| e.into_inner()).1;
+        let prev = crate::decision::run::previous_tick(before, now);
         // Resting functions are left out here rather than by the tick, which
-        // would skip them anyway: it saves building a target for each.
+        // would skip them anyway (by the same rule): it saves building a
+        // target for each.
         ready(Ok(self
             .names
             .iter()
             .zip(slots.iter())
-            .filter(|(_, s)| s.next_check_ms <= now)
+            .filter(|(_, s)| !crate::decision::run::rests(s.next_check_ms, s.slots, prev, now))
             .map(|(f, s)| Target {
                 function: f.clone(),
                 policy: Ok(self.policy.clone()),
                 next_check_ms: s.next_check_ms,
+                slots: s.slots,
             })
             .collect()))
     }
@@ -195,13 +203,15 @@ impl StateStore for SimStore {
     fn claim_run(
         &self,
         _owner: &str,
-        _now_ms: u64,
+        now_ms: u64,
         _until_ms: u64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
+    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
         // The simulator's ticks never overlap; the claim is billed as the
         // conditional write it is on the small account item.
         self.charge(0.0, write_units(0, RUN_ITEM_BYTES));
-        ready(Ok(()))
+        let mut t = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
+        *t = (Some(now_ms), t.0);
+        ready(Ok(t.1))
     }
 
     fn release_run(&self, _owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
@@ -214,9 +224,15 @@ impl StateStore for SimStore {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = &mut slots[i];
             self.charge(consistent_read_units(slot.bytes), 0.0);
-            // Handed over, not copied: the tick saves it back.
+            // Handed over, not copied: the tick saves it back. Except during
+            // a run: a planned warm sent as planned is not saved, and the
+            // stored state must stay as it was.
+            let state = match &slot.state {
+                Some(st) if st.run.is_some() => Some(st.clone()),
+                _ => slot.state.take(),
+            };
             Stored {
-                state: slot.state.take(),
+                state,
                 version: slot.version,
                 unreadable: None,
             }
@@ -238,6 +254,7 @@ impl StateStore for SimStore {
                 return Err(PortError::new(ErrorKind::Conflict, format!("{f} changed")));
             }
             slot.next_check_ms = state.next_check_ms;
+            slot.slots = state.run.map(|r| r.slots());
             let error = state.last_error.as_ref().map_or(0, String::len);
             if slot.saves.is_multiple_of(MEASURE_EVERY) {
                 slot.json = json_bytes(&state);
@@ -504,6 +521,7 @@ impl Controller {
                 policy,
                 slots: Mutex::new((0..functions).map(|_| Slot::default()).collect()),
                 now_ms: std::sync::atomic::AtomicU64::new(0),
+                ticks: Mutex::new((None, None)),
                 usage: Mutex::new(Usage::default()),
             },
             cfg: TickConfig::new("sim"),

@@ -203,6 +203,9 @@ struct Work {
     may_warm: bool,
     /// Left for the next tick: out of time before its warm could be sent.
     late: bool,
+    /// The warm did not go as planned or said something new: the state
+    /// must be saved, even for a planned warm.
+    news: bool,
     note: Option<Note>,
 }
 
@@ -224,8 +227,26 @@ impl Work {
             warm: None,
             may_warm: true,
             late: false,
+            news: false,
             note,
         }
+    }
+
+    /// The warm will not be what the function's run planned: the run ends,
+    /// and the state is saved.
+    fn off_plan(&mut self) {
+        self.state.run = None;
+        self.news = true;
+    }
+
+    /// Whether there is nothing to save: a planned warm that went as
+    /// planned (the stored run says what it did).
+    fn as_planned(&self) -> bool {
+        !self.news
+            && self.note.is_none()
+            && self
+                .decision
+                .is_some_and(|d| d.reason == decision::Reason::Planned)
     }
 
     /// The outcome of a function dropped after a failure: nothing decided,
@@ -328,28 +349,23 @@ where
     let until = asked.saturating_add(cfg.lease_ms);
     // A dry run writes nothing, the claim included.
     let claim = if cfg.dry_run {
-        Ok(())
+        Ok(None)
     } else {
         store.claim_run(&cfg.owner, asked, until).await
     };
     match claim {
-        Ok(()) => {
+        Ok(last_tick_ms) => {
             let mut budget = Budget {
                 clock,
                 end: cfg.deadline_ms.map_or(until, |d| d.min(until)),
                 load_ms: 0,
                 loads: 0,
             };
-            run_stages(
-                store,
-                metrics,
-                warmer,
-                &mut budget,
-                cfg,
+            let at = Times {
                 now_ms,
-                &mut report,
-            )
-            .await;
+                last_tick_ms,
+            };
+            run_stages(store, metrics, warmer, &mut budget, cfg, at, &mut report).await;
             if !cfg.dry_run
                 && let Err(e) = store.release_run(&cfg.owner).await
             {
@@ -366,13 +382,22 @@ where
     report
 }
 
+/// The tick's time and the one before it.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    /// The decisions' time, epoch ms.
+    now_ms: u64,
+    /// The time the tick before claimed the run, if known.
+    last_tick_ms: Option<u64>,
+}
+
 async fn run_stages<S, M, W, C>(
     store: &S,
     metrics: &M,
     warmer: &W,
     budget: &mut Budget<'_, C>,
     cfg: &TickConfig,
-    now_ms: u64,
+    at: Times,
     report: &mut TickReport,
 ) where
     S: StateStore,
@@ -388,7 +413,8 @@ async fn run_stages<S, M, W, C>(
     // Every function looked after, resting or due: what a screen lists
     // (at least).
     let fleet = targets.len();
-    let mut work = take_on(store, budget, cfg, now_ms, targets, report).await;
+    let now_ms = at.now_ms;
+    let mut work = take_on(store, budget, cfg, at, targets, report).await;
     observe_all(store, metrics, cfg, now_ms, fleet, &mut work).await;
     let mut work = decide_all(store, warmer, budget, cfg, now_ms, work, report).await;
     share_account_pool(now_ms, &mut work);
@@ -494,10 +520,12 @@ async fn take_on<S: StateStore, C: Clock>(
     store: &S,
     budget: &mut Budget<'_, C>,
     cfg: &TickConfig,
-    now_ms: u64,
+    at: Times,
     mut targets: Vec<crate::ports::Target>,
     report: &mut TickReport,
 ) -> Vec<Work> {
+    let now_ms = at.now_ms;
+    let prev_tick = decision::run::previous_tick(at.last_tick_ms, now_ms);
     targets.sort_by_key(|t| t.next_check_ms);
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
@@ -505,7 +533,9 @@ async fn take_on<S: StateStore, C: Clock>(
         // beyond twice that is not the controller's, and resting on it would
         // leave the function alone forever.
         let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
-        if t.next_check_ms > now_ms && t.next_check_ms <= planned {
+        if t.next_check_ms <= planned
+            && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms)
+        {
             report.resting += 1;
             continue;
         }
@@ -551,13 +581,23 @@ async fn take_on<S: StateStore, C: Clock>(
             }
         };
         let (state, problem) = usable_state(&t.function, &policy, &mut stored, now_ms);
-        work.push(Work::new(
+        // The item's look time is not the state's (edited, or repaired):
+        // whatever is decided, the save puts them back in step.
+        let out_of_step = t.next_check_ms != state.next_check_ms;
+        let mut w = Work::new(
             t.function,
             policy,
             stored.version,
             state,
             problem.map(Note::StoredState),
-        ));
+        );
+        w.news = out_of_step;
+        w.obs.last_tick_ms = at.last_tick_ms;
+        w.obs.reads = Some(decision::ReadCadence {
+            every_minutes: cfg.metrics_every_minutes,
+            lag_minutes: cfg.metrics_lag_minutes,
+        });
+        work.push(w);
     }
     work
 }
@@ -645,7 +685,9 @@ async fn save_all<S: StateStore>(
             continue;
         }
         let mut saved = false;
-        if !cfg.dry_run {
+        if w.as_planned() {
+            tracing::debug!(function = %w.function, "planned warm sent as planned, nothing to save");
+        } else if !cfg.dry_run {
             w.state.last_error = w.note.as_ref().map(ToString::to_string);
             let stand_in = spare
                 .take()
@@ -971,6 +1013,7 @@ fn share_account_pool(now_ms: u64, work: &mut [Work]) {
             d.action = Action::Warm { n, delay_ms };
             decision::warm_resized(&mut w.state, now_ms, n);
         }
+        w.off_plan();
         tracing::info!(function = %w.function, wanted = want, pings = n, "cut to share the account's unreserved pool");
     }
 }
@@ -999,6 +1042,7 @@ async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
         };
         if cfg.dry_run || !w.may_warm {
             decision::warm_failed(&mut w.state, now_ms);
+            w.off_plan();
             continue;
         }
         let now = budget.clock.now_ms();
@@ -1029,6 +1073,11 @@ async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
         match r {
             Ok(rep) => {
                 let s = decision::apply_report(&w.policy, &mut w.state, &rep, now_ms);
+                if decision::run::news(&s, w.decision.map_or(0, |d| d.pings())) {
+                    // A planned run rests on the replies being as before.
+                    decision::replan(&w.policy, &mut w.state, now_ms);
+                    w.news = true;
+                }
                 tracing::info!(
                     function = %w.function,
                     requested = s.requested,
@@ -1052,6 +1101,7 @@ async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
                 w.warm = Some(s);
             }
             Err(e) => {
+                w.off_plan();
                 tracing::warn!(function = %w.function, error = %e, "warm failed");
                 let note = Note::WarmFailed(e.to_string());
                 recover(store, cfg, now_ms, Stage::Warm, e.kind, w, note).await;

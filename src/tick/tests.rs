@@ -93,6 +93,9 @@ struct Lambda {
     reserved: BTreeMap<String, u32>,
     unreserved: Option<u32>,
     sent: Mutex<Vec<WarmPlan>>,
+    /// The first warm at or after this time comes back all cold (its
+    /// sandboxes were reaped), once.
+    cold_once_at: Mutex<Option<u64>>,
 }
 
 impl Warmer for Lambda {
@@ -116,14 +119,21 @@ impl Warmer for Lambda {
         plans: &[WarmPlan],
     ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
         self.sent.lock().unwrap().extend(plans.iter().cloned());
+        let mut cold_at = self.cold_once_at.lock().unwrap();
         ready(
             plans
                 .iter()
                 .map(|p| {
                     let prefix = format!("{}-", p.function);
-                    Ok(WarmReport::every_ping_distinct(
-                        p.n, p.delay_ms, p.at_ms, &prefix, 1,
-                    ))
+                    let mut rep =
+                        WarmReport::every_ping_distinct(p.n, p.delay_ms, p.at_ms, &prefix, 1);
+                    if cold_at.is_some_and(|t| p.at_ms >= t) {
+                        *cold_at = None;
+                        for ping in rep.pings.iter_mut() {
+                            ping.cold = Some(true);
+                        }
+                    }
+                    Ok(rep)
                 })
                 .collect(),
         )
@@ -270,7 +280,8 @@ fn a_lost_save_leaves_the_stored_state_intact() {
         "save",
         PortError::new(ErrorKind::Throttled, "ProvisionedThroughputExceeded"),
     );
-    let r = tick(&store, &metrics, &lambda, "run-2", NOW + 300_000);
+    // Past the warms the first look planned: a look, with a save.
+    let r = tick(&store, &metrics, &lambda, "run-2", NOW + 61 * 60_000);
     assert!(!r.functions[0].saved);
     assert!(
         matches!(
@@ -304,7 +315,8 @@ fn a_save_whose_answer_was_lost_is_read_back_not_guessed() {
     .into_iter()
     .enumerate()
     {
-        at += 300_000;
+        // Each past the warms the look before planned: a look, with a save.
+        at += 61 * 60_000;
         store.lose_answer_next("save", lost);
         let run = format!("run-lost-{i}");
         let r = tick(&store, &metrics, &lambda, &run, at);
@@ -314,7 +326,7 @@ fn a_save_whose_answer_was_lost_is_read_back_not_guessed() {
     }
     // A save that failed and a read-back that failed too: not certain, and
     // it says so rather than guessing.
-    at += 300_000;
+    at += 61 * 60_000;
     store.fail_next("save", PortError::new(ErrorKind::Unavailable, "timeout"));
     store.fail_next(
         "last_save",
@@ -522,7 +534,8 @@ fn a_corrupt_state_is_started_afresh_and_said_and_the_others_go_on() {
     wild["forecaster"]["heat"] = serde_json::json!(1e308);
     store.put_state_json(&f("wild"), &wild.to_string());
 
-    let later = NOW + 10 * 60_000;
+    // Past the warms the first look planned: every function is looked at.
+    let later = NOW + 61 * 60_000;
     let r = tick(&store, &metrics, &lambda, "run-2", later);
     for (name, says) in [
         ("broken", "unusable"),
@@ -659,7 +672,7 @@ impl StateStore for SlowStore<'_> {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send {
+    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
         self.claims.lock().unwrap().push((now_ms, until_ms));
         self.inner.claim_run(owner, now_ms, until_ms)
     }
@@ -789,4 +802,112 @@ fn the_claim_is_counted_from_when_it_is_asked_for() {
     // And the warm's answers are awaited until the deadline at most.
     let sent = lambda.sent.lock().unwrap().clone();
     assert_eq!(sent[0].answer_by_ms, Some(NOW + 30_000));
+}
+
+/// Ticks once a minute for `minutes`, from `from`; what each did.
+fn ticks_each_minute(
+    store: &MemoryStore,
+    metrics: &Metrics,
+    lambda: &Lambda,
+    from: u64,
+    minutes: u64,
+) -> Vec<(u64, TickReport)> {
+    (0..minutes)
+        .map(|m| {
+            let at = from + m * 60_000;
+            (at, tick(store, metrics, lambda, "run", at))
+        })
+        .collect()
+}
+
+#[test]
+fn the_warms_between_two_reads_go_out_without_a_state_write() {
+    // A steady function: nothing new is known between two metrics reads,
+    // so the look that warms plans the warms after it, and they go out at
+    // their minutes from the stored plan. Saving each of them was most of
+    // forewarm's DynamoDB bill.
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let ticks = ticks_each_minute(&store, &metrics, &lambda, NOW, 120);
+    let sent: Vec<u64> = lambda
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.at_ms)
+        .collect();
+    let saves = ticks
+        .iter()
+        .filter(|(_, r)| r.functions.iter().any(|o| o.saved))
+        .count();
+    assert!(sent.len() >= 20, "{} warms in two hours", sent.len());
+    assert!(
+        saves * 3 <= sent.len(),
+        "{saves} saves for {} warms",
+        sent.len()
+    );
+    // Planned warms keep the spacing their look decided; only a look
+    // changes it (the interval learner lengthens it here, as the sandboxes
+    // keep surviving).
+    let warms: Vec<(u64, Reason)> = ticks
+        .iter()
+        .filter_map(|(at, r)| {
+            let d = r.functions.first()?.decision?;
+            (d.pings() > 0).then_some((*at, d.reason))
+        })
+        .collect();
+    for w in warms.windows(3) {
+        if w[1].1 == Reason::Planned && w[2].1 == Reason::Planned {
+            assert_eq!(w[2].0 - w[1].0, w[1].0 - w[0].0, "{warms:?}");
+        }
+    }
+    assert!(
+        sent.windows(2).all(|w| w[1] - w[0] <= 10 * 60_000),
+        "{sent:?}"
+    );
+    // The last look took every warm sent since the one before into its
+    // records (their pings come out of the minutes it reads next).
+    let (last_look, _) = ticks
+        .iter()
+        .rev()
+        .find(|(_, r)| r.functions.iter().any(|o| o.saved))
+        .unwrap();
+    let state = store.get(&f("orders")).0.unwrap();
+    let recorded: Vec<u64> = state.warms.iter().map(|w| w.at_ms).collect();
+    for at in sent
+        .iter()
+        .filter(|&&at| at <= *last_look && at + 25 * 60_000 > *last_look)
+    {
+        assert!(recorded.contains(at), "warm at {at} not in {recorded:?}");
+    }
+}
+
+#[test]
+fn a_planned_warm_that_finds_its_sandboxes_reaped_is_saved_and_ends_the_plan() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    ticks_each_minute(&store, &metrics, &lambda, NOW, 3);
+    let planned = store
+        .get(&f("orders"))
+        .0
+        .unwrap()
+        .run
+        .expect("a run planned");
+    *lambda.cold_once_at.lock().unwrap() = Some(planned.first_ms);
+    let ticks = ticks_each_minute(&store, &metrics, &lambda, NOW + 3 * 60_000, 20);
+    let (at, r) = ticks
+        .iter()
+        .find(|(at, _)| *at >= planned.first_ms)
+        .unwrap();
+    let out = &r.functions[0];
+    assert_eq!(out.decision.unwrap().reason, Reason::Planned, "{out:?}");
+    assert!(out.saved && out.warm.unwrap().cold > 0, "{out:?}");
+    let st = store.get(&f("orders")).0.unwrap();
+    assert!(
+        st.run.is_none_or(|r| r.first_ms > *at),
+        "the reaped run goes on: {:?}",
+        st.run
+    );
 }
