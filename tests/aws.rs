@@ -171,6 +171,29 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         "the run's claim released"
     );
 
+    // The warm planned the ones after it; the scan reads their spacing and
+    // end from the item, and the run's claim says when the last tick ran.
+    use forewarm::ports::StateStore as _;
+    let run = st.run.expect("warms planned after the first");
+    let targets = stack.store().targets().await.unwrap();
+    let t = targets
+        .iter()
+        .find(|t| &*t.function.name == FUNCTION)
+        .unwrap();
+    assert_eq!(t.next_check_ms, run.first_ms);
+    assert_eq!(t.slots, Some(run.slots()));
+    let store = stack.store();
+    let first = store.claim_run("probe", 1_000, 2_000).await.unwrap();
+    assert!(
+        first.is_some_and(|t| t > 1_000_000),
+        "the tick's claim: {first:?}"
+    );
+    assert_eq!(
+        store.claim_run("probe", 1_500, 2_000).await.unwrap(),
+        Some(1_000)
+    );
+    store.release_run("probe").await.unwrap();
+
     // `forewarm status` shows it.
     let out = stack.forewarm(&["status", FUNCTION]).output().unwrap();
     assert!(

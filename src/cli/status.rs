@@ -86,8 +86,8 @@ async fn report<S: AdminStore>(
     }
     writeln!(
         out,
-        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9}  last error",
-        "function", "forecast", "target", "warmed", "distinct", "delay", "z", "survives"
+        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9} {:>10}  last error",
+        "function", "forecast", "target", "warmed", "distinct", "delay", "z", "survives", "planned"
     )?;
     for i in &items {
         let Some(st) = &i.state else {
@@ -108,9 +108,23 @@ async fn report<S: AdminStore>(
             },
             |d| format!("<{d}s"),
         );
+        // Warms planned ahead: pings, spacing and the minutes left of the
+        // run (its slots are sent without a save, so the last decision
+        // shown may be older than the last warm).
+        let planned = st.run.filter(|r| r.until_ms > now_ms).map_or_else(
+            || "-".to_string(),
+            |r| {
+                format!(
+                    "{}@{}m/{}m",
+                    r.n,
+                    r.every_ms / 60_000,
+                    (r.until_ms - now_ms).div_ceil(60_000)
+                )
+            },
+        );
         writeln!(
             out,
-            "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9}  {}",
+            "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10}  {}",
             i.function,
             d.map_or(0.0, |d| d.forecast),
             d.map_or(0, |d| d.target),
@@ -119,6 +133,7 @@ async fn report<S: AdminStore>(
             st.delay_ms,
             st.forecaster.z,
             survives,
+            planned,
             i.last_error.as_deref().unwrap_or("")
         )?;
     }
@@ -146,15 +161,26 @@ mod tests {
             target: 4,
             warmed: 4,
         });
+        st.run = Some(crate::decision::Run {
+            first_ms: 240_000,
+            every_ms: 240_000,
+            until_ms: 1_200_000,
+            n: 3,
+            hold_ms: 300,
+            reached: 4,
+            busy: 1,
+        });
         store.put_state_json(
             &FunctionRef::unqualified("orders"),
             &serde_json::to_string(&st).unwrap(),
         );
         store.put_state_json(&FunctionRef::unqualified("garbled"), "{not json");
-        let text = block_on_ready(report(&store, None, false, "t", 0)).unwrap();
+        let text = block_on_ready(report(&store, None, false, "t", 60_000)).unwrap();
         let orders = text.lines().find(|l| l.starts_with("orders")).unwrap();
         let cols: Vec<&str> = orders.split_whitespace().collect();
         assert_eq!(&cols[1..4], ["3.5", "4", "4"], "{text}");
+        // Three pings every four minutes, for 19 minutes more.
+        assert_eq!(cols[8], "3@4m/19m", "{text}");
         let garbled = text.lines().find(|l| l.starts_with("garbled")).unwrap();
         assert!(garbled.contains("(no readable state)"), "{text}");
 
