@@ -80,18 +80,19 @@ pub const ACTIVE_CHECK_MS: u64 = policy::WINDOW_MINUTES as u64 * 60_000;
 /// How often an idle function (nothing forecast, nothing warm, no recent
 /// traffic) is looked at.
 pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
-/// Minutes between detail reads (duration and the shims' cold starts, on
-/// top of concurrency and invocations). Both move slowly: the average
-/// duration only scales the running concurrency estimate, and the cold-start
-/// share only gates narrowing the forecast band. Three hours, measured
-/// against one with `forewarm simulate` on the bundled day (seeds 1 and 2)
-/// and two synthetic fleets (500 functions × 4 days seed 3, 300 × 3 seed 7):
-/// 16-21 % less spent on CloudWatch and 1-18 % fewer cold starts on every
-/// one, for 3-18 % more pings (likely because a cold share learned over
-/// three hours at a time lets the band narrow less often after one quiet
-/// hour); six hours read less still but had 11 % more cold starts than
-/// three on the 300-function fleet.
-pub const DETAIL_EVERY_MINUTES: u64 = 180;
+/// Minutes between detail reads (invocations, duration and the shims' cold
+/// starts, on top of concurrency). They move slowly: the busy share and the
+/// average duration only scale the sandboxes real traffic holds, and the
+/// cold-start share only gates narrowing the forecast band. Twelve hours,
+/// measured with `forewarm simulate` once warms were planned ahead, against
+/// three and six: on the bundled day (seeds 1 and 2) within 1 % of three
+/// hours' cold starts (4,663 and 4,681 against 4,625 and 4,655) for 12 %
+/// less, and on synthetic fleets (500 × 4 days seed 3, 300 × 3 seed 7,
+/// 300 × 7 seed 11) 1 %, 18 % and 11 % fewer cold starts for 2-4 % less;
+/// six hours was between them on cost but not monotone on cold starts. The
+/// fleets' gain comes with 5-7 % more pings: a cold share learned over
+/// longer spans lets the band narrow less often.
+pub const DETAIL_EVERY_MINUTES: u64 = 720;
 /// The longest a function whose forecast keeps holding goes between reads.
 /// A read in which every closed window held (its real peak within the target
 /// forecast for it) doubles the gap, from the base cadence up to this; one
