@@ -621,7 +621,9 @@ fn planned_warm(
         state.recent_peak(),
         warm_now,
     );
-    if target < r.reached {
+    // A stored plan is untrusted: more pings than its own target is not a
+    // plan this controller made.
+    if target < r.reached || r.n > target {
         return None;
     }
     state.next_due_ms = now_ms + r.every_ms;

@@ -111,6 +111,10 @@ impl FunctionState {
             ));
             self.init_ms = super::pings::MAX_INIT_WAIT_MS as u32;
         }
+        if self.run.is_some_and(|r| !r.is_sane()) {
+            fixed.push("run: spacing or end out of range".into());
+            self.run = None;
+        }
         let latest = now_ms.saturating_add(FUTURE_LIMIT_MS);
         let mut not_after = |name: &str, t: &mut u64| {
             if *t > latest {
@@ -198,8 +202,19 @@ mod tests {
         st.forecaster.heat = 1e308;
         st.forecaster.recent = f64::NAN;
         st.forecaster.active_share = 7.0;
+        // A plan whose slots never end (or come every 0 ms).
+        st.run = Some(crate::decision::Run {
+            first_ms: NOW,
+            every_ms: 0,
+            until_ms: u64::MAX,
+            n: u32::MAX,
+            hold_ms: 300,
+            reached: u32::MAX,
+            busy: 0,
+        });
         let fixed = st.repair(NOW).unwrap();
-        assert_eq!(fixed.len(), 4, "{fixed:?}");
+        assert_eq!(fixed.len(), 5, "{fixed:?}");
+        assert_eq!(st.run, None);
         assert_eq!(st.forecaster.active_share, 1.0);
         assert_eq!(st.next_check_ms, NOW);
         assert_eq!(st.forecaster.heat, 2.5);
