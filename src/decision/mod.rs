@@ -485,9 +485,12 @@ pub fn decide(
         // A stored look time other than the run's first slot is not the
         // run's (repaired, or edited): the scan did not find the slots
         // by it.
+        // After missed ticks the slots between were never sent: a look,
+        // which takes in only those up to the last tick that ran.
         let planned = policy.mode == Mode::Warm
             && obs.metrics != MetricsStatus::Fresh
             && state.next_check_ms == r.first_ms
+            && now_ms - prev_tick <= run::MIN_EVERY_MS + run::SLOT_TOLERANCE_MS
             && run::slot_due(&r, prev_tick, now_ms);
         if planned && let Some(d) = planned_warm(policy, state, obs, &r, now_ms) {
             state.run = Some(r);

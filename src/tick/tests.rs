@@ -911,3 +911,33 @@ fn a_planned_warm_that_finds_its_sandboxes_reaped_is_saved_and_ends_the_plan() {
         st.run
     );
 }
+
+#[test]
+fn after_missed_ticks_the_warm_is_a_look_and_the_slots_never_sent_are_not_recorded() {
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    ticks_each_minute(&store, &metrics, &lambda, NOW, 2);
+    let run = store
+        .get(&f("orders"))
+        .0
+        .unwrap()
+        .run
+        .expect("a run planned");
+    // The schedule stops from the minute before the first slot to two
+    // slots later.
+    let back = run.first_ms + 2 * run.every_ms + 60_000;
+    assert!(back < run.until_ms, "{run:?}");
+    let r = tick(&store, &metrics, &lambda, "run", back);
+    let out = &r.functions[0];
+    assert!(out.saved, "{out:?}");
+    assert_ne!(out.decision.unwrap().reason, Reason::Planned, "{out:?}");
+    let st = store.get(&f("orders")).0.unwrap();
+    for missed in [run.first_ms, run.first_ms + run.every_ms] {
+        assert!(
+            st.warms.iter().all(|w| w.at_ms != missed),
+            "a slot never sent was recorded: {:?}",
+            st.warms
+        );
+    }
+}
