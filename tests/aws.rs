@@ -182,6 +182,9 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         .unwrap();
     assert_eq!(t.next_check_ms, run.first_ms);
     assert_eq!(t.slots, Some(run.slots()));
+    // Its real traffic too, for the account's pool while it rests.
+    let busy = t.real_busy.expect("real_busy on the item");
+    assert!((busy - st.busy).abs() < 0.001, "{busy} for {}", st.busy);
     let store = stack.store();
     let first = store.claim_run("probe", 1_000, 2_000).await.unwrap();
     assert!(

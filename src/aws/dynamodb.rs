@@ -15,7 +15,9 @@
 //!   `ports::stored`). A function with warms planned ahead also has
 //!   `run_every_ms` and `run_until_ms`: with `next_check_ms` (the first
 //!   slot), the scan tells which functions have a planned warm this tick
-//!   (see [`crate::decision::run`]).
+//!   (see [`crate::decision::run`]). `real_busy`, the function's average
+//!   real concurrency, lets a tick count the traffic of functions it does
+//!   not look at in the account's pool.
 //!
 //! A tick claims the run with one conditional `UpdateItem` on the account's
 //! state item (free, expired, or already ours), so two overlapping ticks
@@ -36,9 +38,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::port_error;
-use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
 use crate::decision::run::Slots;
+use crate::decision::{FunctionState, checked_busy};
 use crate::ports::{
     AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
     Target, Usage, stored,
@@ -82,6 +84,20 @@ fn get_u64(item: &Item, k: &str) -> Option<u64> {
         .and_then(|v| v.as_n().ok())
         .and_then(|x| x.parse::<f64>().ok())
         .map(|x| x.max(0.0) as u64)
+}
+
+fn get_f64(item: &Item, k: &str) -> Option<f64> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|x| x.parse::<f64>().ok())
+}
+
+/// A learned figure as a short number attribute (three decimals carry more
+/// than the estimate knows, and the item is billed by its size).
+fn short(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() { "0".into() } else { s.into() }
 }
 
 /// The highest version a state item may carry: a save adds one, and above
@@ -436,7 +452,7 @@ impl StateStore for DynamoStore {
         let items = self.scan_all().await?;
         let mut defaults = None;
         let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
-        let mut next_check: HashMap<String, (u64, Option<Slots>)> = HashMap::new();
+        let mut next_check: HashMap<String, (u64, Option<Slots>, Option<f64>)> = HashMap::new();
         for item in &items {
             let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) else {
                 continue;
@@ -457,7 +473,8 @@ impl StateStore for DynamoStore {
                         _ => None,
                     };
                     let at = get_u64(item, "next_check_ms").unwrap_or(0);
-                    next_check.insert(pk.to_string(), (at, slots));
+                    let real = get_f64(item, "real_busy").and_then(checked_busy);
+                    next_check.insert(pk.to_string(), (at, slots, real));
                 }
                 _ => {}
             }
@@ -465,11 +482,13 @@ impl StateStore for DynamoStore {
         Ok(policies
             .into_iter()
             .map(|(pk, doc)| {
-                let (next_check_ms, slots) = next_check.get(&pk).copied().unwrap_or((0, None));
+                let (next_check_ms, slots, real_busy) =
+                    next_check.get(&pk).copied().unwrap_or((0, None, None));
                 match FunctionRef::check_key(&pk) {
                     Ok(()) => Target {
                         next_check_ms,
                         slots,
+                        real_busy,
                         function: FunctionRef::parse(&pk),
                         policy: Policy::from_items(defaults.as_ref(), &doc),
                     },
@@ -478,6 +497,7 @@ impl StateStore for DynamoStore {
                     Err(why) => Target {
                         next_check_ms: 0,
                         slots: None,
+                        real_busy: None,
                         function: FunctionRef::unqualified(pk.as_str()),
                         policy: Err(PolicyError {
                             problems: vec![why],
@@ -624,7 +644,7 @@ impl StateStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::key(&pk, "state")))
             .update_expression(format!(
-                "SET #s = :state, #v = :next, #nc = :nc, #sb = :sb{set_err}{set_run} {remove}"
+                "SET #s = :state, #v = :next, #nc = :nc, #sb = :sb, #rb = :rb{set_err}{set_run} {remove}"
             ))
             .condition_expression(condition)
             .expression_attribute_names("#s", "state")
@@ -634,13 +654,15 @@ impl StateStore for DynamoStore {
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
             .expression_attribute_names("#le", "last_error")
+            .expression_attribute_names("#rb", "real_busy")
             .expression_attribute_names("#re", "run_every_ms")
             .expression_attribute_names("#ru", "run_until_ms")
             .expression_attribute_values(":state", AttributeValue::B(Blob::new(bytes)))
             .expression_attribute_values(":next", n(version + 1))
             .expression_attribute_values(":v", n(version))
             .expression_attribute_values(":nc", n(state.next_check_ms))
-            .expression_attribute_values(":sb", n(crate::ports::save_mark(run)));
+            .expression_attribute_values(":sb", n(crate::ports::save_mark(run)))
+            .expression_attribute_values(":rb", n(short(state.real_busy())));
         if let Some(v) = values {
             req = req.expression_attribute_values(":err", v);
         }

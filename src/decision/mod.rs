@@ -326,6 +326,20 @@ impl FunctionState {
     }
 }
 
+impl FunctionState {
+    /// Its average real concurrency as the account's pool counts it (for
+    /// the items' `real_busy`): the learned figure when it is one.
+    pub fn real_busy(&self) -> f64 {
+        checked_busy(self.busy).unwrap_or(0.0)
+    }
+}
+
+/// An average real concurrency read from outside, when it is a figure a
+/// controller could have written: finite, not negative, within any account.
+pub fn checked_busy(busy: f64) -> Option<f64> {
+    (busy.is_finite() && (0.0..=1e6).contains(&busy)).then_some(busy)
+}
+
 /// What the controller saw of a function this tick.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Observation {

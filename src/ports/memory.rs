@@ -52,6 +52,7 @@ struct Item {
     last_error: Option<String>,
     next_check_ms: u64,
     slots: Option<crate::decision::run::Slots>,
+    real_busy: Option<f64>,
     saved_by: Option<String>,
 }
 
@@ -279,6 +280,7 @@ impl StateStore for MemoryStore {
                 policy: Policy::from_items(defaults.as_ref(), doc),
                 next_check_ms: g.items.get(f).map_or(0, |i| i.next_check_ms),
                 slots: g.items.get(f).and_then(|i| i.slots),
+                real_busy: g.items.get(f).and_then(|i| i.real_busy),
             })
             .collect()))
     }
@@ -356,6 +358,7 @@ impl StateStore for MemoryStore {
         item.last_error = state.last_error.clone();
         item.next_check_ms = state.next_check_ms;
         item.slots = state.run.map(|r| r.slots());
+        item.real_busy = Some(state.real_busy());
         item.saved_by = Some(run.to_string());
         let v = item.version;
         ready(lost.map_or(Ok(v), Err))

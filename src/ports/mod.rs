@@ -233,6 +233,10 @@ pub struct Target {
     /// (with `next_check_ms`, its first slot): the tick leaves it alone
     /// between slots.
     pub slots: Option<crate::decision::run::Slots>,
+    /// Its average real concurrency as its last save left it (the state
+    /// item's `real_busy`): the tick shares the account's pool beside the
+    /// real traffic of the functions it does not look at too.
+    pub real_busy: Option<f64>,
 }
 
 /// A function's stored state and the version a save must match.

@@ -117,6 +117,8 @@ struct Slot {
     next_check_ms: u64,
     /// The planned warms' spacing and end, as the state item's attributes.
     slots: Option<crate::decision::run::Slots>,
+    /// Its average real concurrency, as the state item's attribute.
+    real_busy: Option<f64>,
     /// The mark of the run that saved last ([`crate::ports::save_mark`]).
     saved_by: u32,
     /// The state item's billed size (0 while there is none).
@@ -178,24 +180,21 @@ fn index(f: &FunctionRef) -> Result<usize, PortError> {
 impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.now_ms.load(std::sync::atomic::Ordering::Relaxed);
         let bytes: u64 = slots.iter().map(|s| s.bytes + POLICY_ITEM_BYTES).sum();
         self.charge(scan_units(bytes), 0.0);
-        let before = self.ticks.lock().unwrap_or_else(|e| e.into_inner()).1;
-        let prev = crate::decision::run::previous_tick(before, now);
-        // Resting functions are left out here rather than by the tick, which
-        // would skip them anyway (by the same rule): it saves building a
-        // target for each.
+        // Every function, resting or not, as the table's scan lists them:
+        // the tick leaves the resting ones alone but counts their real
+        // traffic in the account's pool.
         ready(Ok(self
             .names
             .iter()
             .zip(slots.iter())
-            .filter(|(_, s)| !crate::decision::run::rests(s.next_check_ms, s.slots, prev, now))
             .map(|(f, s)| Target {
                 function: f.clone(),
                 policy: Ok(self.policy.clone()),
                 next_check_ms: s.next_check_ms,
                 slots: s.slots,
+                real_busy: s.real_busy,
             })
             .collect()))
     }
@@ -255,6 +254,7 @@ impl StateStore for SimStore {
             }
             slot.next_check_ms = state.next_check_ms;
             slot.slots = state.run.map(|r| r.slots());
+            slot.real_busy = Some(state.real_busy());
             let error = state.last_error.as_ref().map_or(0, String::len);
             if slot.saves.is_multiple_of(MEASURE_EVERY) {
                 slot.json = json_bytes(&state);

@@ -414,10 +414,11 @@ async fn run_stages<S, M, W, C>(
     // (at least).
     let fleet = targets.len();
     let now_ms = at.now_ms;
-    let mut work = take_on(store, budget, cfg, at, targets, report).await;
+    let mut aside = RealAside::default();
+    let mut work = take_on(store, budget, cfg, at, targets, &mut aside, report).await;
     observe_all(store, metrics, cfg, now_ms, fleet, &mut work).await;
     let mut work = decide_all(store, warmer, budget, cfg, now_ms, work, report).await;
-    share_account_pool(now_ms, &mut work);
+    share_account_pool(now_ms, &mut work, &aside);
     warm_all(store, warmer, budget, cfg, now_ms, &mut work).await;
     report.cost.pings = pings_usd(&work);
     save_all(store, cfg, now_ms, work, report).await;
@@ -522,6 +523,7 @@ async fn take_on<S: StateStore, C: Clock>(
     cfg: &TickConfig,
     at: Times,
     mut targets: Vec<crate::ports::Target>,
+    aside: &mut RealAside,
     report: &mut TickReport,
 ) -> Vec<Work> {
     let now_ms = at.now_ms;
@@ -537,6 +539,7 @@ async fn take_on<S: StateStore, C: Clock>(
             && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms)
         {
             report.resting += 1;
+            aside.add(t.real_busy);
             continue;
         }
         let parsed = match t.policy {
@@ -558,6 +561,7 @@ async fn take_on<S: StateStore, C: Clock>(
         }
         if !budget.may_take_on() {
             report.late += 1;
+            aside.add(t.real_busy);
             report.functions.push(skipped(t.function, Note::Late));
             continue;
         }
@@ -953,12 +957,35 @@ async fn screen<M: MetricsSource>(
 /// its own function's traffic).
 ///
 /// The fleet's real concurrency at the moment of the pings is estimated as
-/// the sum of each function's average concurrency plus the fleet's spread:
-/// each function's distance from its average to its recent peak, added in
-/// quadrature, because the bursts of independent functions do not coincide.
+/// the sum of each function's average concurrency (every function's, those
+/// this tick leaves alone too: [`RealAside`]) plus the spread of those it
+/// looks at: each one's distance from its average to its recent peak, added
+/// in quadrature, because the bursts of independent functions do not
+/// coincide.
 /// Summing every function's hourly peak instead would claim an account
 /// whose functions peak at different times is full when it is not.
-fn share_account_pool(now_ms: u64, work: &mut [Work]) {
+/// The real traffic of the functions a tick leaves alone (resting, or left
+/// for the next tick), as their items last said it: it draws on the
+/// account's pool all the same. Their averages only, whatever their
+/// reservation (the scan does not say it; a reserved function's traffic
+/// then narrows the others' room, the safe side): on a synthetic fleet of
+/// 1,000 (`trace synth --functions 1000 --days 3 --seed 11`) counting them
+/// cut the real requests throttled from 512 to 214 for 9 % more cold
+/// starts, and 1.5 % more on the bundled day; adding their bursts in
+/// quadrature as well cut throttles only to 197, for 57 % more cold starts
+/// on the bundled day (a resting function is one whose burst is over).
+#[derive(Debug, Default)]
+struct RealAside {
+    average: f64,
+}
+
+impl RealAside {
+    fn add(&mut self, real_busy: Option<f64>) {
+        self.average += real_busy.unwrap_or(0.0);
+    }
+}
+
+fn share_account_pool(now_ms: u64, work: &mut [Work], aside: &RealAside) {
     let shared: Vec<usize> = (0..work.len())
         .filter(|&i| {
             work[i].obs.limits.reserved.is_none() && work[i].obs.limits.unreserved.is_some()
@@ -971,7 +998,7 @@ fn share_account_pool(now_ms: u64, work: &mut [Work]) {
     else {
         return;
     };
-    let (mut average, mut spread2) = (0.0, 0.0);
+    let (mut average, mut spread2) = (aside.average, 0.0);
     for &i in &shared {
         let st = &work[i].state;
         let (busy, peak) = (st.busy, st.recent_peak());

@@ -941,3 +941,34 @@ fn after_missed_ticks_the_warm_is_a_look_and_the_slots_never_sent_are_not_record
         );
     }
 }
+
+#[test]
+fn the_traffic_of_resting_functions_counts_in_the_accounts_pool() {
+    // `reports` runs 15 sandboxes on average and is not due this tick; the
+    // account's unreserved pool is 20. What `orders` may warm must leave
+    // room for `reports`' traffic too, not only for its own.
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    store.put_policy(&f("reports"), policy(&[]));
+    let mut st = FunctionState::new(&decision::Policy::default());
+    st.busy = 15.0;
+    st.next_check_ms = NOW + 10 * 60_000;
+    block_on_ready(store.save(&f("reports"), Box::new(st), 0, "earlier")).unwrap();
+    let metrics = Metrics::steady(&[("orders", 6.0)]);
+    let lambda = Lambda {
+        unreserved: Some(20),
+        ..Lambda::default()
+    };
+    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    assert_eq!(r.resting, 1, "{r:?}");
+    let orders = r
+        .functions
+        .iter()
+        .find(|o| &*o.function.name == "orders")
+        .unwrap();
+    let d = orders.decision.unwrap();
+    // 15 (reports) + 3 on average and 3 of burst (orders) + 5 of headroom
+    // leave nothing of the 20.
+    assert_eq!(d.pings(), 0, "{d:?}");
+    assert_eq!(d.capped_by, Some(decision::Cap::Concurrency), "{d:?}");
+}
