@@ -91,6 +91,17 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
                 (format!("{:?}", d.reason), d.target, d.pings())
             });
             let (distinct, cold) = f.warm.map_or((0, 0), |w| (w.distinct, w.cold));
+            // A planned warm that went as planned has nothing to save: its
+            // stored plan says what it did.
+            let as_planned = !f.saved
+                && f.note.is_none()
+                && f.decision
+                    .is_some_and(|d| d.reason == crate::decision::Reason::Planned);
+            let saved = if as_planned {
+                "plan".to_string()
+            } else {
+                f.saved.to_string()
+            };
             println!(
                 "{:<32} {:>9} {:>7} {:>6} {:>8} {:>6} {:>6}  {}",
                 f.function,
@@ -99,7 +110,7 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
                 pings,
                 distinct,
                 cold,
-                f.saved,
+                saved,
                 f.note.as_ref().map(ToString::to_string).unwrap_or_default()
             );
         }
