@@ -171,20 +171,47 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         "the run's claim released"
     );
 
-    // The warm planned the ones after it; the scan reads their spacing and
-    // end from the item, and the run's claim says when the last tick ran.
+    // A first warm's pings come back cold (they made the sandboxes), which
+    // is news: nothing is planned after it. A state with a plan saves its
+    // spacing and end where the scan reads them, and a save without one
+    // removes them; the average real concurrency goes with every save.
     use forewarm::ports::StateStore as _;
-    let run = st.run.expect("warms planned after the first");
-    let targets = stack.store().targets().await.unwrap();
+    assert_eq!(st.run, None, "a plan after cold replies: {:?}", st.run);
+    let store = stack.store();
+    let f = forewarm::ports::FunctionRef::unqualified(FUNCTION);
+    let mut planned = st.clone();
+    let run = forewarm::decision::Run {
+        first_ms: planned.next_check_ms,
+        every_ms: 240_000,
+        until_ms: planned.next_check_ms + 720_000,
+        n: 2,
+        hold_ms: 300,
+        reached: 5,
+        busy: 3,
+    };
+    planned.run = Some(run);
+    planned.busy = 2.75;
+    let v = store.save(&f, Box::new(planned), 1, "probe").await.unwrap();
+    let targets = store.targets().await.unwrap();
     let t = targets
         .iter()
         .find(|t| &*t.function.name == FUNCTION)
         .unwrap();
     assert_eq!(t.next_check_ms, run.first_ms);
     assert_eq!(t.slots, Some(run.slots()));
-    // Its real traffic too, for the account's pool while it rests.
-    let busy = t.real_busy.expect("real_busy on the item");
-    assert!((busy - st.busy).abs() < 0.001, "{busy} for {}", st.busy);
+    assert_eq!(t.real_busy, Some(2.75));
+    let mut unplanned = st.clone();
+    unplanned.run = None;
+    store
+        .save(&f, Box::new(unplanned), v, "probe")
+        .await
+        .unwrap();
+    let targets = store.targets().await.unwrap();
+    let t = targets
+        .iter()
+        .find(|t| &*t.function.name == FUNCTION)
+        .unwrap();
+    assert_eq!(t.slots, None);
     let store = stack.store();
     let first = store.claim_run("probe", 1_000, 2_000).await.unwrap();
     assert!(
