@@ -494,13 +494,12 @@ pub fn decide(
     let prev_tick = run::previous_tick(obs.last_tick_ms, now_ms);
     if let Some(r) = state.run.take() {
         run::settle(state, &r, prev_tick);
-        // New minutes, a run over, or another mode: a look, which plans
-        // again if it warms.
-        // A stored look time other than the run's first slot is not the
-        // run's (repaired, or edited): the scan did not find the slots
-        // by it.
-        // After missed ticks the slots between were never sent: a look,
-        // which takes in only those up to the last tick that ran.
+        // Anything but a slot falling to this tick is a look, which plans
+        // again if it warms: new minutes, a run over, another mode, a
+        // stored look time that is not the run's first slot (repaired or
+        // edited: the scan did not find the slots by it), or missed ticks
+        // (the slots between were never sent; the look takes in only those
+        // up to the last tick that ran).
         let planned = policy.mode == Mode::Warm
             && obs.metrics != MetricsStatus::Fresh
             && state.next_check_ms == r.first_ms
