@@ -528,20 +528,24 @@ async fn take_on<S: StateStore, C: Clock>(
 ) -> Vec<Work> {
     let now_ms = at.now_ms;
     let prev_tick = decision::run::previous_tick(at.last_tick_ms, now_ms);
+    // No decision plans a look further than the idle rest; a stored time
+    // beyond twice that is not the controller's, and resting on it would
+    // leave the function alone forever.
+    let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
+    // Resting functions first, in any order (most of a fleet, most ticks);
+    // the others are taken on longest waiting first.
+    targets.retain(|t| {
+        let rests = t.next_check_ms <= planned
+            && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms);
+        if rests {
+            report.resting += 1;
+            aside.add(t.real_busy);
+        }
+        !rests
+    });
     targets.sort_by_key(|t| t.next_check_ms);
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
-        // No decision plans a look further than the idle rest; a stored time
-        // beyond twice that is not the controller's, and resting on it would
-        // leave the function alone forever.
-        let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
-        if t.next_check_ms <= planned
-            && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms)
-        {
-            report.resting += 1;
-            aside.add(t.real_busy);
-            continue;
-        }
         let parsed = match t.policy {
             Ok(p) => p,
             Err(e) => {
