@@ -79,17 +79,14 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_u64(item: &Item, k: &str) -> Option<u64> {
-    item.get(k)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|x| x.parse::<f64>().ok())
-        .map(|x| x.max(0.0) as u64)
-}
-
 fn get_f64(item: &Item, k: &str) -> Option<f64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|x| x.parse::<f64>().ok())
+}
+
+fn get_u64(item: &Item, k: &str) -> Option<u64> {
+    get_f64(item, k).map(|x| x.max(0.0) as u64)
 }
 
 /// A learned figure as a short number attribute (three decimals carry more

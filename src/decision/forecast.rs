@@ -67,8 +67,9 @@ pub(crate) const Z_RANGE: (f64, f64) = (-2.0, 12.0);
 /// The quantiles the tracker calibrates to: below a half a target under the
 /// point forecast is asked for, and at 1 no finite target covers.
 pub(crate) const QUANTILE_RANGE: (f64, f64) = (0.5, 0.9999);
-/// Forecasts remembered for scoring: the windows of the coming horizon and
-/// the ones whose minutes CloudWatch has not delivered yet.
+/// Forecasts remembered for scoring: the windows whose minutes have not been
+/// read yet (up to an hour between reads, plus CloudWatch's lag: 13) and
+/// those a plan of warms issued ahead (up to an hour: 12 more).
 const PREDICTIONS_KEPT: usize = 32;
 /// Weight of each window in the share of windows with any demand: about a
 /// day of windows.

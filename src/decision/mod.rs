@@ -587,16 +587,8 @@ pub fn decide(
     } else {
         next_check(policy, state, now_ms, idle)
     };
-    if let (Action::Warm { n, delay_ms }, Some(reads)) = (d.action, obs.reads)
-        && let Some(r) = plan_run(
-            state,
-            reads,
-            now_ms,
-            interval_s,
-            forecast.target,
-            n,
-            delay_ms,
-        )
+    if let (Action::Warm { .. }, Some(reads)) = (d.action, obs.reads)
+        && let Some(r) = plan_run(state, reads, now_ms, interval_s, forecast.target)
     {
         d.next_check_ms = r.first_ms;
         state.run = Some(r);
@@ -643,13 +635,7 @@ fn planned_warm(
         return None;
     }
     state.next_due_ms = now_ms + r.every_ms;
-    state.warms.push(WarmRecord {
-        at_ms: now_ms,
-        n: r.n,
-        hold_ms: r.hold_ms,
-        reached: r.reached,
-        busy: r.busy,
-    });
+    state.warms.push(r.record(now_ms));
     let d = Decision {
         action: Action::Warm {
             n: r.n,
@@ -674,16 +660,14 @@ fn planned_warm(
 /// up to the next metrics read (about [`run::MAX_RUN_MS`] at most), and only while
 /// the forecast a look would make at each slot keeps the target decided
 /// now. Each slot's forecast is issued now, as that look would have issued
-/// it, so the windows inside the run are scored as before. `None` when not
-/// even one slot fits.
+/// it, so the windows inside the run are scored as before. Each slot repeats
+/// the warm recorded now. `None` when not even one slot fits.
 fn plan_run(
     state: &mut FunctionState,
     reads: ReadCadence,
     now_ms: u64,
     interval_s: u32,
     raw_target: u32,
-    n: u32,
-    hold_ms: u32,
 ) -> Option<Run> {
     let every_ms = (interval_s as u64).div_ceil(60).max(1) * 60_000;
     let first_ms = now_ms + every_ms;
@@ -704,8 +688,8 @@ fn plan_run(
         first_ms,
         every_ms,
         until_ms,
-        n,
-        hold_ms,
+        n: last.n,
+        hold_ms: last.hold_ms,
         reached: last.reached,
         busy: last.busy,
     })
@@ -1067,10 +1051,12 @@ pub fn replan(policy: &Policy, state: &mut FunctionState, sent_ms: u64) {
     state.run = None;
     let due = sent_ms + state.survival.interval_s(policy) as u64 * 1_000;
     state.next_due_ms = state.next_due_ms.min(due);
+    // Looked at when that warm falls due (or sooner, as already planned),
+    // but not before the next tick.
     state.next_check_ms = state
         .next_check_ms
-        .max(sent_ms + 60_000)
-        .min(state.next_due_ms.max(sent_ms + 60_000));
+        .min(state.next_due_ms)
+        .max(sent_ms + run::MIN_EVERY_MS);
 }
 
 /// Records that the warm decided at `at_ms` sends `n` pings (fewer than

@@ -104,6 +104,17 @@ impl Run {
         }
     }
 
+    /// The record of its slot sent at `at_ms`.
+    pub fn record(&self, at_ms: u64) -> WarmRecord {
+        WarmRecord {
+            at_ms,
+            n: self.n,
+            hold_ms: self.hold_ms,
+            reached: self.reached,
+            busy: self.busy,
+        }
+    }
+
     /// Whether its figures could have been written by a controller: a
     /// state item is untrusted, and a spacing of 0 would divide by zero.
     pub fn is_sane(&self) -> bool {
@@ -168,16 +179,7 @@ pub fn settle(state: &mut FunctionState, run: &Run, prev_ms: u64) {
     while s < run.until_ms && s <= sent_until {
         if !warms.iter().any(|w| w.at_ms == s) {
             let at = warms.partition_point(|w| w.at_ms < s);
-            warms.insert(
-                at,
-                WarmRecord {
-                    at_ms: s,
-                    n: run.n,
-                    hold_ms: run.hold_ms,
-                    reached: run.reached,
-                    busy: run.busy,
-                },
-            );
+            warms.insert(at, run.record(s));
         }
         state.next_due_ms = state.next_due_ms.max(s + run.every_ms);
         if state.survival.last_warm_ms < s {

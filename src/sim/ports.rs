@@ -158,8 +158,8 @@ struct SimStore {
     policy: Parsed,
     slots: Mutex<Vec<Slot>>,
     now_ms: std::sync::atomic::AtomicU64,
-    /// The time of the last claim, and of the one before it.
-    ticks: Mutex<(Option<u64>, Option<u64>)>,
+    /// The time of the last claim.
+    last_tick_ms: Mutex<Option<u64>>,
     usage: Mutex<Usage>,
 }
 
@@ -208,9 +208,8 @@ impl StateStore for SimStore {
         // The simulator's ticks never overlap; the claim is billed as the
         // conditional write it is on the small account item.
         self.charge(0.0, write_units(0, RUN_ITEM_BYTES));
-        let mut t = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
-        *t = (Some(now_ms), t.0);
-        ready(Ok(t.1))
+        let mut last = self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
+        ready(Ok(last.replace(now_ms)))
     }
 
     fn release_run(&self, _owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
@@ -521,7 +520,7 @@ impl Controller {
                 policy,
                 slots: Mutex::new((0..functions).map(|_| Slot::default()).collect()),
                 now_ms: std::sync::atomic::AtomicU64::new(0),
-                ticks: Mutex::new((None, None)),
+                last_tick_ms: Mutex::new(None),
                 usage: Mutex::new(Usage::default()),
             },
             cfg: TickConfig::new("sim"),

@@ -532,6 +532,10 @@ async fn take_on<S: StateStore, C: Clock>(
     // beyond twice that is not the controller's, and resting on it would
     // leave the function alone forever.
     let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
+    let reads = decision::ReadCadence {
+        every_minutes: cfg.metrics_every_minutes,
+        lag_minutes: cfg.metrics_lag_minutes,
+    };
     // Resting functions first, in any order (most of a fleet, most ticks);
     // the others are taken on longest waiting first.
     targets.retain(|t| {
@@ -601,10 +605,7 @@ async fn take_on<S: StateStore, C: Clock>(
         );
         w.news = out_of_step;
         w.obs.last_tick_ms = at.last_tick_ms;
-        w.obs.reads = Some(decision::ReadCadence {
-            every_minutes: cfg.metrics_every_minutes,
-            lag_minutes: cfg.metrics_lag_minutes,
-        });
+        w.obs.reads = Some(reads);
         work.push(w);
     }
     work
@@ -955,19 +956,6 @@ async fn screen<M: MetricsSource>(
     }
 }
 
-/// Cuts this tick's warms of functions without reserved concurrency so that
-/// they fit the account's unreserved pool together, beside the real traffic
-/// of all of them and the headroom (each decision alone only left room for
-/// its own function's traffic).
-///
-/// The fleet's real concurrency at the moment of the pings is estimated as
-/// the sum of each function's average concurrency (every function's, those
-/// this tick leaves alone too: [`RealAside`]) plus the spread of those it
-/// looks at: each one's distance from its average to its recent peak, added
-/// in quadrature, because the bursts of independent functions do not
-/// coincide.
-/// Summing every function's hourly peak instead would claim an account
-/// whose functions peak at different times is full when it is not.
 /// The real traffic of the functions a tick leaves alone (resting, or left
 /// for the next tick), as their items last said it: it draws on the
 /// account's pool all the same. Their averages only, whatever their
@@ -989,6 +977,19 @@ impl RealAside {
     }
 }
 
+/// Cuts this tick's warms of functions without reserved concurrency so that
+/// they fit the account's unreserved pool together, beside the real traffic
+/// of all of them and the headroom (each decision alone only left room for
+/// its own function's traffic).
+///
+/// The fleet's real concurrency at the moment of the pings is estimated as
+/// the sum of each function's average concurrency (every function's, those
+/// this tick leaves alone too: [`RealAside`]) plus the spread of those it
+/// looks at: each one's distance from its average to its recent peak, added
+/// in quadrature, because the bursts of independent functions do not
+/// coincide.
+/// Summing every function's hourly peak instead would claim an account
+/// whose functions peak at different times is full when it is not.
 fn share_account_pool(now_ms: u64, work: &mut [Work], aside: &RealAside) {
     let shared: Vec<usize> = (0..work.len())
         .filter(|&i| {
