@@ -116,6 +116,110 @@ impl Usage {
     }
 }
 
+/// DynamoDB's billing rules, as the simulator charges them and the
+/// stand-ins' front door (`tests/support/moto_cbor.py`) reports them: an
+/// item's size is its attribute names' and values' bytes, a number about
+/// one byte per two significant digits plus one; a write costs one unit per
+/// KB of the larger of the item before and after; a consistent read one per
+/// 4 KB (an item that is not there still costs one); a scan half a unit
+/// per 4 KB of what it reads.
+pub mod dynamodb {
+    /// Bytes of a number given as its decimal text: leading and trailing
+    /// zeros do not count, one byte per two significant digits, plus one.
+    pub fn number_bytes(text: &str) -> u64 {
+        let digits: String = text
+            .trim()
+            .trim_start_matches(['-', '+'])
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let significant = digits.trim_matches('0').len().max(1) as u64;
+        significant.div_ceil(2) + 1
+    }
+
+    /// Bytes of a whole number.
+    pub fn integer_bytes(n: u64) -> u64 {
+        number_bytes(&n.to_string())
+    }
+
+    /// Bytes of a string attribute named `name` holding `value`.
+    pub fn text_bytes(name: &str, value: &str) -> u64 {
+        (name.len() + value.len()) as u64
+    }
+
+    /// A function's state item, as both state stores lay it out.
+    #[derive(Debug, Clone, Copy)]
+    pub struct StateItem<'a> {
+        /// Its key: the function (`pk`).
+        pub function: &'a str,
+        /// The stored (deflated) state's length.
+        pub stored_len: usize,
+        /// The version the save writes.
+        pub version: u64,
+        /// When the function's next look is due.
+        pub next_check_ms: u64,
+        /// The saving run's mark.
+        pub saved_by: u32,
+        /// Its average real concurrency, as the number's text.
+        pub real_busy: &'a str,
+        /// A planned run's spacing and end.
+        pub slots: Option<(u64, u64)>,
+        /// Its last error.
+        pub last_error: Option<&'a str>,
+    }
+
+    impl StateItem<'_> {
+        /// Its billed size.
+        pub fn bytes(&self) -> u64 {
+            let num = |name: &str, n: u64| name.len() as u64 + integer_bytes(n);
+            text_bytes("pk", self.function)
+                + text_bytes("sk", "state")
+                + "state".len() as u64
+                + self.stored_len as u64
+                + num("version", self.version)
+                + num("next_check_ms", self.next_check_ms)
+                + num("saved_by", u64::from(self.saved_by))
+                + "real_busy".len() as u64
+                + number_bytes(self.real_busy)
+                + self.slots.map_or(0, |(every, until)| {
+                    num("run_every_ms", every) + num("run_until_ms", until)
+                })
+                + self.last_error.map_or(0, |e| text_bytes("last_error", e))
+        }
+    }
+
+    /// The account's state item (key `*`), which holds the run's claim and
+    /// the last tick's time; `owner` is `None` once the claim is released.
+    pub fn run_item_bytes(owner: Option<(&str, u64)>, last_tick_ms: u64) -> u64 {
+        text_bytes("pk", "*")
+            + text_bytes("sk", "state")
+            + "last_tick_ms".len() as u64
+            + integer_bytes(last_tick_ms)
+            + owner.map_or(0, |(o, until)| {
+                text_bytes("lease_owner", o) + "lease_until".len() as u64 + integer_bytes(until)
+            })
+    }
+
+    /// Write units of one write to an item of `before` bytes leaving
+    /// `after` (0: no item).
+    pub fn write_units(before: u64, after: u64) -> f64 {
+        before.max(after).max(1).div_ceil(1_024) as f64
+    }
+
+    /// Read units of a consistent GetItem of an item of `bytes` (0: none).
+    pub fn consistent_read_units(bytes: u64) -> f64 {
+        bytes.max(1).div_ceil(4_096) as f64
+    }
+
+    /// Read units of an eventually consistent Scan over items of `bytes` in
+    /// all, page by page (a page reads at most 1 MB).
+    pub fn scan_units(bytes: u64) -> f64 {
+        let pages = bytes.div_ceil(1 << 20).max(1);
+        let per_page = bytes.div_ceil(pages);
+        pages as f64 * per_page.max(1).div_ceil(4_096) as f64 * 0.5
+    }
+}
+
 /// A warming bill, part by part (USD); the parts sum to the total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct CostParts {
@@ -182,5 +286,34 @@ mod tests {
         assert!((ddb - (2.0 * 0.000_000_625 + 8.0 * 0.000_000_125)).abs() < 1e-15);
         let later = u.plus(&u);
         assert_eq!(later.since(&u), u);
+    }
+
+    #[test]
+    fn numbers_are_sized_by_their_significant_digits() {
+        use dynamodb::number_bytes;
+        // One byte per two significant digits, plus one.
+        assert_eq!(number_bytes("7"), 2);
+        assert_eq!(number_bytes("1764892800000"), 5, "trailing zeros trimmed");
+        assert_eq!(number_bytes("1764892812345"), 8);
+        assert_eq!(number_bytes("2.75"), 3);
+        assert_eq!(number_bytes("0.125"), 3, "the leading zero trimmed");
+        assert_eq!(number_bytes("0"), 2);
+    }
+
+    #[test]
+    fn units_round_up_per_kilobyte_written_and_four_read() {
+        use dynamodb::*;
+        assert_eq!(write_units(0, 1_024), 1.0);
+        assert_eq!(
+            write_units(1_025, 10),
+            2.0,
+            "the larger of before and after"
+        );
+        assert_eq!(write_units(0, 0), 1.0);
+        assert_eq!(consistent_read_units(0), 1.0, "a missing item costs one");
+        assert_eq!(consistent_read_units(4_097), 2.0);
+        assert_eq!(scan_units(0), 0.5);
+        assert_eq!(scan_units(8_192), 1.0);
+        assert_eq!(scan_units(3 << 20), 3.0 * 256.0 * 0.5, "three full pages");
     }
 }

@@ -132,9 +132,10 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
 
     // What the tick consumed, as the adapters counted it: a first read has
     // the detail series (the simulator bills the same request the same).
-    // DynamoDB's units are what the service reports (`ReturnConsumedCapacity`);
-    // moto reports a constant unit on some calls only, whatever the item's
-    // size, so here they are only checked to be counted at all.
+    // DynamoDB's units are what the service reports (`ReturnConsumedCapacity`,
+    // which the front door answers by DynamoDB's rules): the scan half a
+    // unit and the state's consistent read one; the claim, the save and the
+    // release one write each (every item is under a kilobyte).
     let first_read = forewarm::ports::MetricsRequest {
         function: forewarm::ports::FunctionRef::unqualified(FUNCTION),
         from_minute: 0,
@@ -146,14 +147,8 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         first_read.series(),
         "{report:#}"
     );
-    assert!(
-        report["usage"]["write_units"].as_f64().unwrap() >= 1.0,
-        "{report:#}"
-    );
-    assert!(
-        report["usage"]["read_units"].as_f64().unwrap() > 0.0,
-        "{report:#}"
-    );
+    assert_eq!(report["usage"]["write_units"], 3.0, "{report:#}");
+    assert_eq!(report["usage"]["read_units"], 1.5, "{report:#}");
     let cloudwatch = report["cost"]["cloudwatch"].as_f64().unwrap();
     assert!((cloudwatch - 4.0 * 0.000_01).abs() < 1e-12, "{report:#}");
 

@@ -10,13 +10,17 @@
 mod invoke;
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use forewarm::aws::controller::ControllerConfig;
 use forewarm::aws::{AwsPorts, DynamoStore};
+use forewarm::cost::dynamodb::{
+    StateItem, consistent_read_units, run_item_bytes, scan_units, write_units,
+};
 use forewarm::decision::policy::{PolicyDoc, Scalar};
 use forewarm::ports::AdminStore;
 use invoke::{InvokeStub, Reply, Seen};
@@ -527,4 +531,141 @@ fn versions_and_claims_no_run_wrote_are_repaired_and_said() {
     }
     let healthy = items.iter().find(|i| i.function == "fn-04").unwrap();
     assert_eq!((healthy.version, healthy.last_error.clone()), (1, None));
+}
+
+/// A state item as the simulator sizes it, from the attributes the table
+/// holds (an attribute the simulator does not know of is left out, so it
+/// shows as a difference).
+fn simulated_state_bytes(item: &HashMap<String, AttributeValue>) -> u64 {
+    let text = |k: &str| match item.get(k) {
+        Some(AttributeValue::N(n) | AttributeValue::S(n)) => Some(n.as_str()),
+        _ => None,
+    };
+    let num = |k: &str| text(k).and_then(|n| n.parse::<u64>().ok());
+    StateItem {
+        function: text("pk").unwrap(),
+        stored_len: match item.get("state") {
+            Some(AttributeValue::B(b)) => b.as_ref().len(),
+            other => panic!("state is {other:?}"),
+        },
+        version: num("version").unwrap(),
+        next_check_ms: num("next_check_ms").unwrap(),
+        saved_by: num("saved_by").unwrap() as u32,
+        real_busy: text("real_busy").unwrap(),
+        slots: num("run_every_ms").zip(num("run_until_ms")),
+        last_error: text("last_error"),
+    }
+    .bytes()
+}
+
+#[test]
+fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let names: Vec<String> = (0..6).map(|i| format!("fn-{i:02}")).collect();
+    let stack = Stack::start("fw-units", names);
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    // A first tick (no states yet) and a second that reads and saves every
+    // function again.
+    for round in 0..2 {
+        if round > 0 {
+            stack.look_at_all();
+        }
+        stack.moto.usage(true);
+        let out = stack.tick().output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = report(&out).unwrap();
+        let billed = stack.moto.usage(false);
+        let context = format!("round {round}: {billed:#}\n{report:#}");
+        let counted = &report["usage"];
+
+        // What the adapters counted is what the services billed.
+        for k in ["metrics_requested", "list_requests"] {
+            assert_eq!(counted[k], billed[k], "{k}: {context}");
+        }
+        for k in ["read_units", "write_units"] {
+            let (c, b) = (counted[k].as_f64().unwrap(), billed[k].as_f64().unwrap());
+            assert!(
+                (c - b).abs() < 1e-9,
+                "{k}: counted {c}, billed {b}: {context}"
+            );
+        }
+        // On a first look every function reads its metrics (two series and
+        // the detail ones); the second reads only where the cadence says.
+        let looks = report["functions"].as_array().unwrap().len();
+        assert_eq!(looks, 6, "{context}");
+        if round == 0 {
+            assert!(
+                counted["metrics_requested"].as_u64().unwrap() >= 2 * looks as u64,
+                "{context}"
+            );
+        }
+
+        // The simulator's rules charge each of those calls the same units.
+        let calls = billed["calls"].as_array().unwrap();
+        let (mut scans, mut gets, mut writes) = (0, 0, 0);
+        for c in calls {
+            let op = c["op"].as_str().unwrap();
+            let (sim, billed) = match op {
+                "Scan" => {
+                    scans += 1;
+                    (scan_units(c["bytes"].as_u64().unwrap()), &c["read_units"])
+                }
+                "GetItem" => {
+                    gets += 1;
+                    let bytes = c["bytes"].as_u64().unwrap();
+                    (consistent_read_units(bytes), &c["read_units"])
+                }
+                "UpdateItem" | "PutItem" => {
+                    writes += 1;
+                    let before = c["bytes"][0].as_u64().unwrap();
+                    let after = c["bytes"][1].as_u64().unwrap();
+                    (write_units(before, after), &c["write_units"])
+                }
+                other => panic!("a call the simulator does not charge: {other}: {context}"),
+            };
+            assert_eq!(Some(sim), billed.as_f64(), "{c}: {context}");
+        }
+        // One scan, one consistent read per function looked at, and the
+        // claim, a save per function and the release.
+        assert_eq!(scans, 1, "{context}");
+        assert_eq!(gets, looks, "{context}");
+        assert_eq!(writes, looks + 2, "{context}");
+
+        // And sizes each item written as DynamoDB does.
+        let written: HashMap<String, u64> = calls
+            .iter()
+            .filter(|c| c["op"] == "UpdateItem")
+            .map(|c| {
+                (
+                    c["key"]["pk"]["S"].as_str().unwrap().to_string(),
+                    c["bytes"][1].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let items = stack
+            .rt
+            .block_on(ddb.scan().table_name(&stack.table).send())
+            .unwrap();
+        let mut sized = 0;
+        for item in items.items() {
+            if item.get("sk") != Some(&AttributeValue::S("state".into())) {
+                continue;
+            }
+            let pk = item["pk"].as_s().unwrap();
+            let sim = if pk == "*" {
+                let last = item["last_tick_ms"].as_n().unwrap().parse().unwrap();
+                run_item_bytes(None, last)
+            } else {
+                simulated_state_bytes(item)
+            };
+            let attrs: BTreeSet<&String> = item.keys().collect();
+            assert_eq!(Some(&sim), written.get(pk), "{pk}: {attrs:?}: {context}");
+            sized += 1;
+        }
+        assert_eq!(sized, looks + 1, "{context}");
+    }
 }

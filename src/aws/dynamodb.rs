@@ -89,14 +89,6 @@ fn get_u64(item: &Item, k: &str) -> Option<u64> {
     get_f64(item, k).map(|x| x.max(0.0) as u64)
 }
 
-/// A learned figure as a short number attribute (three decimals carry more
-/// than the estimate knows, and the item is billed by its size).
-fn short(x: f64) -> String {
-    let s = format!("{x:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() { "0".into() } else { s.into() }
-}
-
 /// The highest version a state item may carry: a save adds one, and above
 /// 2^53 a number read as a float (by people's tools, or ours before) is no
 /// longer exact.
@@ -659,7 +651,7 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":v", n(version))
             .expression_attribute_values(":nc", n(state.next_check_ms))
             .expression_attribute_values(":sb", n(crate::ports::save_mark(run)))
-            .expression_attribute_values(":rb", n(short(state.real_busy())));
+            .expression_attribute_values(":rb", n(crate::ports::busy_text(state.real_busy())));
         if let Some(v) = values {
             req = req.expression_attribute_values(":err", v);
         }

@@ -178,8 +178,14 @@ pub fn save_mark(run: &str) -> u32 {
     crate::decision::pings::hash_instance(run)
 }
 
-/// Bytes of a save mark as DynamoDB sizes a number of up to ten digits.
-pub const SAVE_MARK_BYTES: usize = 1 + 10 / 2;
+/// A function's average real concurrency as its state item's `real_busy`
+/// number: three decimals at most, trailing zeros dropped (the pool share
+/// needs no more, and the item stays small).
+pub fn busy_text(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() { "0".into() } else { s.into() }
+}
 
 /// The kinds of failure a port reports; the tick's error policy is written
 /// against these, never against an SDK's error types.

@@ -22,6 +22,9 @@ use super::fleet::Fleet;
 use super::model::Model;
 use super::platform::PingResult;
 use crate::cost::CostParts;
+use crate::cost::dynamodb::{
+    StateItem, consistent_read_units, run_item_bytes, scan_units, text_bytes, write_units,
+};
 use crate::decision::pings::{INIT_LIMIT_MS, TIMEOUT_MARGIN_MS, ping_timeout_ms};
 use crate::decision::policy::{Parsed, Policy};
 use crate::decision::{
@@ -33,53 +36,10 @@ use crate::ports::{
 };
 use crate::tick::{TickConfig, block_on_ready, run_tick};
 
-/// Bytes DynamoDB bills a state item at: attribute names and values (a
-/// number as about one byte per two digits plus one), the key included.
-fn state_item_bytes(pk_len: usize, state: u64, error: usize) -> u64 {
-    (("pk".len() + pk_len)
-        + ("sk".len() + "state".len())
-        + ("version".len() + NUMBER_BYTES)
-        + ("next_check_ms".len() + NUMBER_BYTES)
-        + ("saved_by".len() + crate::ports::SAVE_MARK_BYTES)
-        + ("state".len())
-        + if error > 0 {
-            "last_error".len() + error
-        } else {
-            0
-        }) as u64
-        + state
-}
-
-/// Bytes of an epoch-ms number as DynamoDB sizes it.
-const NUMBER_BYTES: usize = 1 + 13 / 2;
-
-/// Bytes of the account's state item that holds the run's claim (`pk`
-/// `*`, `sk` `state`, owner, until).
-const RUN_ITEM_BYTES: u64 =
-    (2 + 1 + 2 + 5 + "lease_owner".len() + 36 + "lease_until".len() + NUMBER_BYTES) as u64;
-
 /// Bytes of a policy item as the simulator's fleet has them (`pk`, `sk`,
 /// `mode`).
-const POLICY_ITEM_BYTES: u64 = 2 + 4 + 2 + 6 + 4 + 4;
-
-/// Write units of one write to an item: 1 KB each, of the larger of the item
-/// before and after (DynamoDB's rule for `UpdateItem`).
-fn write_units(before: u64, after: u64) -> f64 {
-    before.max(after).max(1).div_ceil(1_024) as f64
-}
-
-/// Read units of a consistent GetItem of an item of `bytes`: one per 4 KB,
-/// rounded up; reading an item that does not exist still costs one.
-fn consistent_read_units(bytes: u64) -> f64 {
-    bytes.max(1).div_ceil(4_096) as f64
-}
-
-/// Read units of a Scan over `bytes` (eventually consistent: half a unit per
-/// 4 KB, rounded up per page of 1 MB).
-fn scan_units(bytes: u64) -> f64 {
-    let pages = bytes.div_ceil(1 << 20).max(1);
-    let per_page = bytes.div_ceil(pages);
-    pages as f64 * per_page.div_ceil(4_096) as f64 * 0.5
+fn policy_item_bytes(function: &str) -> u64 {
+    text_bytes("pk", function) + text_bytes("sk", "policy") + text_bytes("mode", "warm")
 }
 
 /// Counts the bytes a value serializes to, without keeping them.
@@ -160,6 +120,8 @@ struct SimStore {
     now_ms: std::sync::atomic::AtomicU64,
     /// The time of the last claim.
     last_tick_ms: Mutex<Option<u64>>,
+    /// The policy items' bytes, all together (the scan reads them too).
+    policy_bytes: u64,
     usage: Mutex<Usage>,
 }
 
@@ -180,7 +142,10 @@ fn index(f: &FunctionRef) -> Result<usize, PortError> {
 impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes: u64 = slots.iter().map(|s| s.bytes + POLICY_ITEM_BYTES).sum();
+        let last_tick = *self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes: u64 = slots.iter().map(|s| s.bytes).sum::<u64>()
+            + self.policy_bytes
+            + last_tick.map_or(0, |t| run_item_bytes(None, t));
         self.charge(scan_units(bytes), 0.0);
         // Every function, resting or not, as the table's scan lists them:
         // the tick leaves the resting ones alone but counts their real
@@ -201,19 +166,30 @@ impl StateStore for SimStore {
 
     fn claim_run(
         &self,
-        _owner: &str,
+        owner: &str,
         now_ms: u64,
-        _until_ms: u64,
+        until_ms: u64,
     ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
         // The simulator's ticks never overlap; the claim is billed as the
         // conditional write it is on the small account item.
-        self.charge(0.0, write_units(0, RUN_ITEM_BYTES));
         let mut last = self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let before = last.map_or(0, |t| run_item_bytes(None, t));
+        self.charge(
+            0.0,
+            write_units(before, run_item_bytes(Some((owner, until_ms)), now_ms)),
+        );
         ready(Ok(last.replace(now_ms)))
     }
 
-    fn release_run(&self, _owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
-        self.charge(0.0, write_units(RUN_ITEM_BYTES, 0));
+    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+        let last = self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let t = last.unwrap_or(0);
+        // The claim's end does not change the item's billed units here: it
+        // is sized at the claim's time.
+        self.charge(
+            0.0,
+            write_units(run_item_bytes(Some((owner, t)), t), run_item_bytes(None, t)),
+        );
         ready(Ok(()))
     }
 
@@ -254,7 +230,6 @@ impl StateStore for SimStore {
             slot.next_check_ms = state.next_check_ms;
             slot.slots = state.run.map(|r| r.slots());
             slot.real_busy = Some(state.real_busy());
-            let error = state.last_error.as_ref().map_or(0, String::len);
             if slot.saves.is_multiple_of(MEASURE_EVERY) {
                 slot.json = json_bytes(&state);
             }
@@ -269,8 +244,22 @@ impl StateStore for SimStore {
                     *t = p.2;
                 }
             }
-            let stored = (slot.json as f64 * slot.deflated).ceil() as u64;
-            let after = state_item_bytes(f.name.len(), stored, error);
+            let stored = (slot.json as f64 * slot.deflated).ceil() as usize;
+            let busy = crate::ports::busy_text(state.real_busy());
+            let after = StateItem {
+                function: &f.name,
+                stored_len: stored,
+                version: slot.version + 1,
+                next_check_ms: state.next_check_ms,
+                saved_by: crate::ports::save_mark(run),
+                real_busy: &busy,
+                slots: state.run.map(|r| {
+                    let s = r.slots();
+                    (s.every_ms, s.until_ms)
+                }),
+                last_error: state.last_error.as_deref(),
+            }
+            .bytes();
             self.charge(0.0, write_units(slot.bytes, after));
             slot.bytes = after;
             slot.state = Some(state);
@@ -305,7 +294,13 @@ impl StateStore for SimStore {
                 s.last_error = Some(error.to_string());
             }
             let before = slots[i].bytes;
-            slots[i].bytes += "last_error".len() as u64 + error.len() as u64;
+            // With no item yet, the write makes one: its key and the error.
+            let key = if before == 0 {
+                text_bytes("pk", &f.name) + text_bytes("sk", "state")
+            } else {
+                0
+            };
+            slots[i].bytes = before + key + text_bytes("last_error", error);
             self.charge(0.0, write_units(before, slots[i].bytes));
         });
         ready(r)
@@ -521,6 +516,9 @@ impl Controller {
                 slots: Mutex::new((0..functions).map(|_| Slot::default()).collect()),
                 now_ms: std::sync::atomic::AtomicU64::new(0),
                 last_tick_ms: Mutex::new(None),
+                policy_bytes: (0..functions)
+                    .map(|i| policy_item_bytes(&i.to_string()))
+                    .sum(),
                 usage: Mutex::new(Usage::default()),
             },
             cfg: TickConfig::new("sim"),

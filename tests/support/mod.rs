@@ -285,13 +285,26 @@ impl Moto {
     /// FAULTS), drawn from `seed`; 0 stops it. Returns what was injected so
     /// far, by kind.
     pub fn faults(&self, rate: f64, seed: u64) -> serde_json::Value {
-        use std::io::{Read, Write};
         let body = serde_json::json!({"rate": rate, "seed": seed}).to_string();
+        self.control("POST", "/__faults", &body)
+    }
+
+    /// What the requests so far would have been billed, as the front door
+    /// counts it (DynamoDB's units by its item-size rules, CloudWatch's
+    /// metrics requested and other requests), with each DynamoDB call;
+    /// `reset` zeroes the count first.
+    pub fn usage(&self, reset: bool) -> serde_json::Value {
+        self.control(if reset { "POST" } else { "GET" }, "/__usage", "{}")
+    }
+
+    /// One request to the front door's own control endpoints.
+    fn control(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
         let addr = self.endpoint.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "POST /__faults HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();

@@ -14,7 +14,8 @@ It can inject faults, for the fault tests: `POST /__faults` with JSON
 {"rate": 0.3, "seed": 7} makes that share of the requests that follow (any
 service) fail one of several ways, some before the request is applied and
 some after (see FAULTS); {"rate": 0} stops it. `GET /__faults` answers what
-was injected, by kind.
+was injected, by kind. And it bills as the services do (see USAGE):
+DynamoDB's consumed capacity by item size, CloudWatch's metrics requested.
 Usage: python moto_cbor.py --host 127.0.0.1 --port 4566 [--invoke-upstream http://127.0.0.1:9000]
 """
 import argparse
@@ -30,6 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import botocore.session
 import cbor2
@@ -104,7 +106,121 @@ DYNAMODB_LOCK = threading.Lock()
 
 def serialised(app, environ, start_response):
     with DYNAMODB_LOCK:
+        return metered(app, environ, start_response)
+
+
+# What DynamoDB bills, which moto does not model: it answers a constant unit
+# on some calls and nothing on others, whatever the items' sizes. The front
+# door sizes items by DynamoDB's published rules (attribute names and values;
+# a number one byte per two significant digits plus one; a list or map 3
+# bytes plus 1 per element) and answers what the service would: a write one
+# unit per KB of the larger of the item before and after, a GetItem one per
+# 4 KB (half if eventually consistent; a missing item still costs the
+# minimum), a Scan or Query one per 4 KB of the items it read, page by page.
+# `GET /__usage` answers the running totals, with CloudWatch's metrics
+# requested and ListMetrics requests; `POST /__usage` zeroes them.
+USAGE = {"read_units": 0.0, "write_units": 0.0, "metrics_requested": 0, "list_requests": 0, "calls": []}
+USAGE_LOCK = threading.Lock()
+WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+READS = ("GetItem", "Scan", "Query")
+
+
+def number_size(text):
+    digits = "".join(c for c in str(text).split("e")[0].split("E")[0] if c.isdigit()).strip("0")
+    return (max(len(digits), 1) + 1) // 2 + 1
+
+
+def value_size(v):
+    (kind, x), = v.items()
+    if kind == "S":
+        return len(x.encode())
+    if kind == "N":
+        return number_size(x)
+    if kind == "B":
+        return len(base64.b64decode(x))
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(e.encode()) for e in x)
+    if kind == "NS":
+        return sum(number_size(e) for e in x)
+    if kind == "BS":
+        return sum(len(base64.b64decode(e)) for e in x)
+    if kind == "L":
+        return 3 + sum(1 + value_size(e) for e in x)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + value_size(e) for k, e in x.items())
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item):
+    return sum(len(k.encode()) + value_size(v) for k, v in (item or {}).items())
+
+
+def call(app, environ, target, body):
+    """One request to moto itself; (status, headers, decoded body)."""
+    raw = json.dumps(body).encode()
+    env = dict(environ)
+    env.update(HTTP_X_AMZ_TARGET=target, CONTENT_LENGTH=str(len(raw)), **{"wsgi.input": io.BytesIO(raw)})
+    got = {}
+    out = b"".join(app(env, lambda status, headers, exc=None: got.update(status=status, headers=headers)))
+    return got["status"], got["headers"], (json.loads(out) if out.strip() else {})
+
+
+def stored_size(app, environ, table, key):
+    status, _, doc = call(app, environ, "DynamoDB_20120810.GetItem",
+                          {"TableName": table, "Key": key, "ConsistentRead": True})
+    return item_size(doc.get("Item")) if status.startswith("2") else 0
+
+
+def metered(app, environ, start_response):
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    op = target.split(".")[-1]
+    raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    body = json.loads(raw) if raw.strip() else {}
+    wanted = body.get("ReturnConsumedCapacity", "NONE")
+    if op not in WRITES + READS:
+        environ["wsgi.input"] = io.BytesIO(raw)
         return list(app(environ, start_response))
+    table = body.get("TableName", "")
+    key = body.get("Key") or {k: body.get("Item", {}).get(k) for k in ("pk", "sk")}
+    before = stored_size(app, environ, table, key) if op in WRITES else 0
+    status, headers, doc = call(app, environ, target, body)
+    if status.startswith("2"):
+        if op in WRITES:
+            size = (before, stored_size(app, environ, table, key))
+            units, kind = float(-(-max(*size, 1) // 1024)), "write_units"
+        else:
+            # Billed on the whole items read, whatever a projection returns.
+            if op == "GetItem":
+                size = stored_size(app, environ, table, key)
+            else:
+                size = sum(item_size(i) for i in doc.get("Items", []))
+            units = max(1, -(-size // 4096)) * (1.0 if body.get("ConsistentRead") else 0.5)
+            kind = "read_units"
+        with USAGE_LOCK:
+            USAGE[kind] += units
+            USAGE["calls"].append({"op": op, "key": key, "bytes": size, kind: units})
+        if wanted in ("TOTAL", "INDEXES"):
+            doc["ConsumedCapacity"] = {"TableName": table, "CapacityUnits": float(units)}
+            if wanted == "INDEXES":
+                doc["ConsumedCapacity"]["Table"] = {"CapacityUnits": float(units)}
+        else:
+            doc.pop("ConsumedCapacity", None)
+    out = json.dumps(doc).encode()
+    skip = ("content-length", "x-amz-crc32")
+    headers = [(k, v) for k, v in headers if k.lower() not in skip]
+    start_response(status, headers + [("Content-Length", str(len(out))), ("X-Amz-Crc32", str(zlib.crc32(out)))])
+    return [out]
+
+
+def usage(environ, start_response):
+    with USAGE_LOCK:
+        if environ["REQUEST_METHOD"] == "POST":
+            USAGE.update(read_units=0.0, write_units=0.0, metrics_requested=0, list_requests=0, calls=[])
+        body = json.dumps(USAGE).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 # What can go wrong with a request, as the SDKs see it from AWS: a 500 or a
@@ -167,6 +283,8 @@ def faulty(inner):
     def wsgi(environ, start_response):
         if environ.get("PATH_INFO") == "/__faults":
             return control(environ, start_response)
+        if environ.get("PATH_INFO") == "/__usage":
+            return usage(environ, start_response)
         kind, delay = pick_fault()
         if kind is None:
             return inner(environ, start_response)
@@ -200,7 +318,16 @@ def front_door(app, upstream=None):
         raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         if "gzip" in environ.get("HTTP_CONTENT_ENCODING", ""):
             raw = gzip.decompress(raw)  # the SDK gzips bodies of 10 KiB and more
-        body = json.dumps(convert(op.input_shape, cbor2.loads(raw) if raw else {}, False) or {}).encode()
+        request = convert(op.input_shape, cbor2.loads(raw) if raw else {}, False) or {}
+        # Billed as CloudWatch bills: GetMetricData per metric requested
+        # (a query that computes an expression is not a metric), every other
+        # request per request.
+        with USAGE_LOCK:
+            if parts[3] == "GetMetricData":
+                USAGE["metrics_requested"] += sum(1 for q in request.get("MetricDataQueries", []) if "MetricStat" in q)
+            elif parts[3] == "ListMetrics":
+                USAGE["list_requests"] += 1
+        body = json.dumps(request).encode()
         env = {k: v for k, v in environ.items() if k not in ("HTTP_SMITHY_PROTOCOL", "HTTP_ACCEPT", "HTTP_CONTENT_ENCODING")}
         env.update(
             PATH_INFO="/", REQUEST_URI="/", RAW_URI="/", QUERY_STRING="", CONTENT_LENGTH=str(len(body)),
