@@ -13,7 +13,7 @@
 //!   metrics source, warmer), the admin store people's commands read and
 //!   write policies and states through, and an in-memory store with
 //!   DynamoDB's rules behind both stores.
-//! * [`probe`]: `forewarm probe`'s analysis: each of N concurrent real
+//! * `probe` (features `cli` and `aws`): `forewarm probe`'s analysis: each of N concurrent real
 //!   requests told cold or warm (the platform's `REPORT` line, a threshold,
 //!   or the largest latency gap), summarized and drawn.
 //! * [`sim`]: the offline simulator: a model of the Lambda platform, the
@@ -32,12 +32,15 @@
 //!   its handler, so that pings are answered without running the handler.
 //! * `cli` (feature `cli`): the `forewarm` command line, one file per command.
 
+#![warn(unreachable_pub)]
+
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cost;
 pub mod decision;
 pub mod ports;
-pub mod probe;
+#[cfg(all(feature = "cli", feature = "aws"))]
+pub(crate) mod probe;
 pub mod protocol;
 pub mod sim;
 pub mod tick;

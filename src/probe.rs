@@ -32,11 +32,11 @@ use crate::protocol::PROBE_LINE_PREFIX;
 /// hundreds for Python or Java, seconds in a VPC), while warm latencies of
 /// one function at one moment rarely spread by a factor of two; below it the
 /// split would be cutting the warm tail, not finding cold starts.
-pub const MIN_SPLIT_RATIO: f64 = 2.0;
+pub(crate) const MIN_SPLIT_RATIO: f64 = 2.0;
 
 /// Why a request got no usable answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No connection: refused, unreachable, or the name did not resolve.
     #[serde(rename = "connect")]
     Connect,
@@ -71,7 +71,7 @@ pub enum Failure {
 
 impl Failure {
     /// The name in reports and in `--json`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Failure::Connect => "connect",
             Failure::Tls => "tls",
@@ -87,7 +87,7 @@ impl Failure {
     }
 
     /// The kind of a non-success HTTP status, or none for a success.
-    pub fn of_status(status: u16) -> Option<Failure> {
+    pub(crate) fn of_status(status: u16) -> Option<Failure> {
         match status {
             429 => Some(Failure::Throttled),
             400..=499 => Some(Failure::Http4xx),
@@ -99,7 +99,7 @@ impl Failure {
 
 /// One request's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// When it was sent, ms after the round's first request.
     pub started_ms: u64,
     /// Until its answer was read in full (or it failed), ms.
@@ -125,7 +125,7 @@ impl Sample {
 
 /// What an Invoke's log tail says about the invocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tail {
+pub(crate) struct Tail {
     /// From the platform's `REPORT` line: whether it carries an init (or a
     /// SnapStart restore); none when the tail has no `REPORT` line.
     pub cold: Option<bool>,
@@ -134,7 +134,7 @@ pub struct Tail {
 }
 
 /// Reads a decoded log tail (the last 4 KB of the invocation's log).
-pub fn read_tail(text: &str) -> Tail {
+pub(crate) fn read_tail(text: &str) -> Tail {
     let mut tail = Tail::default();
     for line in text.lines() {
         let line = line.trim_end();
@@ -159,7 +159,7 @@ pub fn read_tail(text: &str) -> Tail {
 /// How cold was told from warm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ColdMethod {
+pub(crate) enum ColdMethod {
     /// The platform's `REPORT` line (exact).
     InitDuration,
     /// The largest gap in the latencies (an estimate).
@@ -170,7 +170,7 @@ pub enum ColdMethod {
 
 impl ColdMethod {
     /// The name in reports and in `--json`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ColdMethod::InitDuration => "init_duration",
             ColdMethod::LatencySplit => "latency_split",
@@ -182,13 +182,13 @@ impl ColdMethod {
 /// Whether some answer of a round says exactly whether it was cold (a log
 /// tail's `REPORT` line): then no estimate, and no reference request, is
 /// needed.
-pub fn exact(samples: &[Sample]) -> bool {
+pub(crate) fn exact(samples: &[Sample]) -> bool {
     samples.iter().any(|s| s.ok() && s.cold.is_some())
 }
 
 /// What the latencies alone say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
+pub(crate) enum Split {
     /// Requests slower than `warm_max` (the gap's lower edge) were cold;
     /// the fastest of them took `cold_min`.
     Between {
@@ -205,7 +205,7 @@ pub enum Split {
 
 /// Finds the split between warm and cold latencies; `reference` is the
 /// latency of a request known to be warm.
-pub fn latency_split(latencies: &[u64], reference: Option<u64>) -> Split {
+pub(crate) fn latency_split(latencies: &[u64], reference: Option<u64>) -> Split {
     let mut v: Vec<u64> = latencies.iter().copied().chain(reference).collect();
     v.sort_unstable();
     let mut best: Option<(f64, u64, u64)> = None;
@@ -229,7 +229,7 @@ pub fn latency_split(latencies: &[u64], reference: Option<u64>) -> Split {
 
 /// Latency percentiles (nearest rank), ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     /// Median.
     pub p50: u64,
     /// 90th percentile.
@@ -242,7 +242,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// Of `latencies`; none when empty.
-    pub fn of(latencies: &[u64]) -> Option<Percentiles> {
+    pub(crate) fn of(latencies: &[u64]) -> Option<Percentiles> {
         let mut v = latencies.to_vec();
         v.sort_unstable();
         let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
@@ -257,7 +257,7 @@ impl Percentiles {
 
 /// One round as sent: the requests, and the lone warm reference after them.
 #[derive(Debug, Clone, Default)]
-pub struct Round {
+pub(crate) struct Round {
     /// What was probed (a URL, or a function reference).
     pub target: String,
     /// One per request, in the order they were started.
@@ -270,7 +270,7 @@ pub struct Round {
 
 /// A round, classified and summarized: the `--json` document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeReport {
+pub(crate) struct ProbeReport {
     /// What was probed.
     pub target: String,
     /// Requests sent.
@@ -310,7 +310,7 @@ pub struct ProbeReport {
 impl ProbeReport {
     /// Classifies `round`: exact where the answers' log tails say, else by
     /// `cold_over_ms` when given, else by the latency split.
-    pub fn new(round: Round, cold_over_ms: Option<u64>) -> ProbeReport {
+    pub(crate) fn new(round: Round, cold_over_ms: Option<u64>) -> ProbeReport {
         let Round {
             target,
             mut samples,
@@ -397,7 +397,7 @@ impl ProbeReport {
     }
 
     /// How the classification was made, in words, for the summary.
-    pub fn method_note(&self) -> String {
+    pub(crate) fn method_note(&self) -> String {
         match (self.cold_method, self.cold_over_ms) {
             (Some(ColdMethod::InitDuration), _) => {
                 "exact: Init Duration in the platform's REPORT line".into()
@@ -431,7 +431,7 @@ impl ProbeReport {
 
 /// Where a saved `--json` run is read back (`--compare`): the whole file as
 /// one report, or, from `--every`, the last of its lines.
-pub fn read_saved(text: &str) -> Result<ProbeReport, serde_json::Error> {
+pub(crate) fn read_saved(text: &str) -> Result<ProbeReport, serde_json::Error> {
     serde_json::from_str(text).or_else(|e| {
         text.lines()
             .rev()
@@ -442,7 +442,7 @@ pub fn read_saved(text: &str) -> Result<ProbeReport, serde_json::Error> {
 
 /// One bar of the latency histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bin {
+pub(crate) struct Bin {
     /// Lower edge, ms (inclusive).
     pub lo_ms: u64,
     /// Upper edge, ms (exclusive, but the last bin holds the maximum).
@@ -459,7 +459,7 @@ pub struct Bin {
 /// on a log scale when they span a factor of four or more (cold starts are
 /// tens of times slower than warm answers: on a linear scale every warm
 /// answer would share the first bar), else of equal width in whole ms.
-pub fn histogram(samples: &[Sample], n: usize) -> Vec<Bin> {
+pub(crate) fn histogram(samples: &[Sample], n: usize) -> Vec<Bin> {
     let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok()).collect();
     let (Some(lo), Some(hi)) = (
         ok.iter().map(|s| s.latency_ms.max(1)).min(),
@@ -511,7 +511,7 @@ pub fn histogram(samples: &[Sample], n: usize) -> Vec<Bin> {
 
 /// The histogram drawn with block characters, `width` columns for the
 /// fullest bar: `█` warm (or not classified), `░` cold.
-pub fn histogram_text(bins: &[Bin], width: usize) -> String {
+pub(crate) fn histogram_text(bins: &[Bin], width: usize) -> String {
     let most = bins
         .iter()
         .map(|b| b.warm + b.cold + b.unknown)
@@ -543,7 +543,7 @@ pub fn histogram_text(bins: &[Bin], width: usize) -> String {
 }
 
 /// A latency for people: `85ms`, `1.25s`, `12.3s`.
-pub fn ms(v: u64) -> String {
+pub(crate) fn ms(v: u64) -> String {
     match v {
         0..1_000 => format!("{v}ms"),
         1_000..10_000 => format!("{:.2}s", v as f64 / 1e3),

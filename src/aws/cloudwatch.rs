@@ -33,9 +33,9 @@ use crate::decision::MinuteMetrics;
 use crate::ports::{ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, Usage};
 
 /// Queries per `GetMetricData` call (the API's limit).
-pub const MAX_QUERIES: usize = 500;
+pub(crate) const MAX_QUERIES: usize = 500;
 /// Datapoints per call (the API's limit).
-pub const MAX_DATAPOINTS: usize = 100_800;
+pub(crate) const MAX_DATAPOINTS: usize = 100_800;
 
 /// The series read per function: namespace, metric, statistic. The first
 /// on every read, all of them on a detail read: as many as

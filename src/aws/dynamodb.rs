@@ -47,7 +47,7 @@ use crate::ports::{
 };
 
 /// The `pk` of the account-wide defaults item.
-pub const DEFAULTS_PK: &str = "*";
+pub(crate) const DEFAULTS_PK: &str = "*";
 
 /// The longest a run's claim can honestly last, ms: a Lambda's longest run.
 const MAX_CLAIM_MS: u64 = 15 * 60_000;

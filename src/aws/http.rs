@@ -75,6 +75,7 @@ impl Transport {
     /// buffers (answers of any size), and with `reuse` false no connection
     /// is kept once its answer is read, so every request opens its own (as
     /// a fresh client would, and as the platform sees a burst of them).
+    #[cfg(feature = "cli")]
     pub(crate) fn for_probe(reuse: bool) -> Transport {
         Transport::build(None, if reuse { usize::MAX } else { 0 })
     }
@@ -140,6 +141,7 @@ impl Transport {
     /// Sends `request` and reads its whole answer, keeping only the
     /// status: a probe's latency runs to the answer's last byte. The error
     /// is left whole, for [`super::probe`] to tell its kind.
+    #[cfg(feature = "cli")]
     pub(crate) async fn send_discarding(
         &self,
         request: http::Request<Bytes>,

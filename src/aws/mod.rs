@@ -8,17 +8,18 @@
 //! borrowed by every tick. Pings are the one exception to "the SDK sends":
 //! the SDK prepares and signs each Invoke and `http` sends it, because a
 //! thousand whole SDK calls in flight cost the controller 42 MB (see
-//! [`lambda`]). [`probe`] sends `forewarm probe`'s real requests, to URLs
+//! `lambda`). `probe` sends `forewarm probe`'s real requests, to URLs
 //! over the same transport and to functions through Invoke. [`controller`]
 //! assembles them into one tick over AWS, configured from the environment,
 //! for the Lambda and the CLI.
 
-pub mod cloudwatch;
+pub(crate) mod cloudwatch;
 pub mod controller;
-pub mod dynamodb;
+pub(crate) mod dynamodb;
 pub(crate) mod http;
-pub mod lambda;
-pub mod probe;
+pub(crate) mod lambda;
+#[cfg(feature = "cli")]
+pub(crate) mod probe;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 

@@ -30,7 +30,7 @@ use crate::protocol::probe_client_context;
 
 /// An HTTP request to repeat.
 #[derive(Debug, Clone)]
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     /// Where.
     pub uri: http::Uri,
     /// How (POST by default in the CLI).
@@ -59,7 +59,7 @@ enum Target {
 
 /// Sends a probe's rounds.
 #[derive(Debug, Clone)]
-pub struct Prober {
+pub(crate) struct Prober {
     /// Shared by every request task of a round.
     target: Arc<Target>,
     timeout: Duration,
@@ -67,7 +67,7 @@ pub struct Prober {
 
 impl Prober {
     /// Requests to a URL; `reuse` lets answered connections be pooled.
-    pub fn url(request: HttpRequest, reuse: bool, timeout: Duration) -> Prober {
+    pub(crate) fn url(request: HttpRequest, reuse: bool, timeout: Duration) -> Prober {
         Prober {
             target: Arc::new(Target::Url {
                 request,
@@ -79,7 +79,11 @@ impl Prober {
 
     /// Invokes of `function` with `payload`, through the AWS configuration
     /// the environment gives, retries off and `timeout` per call.
-    pub async fn function(function: FunctionRef, payload: Bytes, timeout: Duration) -> Prober {
+    pub(crate) async fn function(
+        function: FunctionRef,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Prober {
         use aws_sdk_lambda::config::retry::RetryConfig;
         use aws_sdk_lambda::config::timeout::TimeoutConfig;
         let t = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
@@ -111,7 +115,7 @@ impl Prober {
 
     /// Sends `n` requests together; `done` is called as each one ends (for
     /// a progress bar). The samples are in the order they were started.
-    pub async fn round(&self, n: u32, done: Arc<dyn Fn() + Send + Sync>) -> Vec<Sample> {
+    pub(crate) async fn round(&self, n: u32, done: Arc<dyn Fn() + Send + Sync>) -> Vec<Sample> {
         let (gate, opened) = tokio::sync::watch::channel(None::<Instant>);
         let mut set = tokio::task::JoinSet::new();
         for i in 0..n {
@@ -148,7 +152,7 @@ impl Prober {
     }
 
     /// One request alone: the warm reference after a round.
-    pub async fn reference(&self) -> Option<u64> {
+    pub(crate) async fn reference(&self) -> Option<u64> {
         let s = self.one().await;
         s.error.is_none().then_some(s.latency_ms)
     }

@@ -15,7 +15,7 @@ use crate::ports::{FunctionRef, WarmPlan, Warmer};
 
 /// Where the table is.
 #[derive(Debug, Args)]
-pub struct TableArg {
+pub(crate) struct TableArg {
     /// The DynamoDB table (default: $FOREWARM_TABLE, else `forewarm`).
     #[arg(long, global = true)]
     pub table: Option<String>,
@@ -23,7 +23,7 @@ pub struct TableArg {
 
 /// `forewarm tick`.
 #[derive(Debug, Args)]
-pub struct TickArgs {
+pub(crate) struct TickArgs {
     /// Decide, but send no pings and save nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -36,7 +36,7 @@ pub struct TickArgs {
 
 /// `forewarm warm`.
 #[derive(Debug, Args)]
-pub struct WarmArgs {
+pub(crate) struct WarmArgs {
     /// The function, optionally `name:qualifier` (alias or version).
     pub function: String,
     /// Sandboxes to warm.
@@ -72,7 +72,7 @@ pub(super) fn now_ms() -> u64 {
 }
 
 /// Runs `forewarm tick`.
-pub fn tick(args: TickArgs) -> anyhow::Result<()> {
+pub(super) fn tick(args: TickArgs) -> anyhow::Result<()> {
     let cfg = config(&args.table)?;
     let report = runtime()?.block_on(async {
         let ports = controller::ports(&cfg).await;
@@ -132,7 +132,7 @@ pub fn tick(args: TickArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `forewarm warm`.
-pub fn warm(args: WarmArgs) -> anyhow::Result<()> {
+pub(super) fn warm(args: WarmArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("-n must be at least 1");
     }

@@ -38,7 +38,7 @@ pub struct ForecastArgs {
 /// Runs `forewarm forecast`: the controller in the simulator at each
 /// quantile asked for, its forecasts scored against the real peaks beside the
 /// baselines.
-pub fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
+pub(super) fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
     let Loaded {
         path,
         sc,

@@ -2,10 +2,10 @@
 //!
 //! The binary (`src/bin/forewarm.rs`) only parses and calls [`run`]. Each
 //! command's file owns its arguments and its body, a thin layer over the
-//! library: `simulate`, `forecast` (both replay a [`scenario`]), `trace`,
+//! library: `simulate`, `forecast` (both replay a `scenario`), `trace`,
 //! and over AWS `aws` (`tick`, `warm`, and what the AWS commands share),
 //! `policy`, `status` and `probe`.
-//! [`parse`] holds the parsers several commands share; `plot` draws the
+//! `parse` holds the parsers several commands share; `plot` draws the
 //! SVGs of `simulate --out` and `probe --out`.
 
 use clap::{Parser, Subcommand};
@@ -13,13 +13,13 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "aws")]
 mod aws;
 mod forecast;
-pub mod parse;
+pub(crate) mod parse;
 mod plot;
 #[cfg(feature = "aws")]
 mod policy;
 #[cfg(feature = "aws")]
 mod probe;
-pub mod scenario;
+pub(crate) mod scenario;
 mod simulate;
 #[cfg(feature = "aws")]
 mod status;
@@ -36,12 +36,12 @@ pub use trace::{SynthArgs, TraceCommand};
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Replay traces against a model of Lambda and compare warming policies.
     Simulate(SimulateArgs),
     /// Score the controller's forecasts, as it makes them in the simulator, against the real peaks and simple baselines.

@@ -32,7 +32,7 @@ fn legend_and_present<'a, CT: CoordTranslate>(
 
 /// Warming cost against cold-start rate, one point per policy run: the
 /// swept baselines draw their frontiers, forewarm and the oracle are points.
-pub fn cost_vs_cold(path: &Path, r: &Report) -> anyhow::Result<()> {
+pub(super) fn cost_vs_cold(path: &Path, r: &Report) -> anyhow::Result<()> {
     draw_cost_vs_cold(path, r).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -105,7 +105,7 @@ fn draw_cost_vs_cold(path: &Path, r: &Report) -> PlotResult {
 
 /// One function under one policy, minute by minute: requests, the warm pool,
 /// the controller's target, and cold starts.
-pub fn function_timeline(path: &Path, id: &str, run: &PolicyRun) -> anyhow::Result<()> {
+pub(super) fn function_timeline(path: &Path, id: &str, run: &PolicyRun) -> anyhow::Result<()> {
     draw_function_timeline(path, id, run).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -173,7 +173,11 @@ fn draw_function_timeline(path: &Path, id: &str, run: &PolicyRun) -> PlotResult 
 /// `forewarm probe --out`: the latency histogram (log-spaced bins), warm
 /// answers below and cold ones stacked on top.
 #[cfg(feature = "aws")]
-pub fn probe_histogram(path: &Path, title: &str, bins: &[crate::probe::Bin]) -> anyhow::Result<()> {
+pub(super) fn probe_histogram(
+    path: &Path,
+    title: &str,
+    bins: &[crate::probe::Bin],
+) -> anyhow::Result<()> {
     draw_probe_histogram(path, title, bins).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

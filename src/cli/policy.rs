@@ -14,7 +14,7 @@ use crate::ports::{AdminStore, FunctionRef};
 
 /// `forewarm policy ...`.
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Show a function's policy item and the merged result with defaults.
     Get {
         /// The function (`*` for the account defaults).
@@ -68,7 +68,7 @@ impl Said {
 }
 
 /// Runs `forewarm policy ...`.
-pub fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
+pub(super) fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Validate { pairs, file } => {
             let doc = pairs_doc(&pairs, file.as_ref())?;

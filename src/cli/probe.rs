@@ -29,7 +29,7 @@ const SPARE_FDS: u64 = 64;
 
 /// `forewarm probe`.
 #[derive(Debug, Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// An http(s) URL (API Gateway, a function URL, a load balancer), or a
     /// function: `name`, `name:qualifier` or its ARN (invoked with `LogType=Tail`).
     pub target: String,
@@ -200,7 +200,7 @@ fn fit_fd_limit(n: u32) -> Option<u64> {
 }
 
 /// Runs `forewarm probe`.
-pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+pub(super) fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     if args.timeout.is_zero() {
         bail!("--timeout must be above zero");
     }

@@ -39,7 +39,7 @@ pub struct SimulateArgs {
 }
 
 /// Runs `forewarm simulate`.
-pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+pub(super) fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let Loaded {
         path,
         sc,

@@ -13,7 +13,7 @@ use crate::ports::AdminStore;
 
 /// `forewarm status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// One function (default: all).
     pub function: Option<String>,
     /// Print JSON.
@@ -24,7 +24,7 @@ pub struct StatusArgs {
 }
 
 /// Runs `forewarm status`.
-pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+pub(super) fn status(args: StatusArgs) -> anyhow::Result<()> {
     let cfg = config(&args.table)?;
     let text = runtime()?.block_on(async {
         let ports = controller::ports(&cfg).await;

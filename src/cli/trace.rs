@@ -30,7 +30,7 @@ pub struct SynthArgs {
 }
 
 /// Runs `forewarm trace synth`.
-pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
+pub(super) fn synth(args: SynthArgs) -> anyhow::Result<()> {
     if args.functions == 0 || args.days == 0 {
         bail!("--functions and --days must be at least 1");
     }

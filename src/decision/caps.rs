@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::policy::Policy;
 
 /// Lambda's scaling rate: new execution environments per function per 10 s.
-pub const SCALING_RATE_PER_10S: u32 = 1_000;
+pub(crate) const SCALING_RATE_PER_10S: u32 = 1_000;
 
 /// What the platform allows a function, read by the warmer adapter each tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub enum Cap {
 /// range first, then the limits that protect real traffic, which win over
 /// `min`. `recent_peak` is recent real concurrency; `warm_now` is how many
 /// sandboxes are believed warm already (those need no new environment).
-pub fn apply(
+pub(crate) fn apply(
     policy: &Policy,
     raw: u32,
     limits: &Limits,
@@ -103,7 +103,7 @@ pub fn apply(
 /// fewest cold starts (a cut in proportion took the only sandbox of every
 /// function wanting one). Sandboxes left over below the next level go to
 /// the earliest functions.
-pub fn share_pool(room: u32, wants: &[u32]) -> Vec<u32> {
+pub(crate) fn share_pool(room: u32, wants: &[u32]) -> Vec<u32> {
     let total: u64 = wants.iter().map(|&w| w as u64).sum();
     if total <= room as u64 {
         return wants.to_vec();

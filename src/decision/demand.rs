@@ -100,13 +100,14 @@ impl WarmRecord {
 /// warms come every minute. What stays above the pings is real work, also a
 /// long request that started in an earlier minute and so has no invocation in
 /// this one.
-pub fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
+#[cfg(test)]
+pub(crate) fn real_demand(m: &MinuteMetrics, warms: &[WarmRecord]) -> f64 {
     bounded(corrected(m, pings_in(m.minute, warms)))
 }
 
 /// What one minute says of real traffic once the pings are taken out.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RealUse {
+pub(crate) struct RealUse {
     /// Peak real concurrency ([`real_demand`]).
     pub demand: f64,
     /// Average real concurrency (Little's law: real invocations times their
@@ -121,7 +122,7 @@ pub struct RealUse {
 }
 
 /// [`RealUse`] of one minute, finding the pings in it once.
-pub fn real_use(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64) -> RealUse {
+pub(crate) fn real_use(m: &MinuteMetrics, warms: &[WarmRecord], usual_duration_ms: f64) -> RealUse {
     let (pings, ping_ms) = pings_in(m.minute, warms);
     let invocations = m.invocations.unwrap_or(0.0).max(0.0);
     let real_ms = match m.duration_avg_ms {

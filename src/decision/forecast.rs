@@ -49,7 +49,7 @@ const SHORT_TERM_WEIGHT: f64 = 0.3;
 pub(crate) const HEAT_RANGE: (f64, f64) = (0.5, 2.5);
 /// No function runs more sandboxes than this; larger readings are garbage and
 /// would overflow the variance.
-pub const MAX_DEMAND: f64 = 1.0e7;
+pub(crate) const MAX_DEMAND: f64 = 1.0e7;
 /// A bucket expecting less than this share of the latest window's bucket is
 /// a drop the season knows (an evening, a night), not noise.
 const SEASONAL_DROP: f64 = 0.5;
@@ -536,7 +536,7 @@ mod packed {
         ((c as f64) / SCALE).exp_m1() as f32
     }
 
-    pub fn serialize<S: Serializer>(buckets: &[Bucket], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(buckets: &[Bucket], s: S) -> Result<S::Ok, S::Error> {
         let mut bytes = Vec::with_capacity(buckets.len() * 5);
         for b in buckets {
             bytes.extend_from_slice(&encode(b.mean).to_le_bytes());
@@ -546,7 +546,7 @@ mod packed {
         s.serialize_str(&B64.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Bucket>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Bucket>, D::Error> {
         let text = String::deserialize(d)?;
         let bytes = B64
             .decode(text.as_bytes())

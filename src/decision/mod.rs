@@ -10,31 +10,31 @@
 //! One decision, in order:
 //!
 //! 1. **observe**: fold the minutes since the watermark into the forecaster,
-//!    after taking forewarm's own pings out ([`demand`]);
+//!    after taking forewarm's own pings out (`demand`);
 //!    Each closed window scores the forecast that was in force for it, and
 //!    the forecaster's calibrated offset moves so that the share of windows
-//!    above target stays at `1 - quantile` ([`forecast`]);
+//!    above target stays at `1 - quantile` (`forecast`);
 //! 2. **forecast** the peak over the coming interval: point forecast plus
 //!    the calibrated offset, in whole sandboxes;
-//! 3. **cap** it ([`caps`]): policy range, room for real traffic below
+//! 3. **cap** it (`caps`): policy range, room for real traffic below
 //!    reserved or account concurrency, Lambda's scaling rate;
-//! 4. **warm** when due (the learned interval has passed, [`survival`]) or
+//! 4. **warm** when due (the learned interval has passed, `survival`) or
 //!    when the target rose above what is warm now, with as many pings as the
 //!    target exceeds the sandboxes real traffic is using (a ping cannot land
 //!    on a busy sandbox: pinging the whole target would warm busy + target);
 //! 5. **plan** the warms after this one up to the next metrics read, while
-//!    the forecast keeps the target ([`run`]): later ticks send them from
+//!    the forecast keeps the target (`run`): later ticks send them from
 //!    the stored plan without a look or a state write.
 
-pub mod caps;
+pub(crate) mod caps;
 pub mod delay;
-pub mod demand;
-pub mod forecast;
+pub(crate) mod demand;
+pub(crate) mod forecast;
 pub mod pings;
 pub mod policy;
 mod repair;
-pub mod run;
-pub mod survival;
+pub(crate) mod run;
+pub(crate) mod survival;
 
 use serde::{Deserialize, Serialize};
 
@@ -175,7 +175,7 @@ pub struct FunctionState {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub init_ms: u32,
     /// The warms planned after the last look's, sent without a look (see
-    /// [`run`]).
+    /// `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
     /// The last forecast and what it depended on (not stored: recomputed
@@ -356,7 +356,7 @@ pub struct Observation {
     #[serde(default)]
     pub detail: bool,
     /// When the tick before this one ran, epoch ms, if known: the slots of
-    /// a run up to it were sent ([`run::settle`]).
+    /// a run up to it were sent (`run::settle`).
     #[serde(default)]
     pub last_tick_ms: Option<u64>,
     /// How the tick reads metrics; a warm plans the warms after it up to the
@@ -408,7 +408,7 @@ pub enum Reason {
     NothingForecast,
     /// Metrics unavailable: decided on the last forecast.
     StaleMetrics,
-    /// A warm the last look planned (see [`run`]).
+    /// A warm the last look planned (see `run`).
     Planned,
 }
 
@@ -1043,7 +1043,7 @@ fn is_zero(x: &u32) -> bool {
     *x == 0
 }
 
-/// After a warm whose replies were news ([`run::news`]): the warms planned
+/// After a warm whose replies were news (`run::news`): the warms planned
 /// on the old replies are dropped, and the next falls due by the interval
 /// learned from the new ones (sandboxes that died sooner than the planned
 /// spacing must not wait for it).

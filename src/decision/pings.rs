@@ -1,6 +1,6 @@
 //! What one warm reports back: each ping's outcome, and the summary the
 //! learners and people read ([`super::delay`] tunes the hold from it,
-//! [`super::survival`] the interval).
+//! `super::survival` the interval).
 
 use serde::{Deserialize, Serialize};
 

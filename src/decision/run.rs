@@ -20,14 +20,14 @@ use super::demand::WarmRecord;
 use super::pings::ReportSummary;
 
 /// The shortest spacing of a run's slots: the controller's schedule.
-pub const MIN_EVERY_MS: u64 = 60_000;
+pub(crate) const MIN_EVERY_MS: u64 = 60_000;
 /// The longest a run lasts: a function whose reads have stretched to an
 /// hour is still looked at once an hour.
-pub const MAX_RUN_MS: u64 = 60 * 60_000;
+pub(crate) const MAX_RUN_MS: u64 = 60 * 60_000;
 /// How far a tick's time may fall from a slot's and still send it: half
 /// the schedule's period, so each slot falls to exactly one tick of a
 /// schedule that fires once a minute, a few seconds late or early.
-pub const SLOT_TOLERANCE_MS: u64 = 30_000;
+pub(crate) const SLOT_TOLERANCE_MS: u64 = 30_000;
 
 /// The warms a look planned after its own, stored as an array
 /// `[first_ms, every_ms, until_ms, n, hold_ms, reached, busy]`.
@@ -39,7 +39,7 @@ pub const SLOT_TOLERANCE_MS: u64 = 30_000;
 pub struct Run {
     /// The first slot, epoch ms; the state's `next_check_ms` says it too.
     pub first_ms: u64,
-    /// Between slots, ms (whole minutes, at least [`MIN_EVERY_MS`]).
+    /// Between slots, ms (whole minutes, at least `MIN_EVERY_MS`).
     pub every_ms: u64,
     /// No slot at or after this, epoch ms: the look that ends the run.
     pub until_ms: u64,
@@ -151,7 +151,7 @@ impl Slots {
 /// The time of the tick before this one, as the run's claim said it: the
 /// schedule's period before `now_ms` when unknown (a first tick, a dry run)
 /// or not before now (a clock that moved back).
-pub fn previous_tick(last_tick_ms: Option<u64>, now_ms: u64) -> u64 {
+pub(crate) fn previous_tick(last_tick_ms: Option<u64>, now_ms: u64) -> u64 {
     last_tick_ms
         .filter(|&p| p < now_ms)
         .unwrap_or(now_ms.saturating_sub(MIN_EVERY_MS))
@@ -160,7 +160,7 @@ pub fn previous_tick(last_tick_ms: Option<u64>, now_ms: u64) -> u64 {
 /// Whether the tick at `now_ms` may leave a function alone, from what the
 /// scan read of it: its next look is ahead and, during a run, no slot falls
 /// to this tick. A run's end is a look.
-pub fn rests(next_check_ms: u64, slots: Option<Slots>, prev_ms: u64, now_ms: u64) -> bool {
+pub(crate) fn rests(next_check_ms: u64, slots: Option<Slots>, prev_ms: u64, now_ms: u64) -> bool {
     match slots.filter(|s| s.is_sane(next_check_ms)) {
         Some(s) if now_ms < s.until_ms => !s.due(next_check_ms, prev_ms, now_ms),
         _ => next_check_ms > now_ms,
@@ -171,7 +171,7 @@ pub fn rests(next_check_ms: u64, slots: Option<Slots>, prev_ms: u64, now_ms: u64
 /// that sent them did not save): a warm record for each, the next warm's
 /// due time after the last, and the last warm as the survival learner
 /// measures the next gap from.
-pub fn settle(state: &mut FunctionState, run: &Run, prev_ms: u64) {
+pub(crate) fn settle(state: &mut FunctionState, run: &Run, prev_ms: u64) {
     let slots = run.slots();
     let mut s = run.first_ms;
     let sent_until = prev_ms.saturating_add(SLOT_TOLERANCE_MS);
@@ -194,14 +194,14 @@ pub fn settle(state: &mut FunctionState, run: &Run, prev_ms: u64) {
 }
 
 /// Whether a slot is due at `now_ms`.
-pub fn slot_due(run: &Run, prev_ms: u64, now_ms: u64) -> bool {
+pub(crate) fn slot_due(run: &Run, prev_ms: u64, now_ms: u64) -> bool {
     now_ms < run.until_ms && run.slots().due(run.first_ms, prev_ms, now_ms)
 }
 
 /// Whether a planned warm's replies say something the stored state must
 /// learn: a sandbox that came back cold (one died, or the pool changed), a
 /// ping that failed, or fewer sandboxes than planned.
-pub fn news(summary: &ReportSummary, run_n: u32) -> bool {
+pub(crate) fn news(summary: &ReportSummary, run_n: u32) -> bool {
     summary.cold > 0
         || summary.failed > 0
         || summary.requested != run_n

@@ -92,11 +92,11 @@ enum Judged {
 
 /// Idle lifetimes seen on Lambda: 10 min fixed (2019–20), 5–7 min since 2021.
 /// Four minutes is inside both with a minute to spare: the starting interval.
-pub const DEFAULT_INTERVAL_S: u32 = 240;
+pub(crate) const DEFAULT_INTERVAL_S: u32 = 240;
 /// The learner never stretches past this, even when nothing ever dies.
-pub const MAX_AUTO_INTERVAL_S: u32 = 840;
+pub(crate) const MAX_AUTO_INTERVAL_S: u32 = 840;
 /// The learner never warms more often than the controller runs.
-pub const MIN_INTERVAL_S: u32 = 60;
+pub(crate) const MIN_INTERVAL_S: u32 = 60;
 /// How far past the longest survived gap the next warm probes.
 const PROBE_STEP_S: u32 = 30;
 /// Stay this far inside the shortest gap that killed sandboxes: the

@@ -275,7 +275,7 @@ pub trait StateStore {
     ///
     /// Returns the `now_ms` of the claim before this one, when there was
     /// one: the slots of planned warms up to it were the last tick's to send
-    /// ([`crate::decision::run`]).
+    /// (`crate::decision::run`).
     fn claim_run(
         &self,
         owner: &str,

@@ -44,17 +44,17 @@ pub struct Record {
 
 /// Minutes of a function's history before its windows are scored: a
 /// brand-new function's first call is nobody's forecast.
-pub const HISTORY_MINUTES: usize = 60;
+pub(crate) const HISTORY_MINUTES: usize = 60;
 
 /// The day a seasonal naive forecast looks back.
 const DAY_MINUTES: usize = 1_440;
 
 /// The forecasters compared, in report order.
-pub const FORECASTERS: [&str; 4] = ["forewarm", "last_window", "hour_max", "seasonal_naive"];
+pub(crate) const FORECASTERS: [&str; 4] = ["forewarm", "last_window", "hour_max", "seasonal_naive"];
 
 /// One forecaster's score over the scored windows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
-pub struct Score {
+pub(crate) struct Score {
     /// Mean pinball loss per window at the quantile, in sandboxes.
     pub pinball: f64,
     /// Share of scored windows whose real peak exceeded the forecast.
@@ -71,7 +71,7 @@ pub struct Score {
 
 /// The whole comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
-pub struct ForecastReport {
+pub(crate) struct ForecastReport {
     /// The quantile the loss is taken at (the policy's).
     pub quantile: f64,
     /// Functions replayed.
@@ -94,7 +94,7 @@ pub struct ForecastReport {
 
 /// A forecaster's name and score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Named {
+pub(crate) struct Named {
     /// One of [`FORECASTERS`].
     pub name: &'static str,
     /// Its score.
@@ -104,7 +104,7 @@ pub struct Named {
 
 /// One scored window of one function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Function index in the trace.
     pub function: usize,
     /// Minute the window starts at, from the start of the run.
@@ -151,7 +151,7 @@ struct Sums {
 
 /// Scores every forecaster on `record` at quantile `q`; `emit` sees each
 /// scored window.
-pub fn score(record: &Record, q: f64, mut emit: impl FnMut(&Row)) -> ForecastReport {
+pub(crate) fn score(record: &Record, q: f64, mut emit: impl FnMut(&Row)) -> ForecastReport {
     let w = WINDOW_MINUTES as usize;
     let mut report = ForecastReport {
         quantile: q,

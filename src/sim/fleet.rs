@@ -19,11 +19,11 @@ use crate::decision::MinuteMetrics;
 
 /// Concurrency Lambda keeps unreserved and unprovisioned in every account,
 /// for functions without a reservation.
-pub const UNRESERVED_MINIMUM: u32 = 100;
+pub(crate) const UNRESERVED_MINIMUM: u32 = 100;
 
 /// Every function of the account, and the account's pool.
 #[derive(Debug)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// The functions, in trace order.
     pub fns: Vec<FnSim>,
     unreserved: u32,
@@ -42,7 +42,7 @@ pub struct Fleet {
 impl Fleet {
     /// The account with `account_limit` concurrency; functions without
     /// [`super::platform::Setup::shares_pool`] carve their own limit out of it.
-    pub fn new(fns: Vec<FnSim>, account_limit: u32) -> Fleet {
+    pub(crate) fn new(fns: Vec<FnSim>, account_limit: u32) -> Fleet {
         let reserved: u32 = fns
             .iter()
             .filter(|f| !f.shares_pool())
@@ -61,13 +61,13 @@ impl Fleet {
 
     /// The account's unreserved concurrency, shared by every function
     /// without a reservation.
-    pub fn unreserved(&self) -> u32 {
+    pub(crate) fn unreserved(&self) -> u32 {
         self.unreserved
     }
 
     /// Queues function `i`'s real arrivals (ascending, none before the
     /// fleet's clock).
-    pub fn queue(&mut self, i: usize, arrivals: &[(u64, u64)]) {
+    pub(crate) fn queue(&mut self, i: usize, arrivals: &[(u64, u64)]) {
         let had = self.fns[i].next_arrival();
         self.fns[i].queue(arrivals);
         if had.is_none()
@@ -79,7 +79,7 @@ impl Fleet {
 
     /// Processes, in time order across the fleet, every real arrival before
     /// `t` and every completion at or before it.
-    pub fn run_until(&mut self, t: u64) {
+    pub(crate) fn run_until(&mut self, t: u64) {
         loop {
             let c = self.completions.peek().map(|r| r.0);
             let a = self.arrivals.peek().map(|r| r.0);
@@ -106,7 +106,7 @@ impl Fleet {
     }
 
     /// A ping to function `i` at `t` (everything before it processed first).
-    pub fn ping(&mut self, i: usize, t: u64, hold_ms: u64) -> PingResult {
+    pub(crate) fn ping(&mut self, i: usize, t: u64, hold_ms: u64) -> PingResult {
         self.run_until(t);
         self.act(i, |f| f.ping(t, hold_ms))
     }
@@ -116,7 +116,7 @@ impl Fleet {
     /// gets no more than the pool less [`UNRESERVED_MINIMUM`] less what the
     /// other functions hold provisioned (Lambda refuses the rest). Returns
     /// what was allocated.
-    pub fn set_provisioned(&mut self, i: usize, t: u64, n: u32) -> u32 {
+    pub(crate) fn set_provisioned(&mut self, i: usize, t: u64, n: u32) -> u32 {
         self.run_until(t);
         let n = if self.fns[i].shares_pool() {
             let others = self.provisioned_total - self.fns[i].provisioned();
@@ -134,13 +134,13 @@ impl Fleet {
 
     /// Function `i`'s recorded minutes in `from..until` (see
     /// [`FnSim::metrics`]).
-    pub fn metrics(&mut self, i: usize, from: u64, until: u64) -> Vec<MinuteMetrics> {
+    pub(crate) fn metrics(&mut self, i: usize, from: u64, until: u64) -> Vec<MinuteMetrics> {
         self.run_until(until * 60_000);
         self.act(i, |f| f.metrics(from, until))
     }
 
     /// Ends the run at `t`.
-    pub fn finish(&mut self, t: u64) {
+    pub(crate) fn finish(&mut self, t: u64) {
         self.run_until(t);
         for i in 0..self.fns.len() {
             self.act(i, |f| {

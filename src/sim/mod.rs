@@ -1,24 +1,24 @@
 //! The offline simulator: replay a workload against a model of Lambda and
 //! compare warming policies.
 //!
-//! * [`evaluate`]: the controller's forecasts scored against the peaks real
+//! * `evaluate`: the controller's forecasts scored against the peaks real
 //!   traffic then made, beside simple baselines (`forewarm forecast`).
-//! * [`fleet`]: the account, whose functions share one concurrency pool and
+//! * `fleet`: the account, whose functions share one concurrency pool and
 //!   meet event by event in time order.
 //! * [`model`]: the platform's numbers (reaping, cold starts, limits, prices),
 //!   from `models/*.toml`.
-//! * [`platform`]: one function's sandboxes, processed event by event in
+//! * `platform`: one function's sandboxes, processed event by event in
 //!   integer milliseconds.
 //! * [`policy`]: the policies compared (`none`, `fixed`, `lambda-warmer`,
 //!   `provisioned`, `forewarm`, `oracle`).
-//! * [`ports`]: the simulated CloudWatch, DynamoDB and Lambda behind which
+//! * `ports`: the simulated CloudWatch, DynamoDB and Lambda behind which
 //!   the *real* [`crate::tick::run_tick`] runs for the `forewarm` policy:
 //!   there is no second implementation of the controller.
-//! * [`report`]: the figures, as JSON (one object per policy, fixed keys) and as a
+//! * `report`: the figures, as JSON (one object per policy, fixed keys) and as a
 //!   table.
-//! * [`service`]: how long a real request runs (the trace's percentiles, or
+//! * `service`: how long a real request runs (the trace's percentiles, or
 //!   exponential with its mean).
-//! * [`synth`]: a synthetic workload generator with the published shape of
+//! * `synth`: a synthetic workload generator with the published shape of
 //!   production traces.
 //! * [`trace`]: workload traces (Azure Functions 2019 per-minute, 2021
 //!   per-invocation) read into one compact form.
@@ -31,16 +31,22 @@
 //! function index), because they share the account's concurrency; the
 //! controller (or a baseline's schedule) acts at minute boundaries.
 
-pub mod evaluate;
-pub mod fleet;
+// `evaluate`, `scenario` and `synth` serve the CLI's commands (`forecast`,
+// `simulate`'s scenarios, `trace synth`) only; the core built without the CLI
+// still compiles them.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) mod evaluate;
+pub(crate) mod fleet;
 pub mod model;
-pub mod platform;
+pub(crate) mod platform;
 pub mod policy;
-pub mod ports;
-pub mod report;
-pub mod scenario;
-pub mod service;
-pub mod synth;
+pub(crate) mod ports;
+pub(crate) mod report;
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) mod scenario;
+pub(crate) mod service;
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) mod synth;
 pub mod trace;
 
 use rand::Rng;
@@ -126,7 +132,7 @@ pub struct PolicyRun {
 
 /// A seed for function `i`'s stream `stream`: distinct, well mixed
 /// (SplitMix64 finalizer).
-pub fn stream_seed(seed: u64, i: u64, stream: u64) -> u64 {
+pub(crate) fn stream_seed(seed: u64, i: u64, stream: u64) -> u64 {
     let mut z =
         seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

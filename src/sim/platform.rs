@@ -26,7 +26,7 @@ use crate::decision::MinuteMetrics;
 
 /// What occupies a busy sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A real request.
     Real,
     /// A warming ping.
@@ -104,7 +104,7 @@ impl Stats {
 
 /// How a ping went, for the warm report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PingResult {
+pub(crate) enum PingResult {
     /// Reached sandbox `id`; `cold` when the ping created it.
     Reached {
         /// Sandbox id.
@@ -122,7 +122,7 @@ pub enum PingResult {
 
 /// Per-function settings the engine fixes up front.
 #[derive(Debug, Clone, Copy)]
-pub struct Setup {
+pub(crate) struct Setup {
     /// Memory, GB.
     pub gb: f64,
     /// Concurrency available to the function: its reserved concurrency, or
@@ -144,7 +144,7 @@ pub struct Setup {
 
 /// Counts of real requests, real cold starts and pings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawCounts {
+pub(crate) struct RawCounts {
     /// Real requests.
     pub requests: u64,
     /// Real cold starts.
@@ -155,7 +155,7 @@ pub struct RawCounts {
 
 /// One function's sandboxes and its share of the totals.
 #[derive(Debug, Clone)]
-pub struct FnSim {
+pub(crate) struct FnSim {
     setup: Setup,
     ttl_ms: (u64, u64),
     cold: LogNormal<f64>,
@@ -210,7 +210,7 @@ struct MinuteAcc {
 
 impl FnSim {
     /// A function with no sandboxes at time 0.
-    pub fn new(model: &Model, setup: Setup, seed: u64) -> FnSim {
+    pub(crate) fn new(model: &Model, setup: Setup, seed: u64) -> FnSim {
         let (mu, sigma) = model.cold_start_lognormal();
         FnSim {
             ttl_ms: (
@@ -258,7 +258,7 @@ impl FnSim {
     }
 
     /// Releases every completion up to `t` and moves the clock there.
-    pub fn advance(&mut self, t: u64) {
+    pub(crate) fn advance(&mut self, t: u64) {
         while let Some(&Reverse((until, id, kind, last_real_ms))) = self.busy.peek() {
             if until > t {
                 break;
@@ -377,7 +377,7 @@ impl FnSim {
     }
 
     /// A real request arriving at `t` that runs `duration_ms` once started.
-    pub fn request(&mut self, t: u64, duration_ms: u64) {
+    pub(crate) fn request(&mut self, t: u64, duration_ms: u64) {
         self.advance(t);
         self.stats.events += 1;
         let counted = self.counted(t);
@@ -434,7 +434,7 @@ impl FnSim {
 
     /// Reaps sandboxes that go idle from now on after `min_s..=max_s`
     /// seconds (those idle already keep the time they drew).
-    pub fn set_ttl(&mut self, min_s: f64, max_s: f64) {
+    pub(crate) fn set_ttl(&mut self, min_s: f64, max_s: f64) {
         self.ttl_ms = (
             (min_s * 1_000.0) as u64,
             (max_s.max(min_s) * 1_000.0) as u64,
@@ -443,7 +443,7 @@ impl FnSim {
 
     /// Queues real arrivals (ascending) to be processed in time order with
     /// any pings that come between them.
-    pub fn queue(&mut self, arrivals: &[(u64, u64)]) {
+    pub(crate) fn queue(&mut self, arrivals: &[(u64, u64)]) {
         self.queued.extend(arrivals.iter().copied());
     }
 
@@ -459,17 +459,17 @@ impl FnSim {
     }
 
     /// Idle sandboxes now (some may be past their reap time until looked at).
-    pub fn idle_count(&self) -> u32 {
+    pub(crate) fn idle_count(&self) -> u32 {
         self.idle.iter().filter(|i| i.reap_ms > self.now_ms).count() as u32
     }
 
     /// The function's memory, MB.
-    pub fn memory_mb(&self) -> u32 {
+    pub(crate) fn memory_mb(&self) -> u32 {
         (self.setup.gb * 1024.0).round() as u32
     }
 
     /// A ping arriving at `t` that holds its sandbox for `hold_ms` once started.
-    pub fn ping(&mut self, t: u64, hold_ms: u64) -> PingResult {
+    pub(crate) fn ping(&mut self, t: u64, hold_ms: u64) -> PingResult {
         self.run_queued_before(t);
         self.advance(t);
         self.stats.events += 1;
@@ -581,7 +581,7 @@ impl FnSim {
 
     /// Sets the Provisioned Concurrency kept ready from `t` on, charging the
     /// standby time of the old setting.
-    pub fn set_provisioned(&mut self, t: u64, n: u32) {
+    pub(crate) fn set_provisioned(&mut self, t: u64, n: u32) {
         self.advance(t);
         self.stats.provisioned_gb_ms +=
             self.clip(self.provisioned_since_ms, t) * self.provisioned as f64 * self.setup.gb;
@@ -590,7 +590,7 @@ impl FnSim {
     }
 
     /// Ends the run at `t`: charges idle sandboxes and standby up to then.
-    pub fn finish(&mut self, t: u64) {
+    pub(crate) fn finish(&mut self, t: u64) {
         self.set_provisioned(t, 0);
         for i in std::mem::take(&mut self.idle) {
             self.stats.idle_gb_ms += self.clip(i.free_ms, i.reap_ms.min(t)) * self.setup.gb;
@@ -641,7 +641,7 @@ impl FnSim {
 
     /// Finalizes minutes before `minute` and returns the recorded ones in
     /// `from..until` (CloudWatch's view: minutes with no datapoint are absent).
-    pub fn metrics(&mut self, from: u64, until: u64) -> Vec<MinuteMetrics> {
+    pub(crate) fn metrics(&mut self, from: u64, until: u64) -> Vec<MinuteMetrics> {
         self.advance(until * 60_000);
         // Reads ask for the latest minutes: walk back from the end rather than
         // search the whole day kept.
@@ -658,7 +658,7 @@ impl FnSim {
 
     /// Drops recorded minutes before `minute` (the controller never reads
     /// further back than a day).
-    pub fn forget_before(&mut self, minute: u64) {
+    pub(crate) fn forget_before(&mut self, minute: u64) {
         while self.history.front().is_some_and(|m| m.minute < minute) {
             self.history.pop_front();
         }

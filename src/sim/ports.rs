@@ -97,7 +97,7 @@ struct Slot {
 }
 
 /// A window for which the controller issued no forecast.
-pub const NO_FORECAST: u32 = u32::MAX;
+pub(crate) const NO_FORECAST: u32 = u32::MAX;
 
 /// Serializing every saved state only to learn its size would triple the
 /// simulator's run time; an item's size drifts by a few entries between
@@ -488,7 +488,7 @@ impl Warmer for World<'_> {
 
 /// The forewarm controller running over the simulated fleet.
 #[derive(Debug)]
-pub struct Controller {
+pub(crate) struct Controller {
     store: SimStore,
     cfg: TickConfig,
     /// Per tick: its time, its longest wait on a ping and what it consumed.
@@ -502,7 +502,7 @@ impl Controller {
     /// A controller for `functions` functions, all under one policy (as
     /// [`PolicySpec::forewarm`](super::policy::PolicySpec::forewarm)
     /// validated it).
-    pub fn new(functions: usize, policy: Policy, model: &Model) -> Controller {
+    pub(crate) fn new(functions: usize, policy: Policy, model: &Model) -> Controller {
         let policy = Parsed {
             policy,
             warnings: vec![],
@@ -532,19 +532,19 @@ impl Controller {
     /// Gives cold pings `ms` for their INIT before they count as timed out
     /// (`FOREWARM_INIT_ALLOWANCE_MS` of the real controller; default
     /// Lambda's 10 s Init limit).
-    pub fn with_init_allowance_ms(mut self, ms: u64) -> Controller {
+    pub(crate) fn with_init_allowance_ms(mut self, ms: u64) -> Controller {
         self.init_allowance_ms = ms;
         self
     }
 
     /// Minutes the controller waits for a minute's metrics to be final.
-    pub fn metrics_lag_minutes(&self) -> u64 {
+    pub(crate) fn metrics_lag_minutes(&self) -> u64 {
         self.cfg.metrics_lag_minutes
     }
 
     /// Keeps, from now on, the target in force for each of the first
     /// `windows` windows of every function (for [`Controller::forecasts`]).
-    pub fn record_forecasts(&mut self, windows: usize) {
+    pub(crate) fn record_forecasts(&mut self, windows: usize) {
         let slots = self
             .store
             .slots
@@ -557,7 +557,7 @@ impl Controller {
 
     /// Per function, the target in force for each window recorded, or
     /// [`NO_FORECAST`]; taken out, so a second call returns empty lists.
-    pub fn forecasts(&mut self) -> Vec<Vec<u32>> {
+    pub(crate) fn forecasts(&mut self) -> Vec<Vec<u32>> {
         let slots = self
             .store
             .slots
@@ -570,7 +570,7 @@ impl Controller {
     }
 
     /// One controller tick at `t`; returns each function's warm target.
-    pub fn tick(&mut self, fleet: &mut Fleet, t: u64) -> Vec<u32> {
+    pub(crate) fn tick(&mut self, fleet: &mut Fleet, t: u64) -> Vec<u32> {
         self.store
             .now_ms
             .store(t, std::sync::atomic::Ordering::Relaxed);
@@ -608,7 +608,7 @@ impl Controller {
     /// invocation per tick (its memory for its longest wait on a ping, hold
     /// and any INIT, plus overhead),
     /// and the CloudWatch and DynamoDB usage its ports counted.
-    pub fn cost_parts(&self, model: &Model, report_from_ms: u64) -> CostParts {
+    pub(crate) fn cost_parts(&self, model: &Model, report_from_ms: u64) -> CostParts {
         let p = &model.prices;
         let mut parts = CostParts::default();
         for (_, hold, usage) in self.ticks.iter().filter(|(t, ..)| *t >= report_from_ms) {

@@ -12,7 +12,7 @@ use crate::sim::trace::Trace;
 /// A scenario as written in TOML.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// Name for the report.
     pub name: String,
     /// One line for people.
@@ -50,7 +50,7 @@ fn one() -> usize {
 
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
+pub(crate) enum ScenarioError {
     /// Not readable.
     #[error("{file}: {source}")]
     Io {
@@ -72,7 +72,7 @@ pub enum ScenarioError {
 
 impl Scenario {
     /// Reads a scenario file; relative paths in it become relative to it.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
             file: path.to_path_buf(),
             source,
@@ -104,7 +104,7 @@ impl Scenario {
     }
 
     /// Parses the policy specs, naming the scenario in errors.
-    pub fn policy_specs(&self, file: &Path) -> Result<Vec<PolicySpec>, ScenarioError> {
+    pub(crate) fn policy_specs(&self, file: &Path) -> Result<Vec<PolicySpec>, ScenarioError> {
         self.policies
             .iter()
             .map(|p| {
@@ -118,7 +118,7 @@ impl Scenario {
 }
 
 /// Adds each parametric baseline at every `n` of the sweep (once each).
-pub fn with_sweep(policies: &[PolicySpec], ns: &[u32]) -> Vec<PolicySpec> {
+pub(crate) fn with_sweep(policies: &[PolicySpec], ns: &[u32]) -> Vec<PolicySpec> {
     let mut out: Vec<PolicySpec> = policies.to_vec();
     for p in policies {
         for &n in ns {
@@ -136,7 +136,7 @@ pub fn with_sweep(policies: &[PolicySpec], ns: &[u32]) -> Vec<PolicySpec> {
 /// threads as the machine has cores (each policy's run is deterministic on
 /// its own, so the order they finish in changes nothing), and assembles the
 /// report. `progress(policy, minute)` is called as runs go.
-pub fn run(
+pub(crate) fn run(
     cfg: &RunConfig,
     trace: &Trace,
     progress: &(dyn Fn(usize, usize) + Sync),
@@ -192,7 +192,10 @@ pub fn run(
 }
 
 /// The model a scenario names, with an optional TTL override.
-pub fn model_for(name: &str, ttl: Option<(f64, f64)>) -> Result<Model, super::model::ModelError> {
+pub(crate) fn model_for(
+    name: &str,
+    ttl: Option<(f64, f64)>,
+) -> Result<Model, super::model::ModelError> {
     let m = Model::load(name)?;
     Ok(match ttl {
         Some((lo, hi)) => m.with_ttl(lo, hi),

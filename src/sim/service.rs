@@ -20,7 +20,7 @@ use crate::sim::trace::{DURATION_PERCENTILES, FunctionTrace};
 
 /// One function's duration law.
 #[derive(Debug, Clone)]
-pub enum Service {
+pub(crate) enum Service {
     /// Exponential with a mean.
     Exponential(Exp<f64>),
     /// The inverse of a piecewise log-linear distribution through
@@ -30,7 +30,7 @@ pub enum Service {
 
 impl Service {
     /// The law for `f` under the model's `shape`.
-    pub fn of(f: &FunctionTrace, shape: DurationShape) -> Service {
+    pub(crate) fn of(f: &FunctionTrace, shape: DurationShape) -> Service {
         match (shape, f.duration_percentiles) {
             (DurationShape::Empirical, Some(q)) => Service::Empirical(q),
             (DurationShape::Empirical, None) | (DurationShape::Exponential, _) => {
@@ -40,7 +40,7 @@ impl Service {
     }
 
     /// A duration, whole ms, at least 1.
-    pub fn sample(&self, rng: &mut Pcg64Mcg) -> u64 {
+    pub(crate) fn sample(&self, rng: &mut Pcg64Mcg) -> u64 {
         let ms = match self {
             Service::Exponential(e) => e.sample(rng),
             Service::Empirical(q) => inverse(q, rng.random::<f64>()),

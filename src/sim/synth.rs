@@ -30,7 +30,7 @@ use crate::sim::trace::{FunctionTrace, Trace};
 
 /// The pattern a synthetic function follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Pattern {
+pub(crate) enum Pattern {
     /// Fires every `period` minutes, `per_fire` calls each time.
     Timer {
         /// Minutes between fires.
@@ -57,7 +57,7 @@ pub enum Pattern {
 }
 
 /// Generates `functions` functions over `days` days from `seed`.
-pub fn generate(functions: usize, days: usize, seed: u64) -> Trace {
+pub(crate) fn generate(functions: usize, days: usize, seed: u64) -> Trace {
     let minutes = days * 1_440;
     let rate = LogNormal::new(37.5f64.ln(), 2.85).expect("valid");
     let duration = LogNormal::new(686f64.ln(), 2.36).expect("valid");
@@ -186,7 +186,7 @@ fn series(pattern: Pattern, per_day: f64, minutes: usize, rng: &mut Pcg64Mcg) ->
 
 /// Writes a trace in the Azure 2019 layout: `invocations.csv` (one column per
 /// minute over all days), `durations.csv` and `memory.csv`.
-pub fn write_azure2019(trace: &Trace, dir: &Path) -> std::io::Result<()> {
+pub(crate) fn write_azure2019(trace: &Trace, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut inv = String::from("HashFunction,HashOwner,HashApp,Trigger");
     for m in 1..=trace.minutes {
@@ -222,7 +222,7 @@ pub fn write_azure2019(trace: &Trace, dir: &Path) -> std::io::Result<()> {
 
 /// Shape statistics of a trace, the ones the recipe targets.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Shape {
+pub(crate) struct Shape {
     /// Share of functions averaging at most one call an hour.
     pub at_most_hourly: f64,
     /// Share averaging at most one call a minute.
@@ -238,7 +238,7 @@ pub struct Shape {
 }
 
 /// Measures a trace's shape.
-pub fn shape(trace: &Trace) -> Shape {
+pub(crate) fn shape(trace: &Trace) -> Shape {
     let days = trace.minutes as f64 / 1_440.0;
     let per_day: Vec<f64> = trace
         .functions
