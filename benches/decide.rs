@@ -3,7 +3,6 @@
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use std::future::{Future, ready};
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -12,8 +11,8 @@ use forewarm::decision::{
     self, Action, FunctionState, Limits, MetricsStatus, MinuteMetrics, Observation, PingOutcome,
     WarmReport,
 };
-use forewarm::ports::memory::MemoryStore;
-use forewarm::ports::{FunctionRef, MetricsRequest, MetricsSource, PortError, WarmPlan, Warmer};
+use forewarm::ports::FunctionRef;
+use forewarm::ports::memory::{MemoryMetrics, MemoryStore, MemoryWarmer};
 use forewarm::tick::{TickConfig, block_on_ready, run_tick};
 
 const MIN: u64 = 60_000;
@@ -150,6 +149,19 @@ fn bench_decide(c: &mut Criterion) {
             PolicyDoc::new(),
         );
     }
+    // CloudWatch answers each function's shape; Lambda has room for every
+    // ping, each on its own sandbox.
+    let metrics = MemoryMetrics {
+        shape: Some(|f, m| {
+            let n = f.name.trim_start_matches("fn-").parse().unwrap_or(0);
+            minute(n, m)
+        }),
+        ..MemoryMetrics::default()
+    };
+    let lambda = MemoryWarmer {
+        reserved: (0..10_000u64).map(|f| (format!("fn-{f}"), 500)).collect(),
+        ..MemoryWarmer::default()
+    };
     let cfg = TickConfig::new("bench");
     let mut t = 10 * 1_440 * MIN;
     g.bench_function("run_tick over 10,000 functions (in-memory ports)", |b| {
@@ -157,8 +169,8 @@ fn bench_decide(c: &mut Criterion) {
             t += MIN;
             black_box(block_on_ready(run_tick(
                 &store,
-                &Cw,
-                &Fleet,
+                &metrics,
+                &lambda,
                 &forewarm::ports::FixedClock(t),
                 &cfg,
                 t,
@@ -166,50 +178,6 @@ fn bench_decide(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-struct Cw;
-impl MetricsSource for Cw {
-    fn observe(
-        &self,
-        requests: &[MetricsRequest],
-    ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send
-    {
-        ready(Ok(requests
-            .iter()
-            .enumerate()
-            .map(|(f, r)| {
-                Ok((r.from_minute..r.until_minute)
-                    .map(|m| minute(f as u64, m))
-                    .collect())
-            })
-            .collect()))
-    }
-}
-
-struct Fleet;
-impl Warmer for Fleet {
-    fn limits(&self, _: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
-        ready(Ok(Limits {
-            reserved: Some(500),
-            ..Limits::default()
-        }))
-    }
-    fn warm(
-        &self,
-        plans: &[WarmPlan],
-    ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
-        ready(
-            plans
-                .iter()
-                .map(|p| {
-                    Ok(WarmReport::every_ping_distinct(
-                        p.n, p.delay_ms, p.at_ms, "sb-", 0,
-                    ))
-                })
-                .collect(),
-        )
-    }
 }
 
 criterion_group!(benches, bench_decide);

@@ -1,19 +1,22 @@
 //! An in-memory [`StateStore`] with DynamoDB's semantics: versioned,
 //! conditional saves marked with the run that made them, the run's claim,
-//! `last_error` written alone. Tests use it as a fake (the simulator has its
-//! own, faster store); state goes in and out in the item's stored form
-//! (deflated JSON, `ports::stored`), as it does through the real table, so
-//! a field the item would lose is lost here too.
+//! `last_error` written alone. Tests use it as a fake; state goes in and out
+//! in the item's stored form (deflated JSON, `ports::stored`), as it does
+//! through the real table, so a field the item would lose is lost here too.
+//!
+//! The rules themselves ([`ItemRules`], [`ClaimRules`]) are shared with the
+//! simulator's store, which keeps the state as it is (no JSON round trip:
+//! it saves a million times a run) but meets the same conditions.
 
 use std::collections::BTreeMap;
 use std::future::{Future, ready};
 use std::sync::Mutex;
 
-use crate::decision::FunctionState;
 use crate::decision::policy::{Policy, PolicyDoc};
+use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
 use crate::ports::{
-    AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
-    Target,
+    AdminStore, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PolicyItem, PortError,
+    StateItem, StateStore, Stored, Target, WarmPlan, Warmer,
 };
 
 /// A state attribute as the table can hold it.
@@ -45,15 +48,108 @@ impl Body {
     }
 }
 
+/// A state item's attributes beside the state, and the conditions a write
+/// to it meets, as the DynamoDB store writes them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ItemRules {
+    /// Saves so far; a save must name the version it read.
+    pub(crate) version: u64,
+    /// The last error, written with a save or alone.
+    pub(crate) last_error: Option<String>,
+    /// When the function asks to be looked at next.
+    pub(crate) next_check_ms: u64,
+    /// A planned run's spacing and end.
+    pub(crate) slots: Option<crate::decision::run::Slots>,
+    /// Its average real concurrency.
+    pub(crate) real_busy: Option<f64>,
+    /// The mark of the run that saved last ([`super::save_mark`]).
+    pub(crate) saved_by: Option<u32>,
+}
+
+impl ItemRules {
+    /// A save of `state` read at `version` by `run`: refused when another
+    /// save came between (DynamoDB's condition on `version`), else the
+    /// attributes it writes, and the new version.
+    pub(crate) fn save(
+        &mut self,
+        f: &FunctionRef,
+        state: &FunctionState,
+        version: u64,
+        run: &str,
+    ) -> Result<u64, PortError> {
+        if self.version != version {
+            return Err(PortError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{f}: state changed since version {version} (now {})",
+                    self.version
+                ),
+            ));
+        }
+        self.version += 1;
+        self.last_error = state.last_error.clone();
+        self.next_check_ms = state.next_check_ms;
+        self.slots = state.run.map(|r| r.slots());
+        self.real_busy = Some(state.real_busy());
+        self.saved_by = Some(super::save_mark(run));
+        Ok(self.version)
+    }
+
+    /// The version, and whether `run` saved last.
+    pub(crate) fn last_save(&self, run: &str) -> (u64, bool) {
+        (self.version, self.saved_by == Some(super::save_mark(run)))
+    }
+
+    /// `last_error` written alone (the item made if there was none).
+    pub(crate) fn record_error(&mut self, error: &str) {
+        self.last_error = Some(error.to_string());
+    }
+}
+
+/// The run's claim on the account item (`pk = "*"`), as the DynamoDB
+/// store's conditional write keeps it: refused while another run's claim
+/// lasts; the last claim's time handed back.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ClaimRules {
+    /// The claim held: owner and until when, epoch ms.
+    pub(crate) run: Option<(String, u64)>,
+    /// The time of the last claim, epoch ms.
+    pub(crate) last_tick_ms: Option<u64>,
+}
+
+impl ClaimRules {
+    /// Claims the run for `owner` until `until_ms`; the previous claim's time.
+    pub(crate) fn claim(
+        &mut self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<Option<u64>, PortError> {
+        if let Some((other, until)) = &self.run
+            && other != owner
+            && *until > now_ms
+        {
+            return Err(PortError::new(
+                ErrorKind::Conflict,
+                format!("the run is claimed by {other} until {until} ms"),
+            ));
+        }
+        self.run = Some((owner.to_string(), until_ms));
+        Ok(self.last_tick_ms.replace(now_ms))
+    }
+
+    /// Releases `owner`'s claim; someone else's stays.
+    pub(crate) fn release(&mut self, owner: &str) {
+        if self.run.as_ref().is_some_and(|(o, _)| o == owner) {
+            self.run = None;
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Item {
     state: Option<Body>,
-    version: u64,
-    last_error: Option<String>,
-    next_check_ms: u64,
-    slots: Option<crate::decision::run::Slots>,
-    real_busy: Option<f64>,
-    saved_by: Option<String>,
+    rules: ItemRules,
 }
 
 #[derive(Debug, Default)]
@@ -61,10 +157,7 @@ struct Inner {
     defaults: Option<PolicyDoc>,
     policies: BTreeMap<FunctionRef, PolicyDoc>,
     items: BTreeMap<FunctionRef, Item>,
-    /// The run's claim: owner and until when, epoch ms.
-    run: Option<(String, u64)>,
-    /// The time of the last claim, epoch ms.
-    last_tick_ms: Option<u64>,
+    claim: ClaimRules,
     /// Failures to return from the next calls, by operation name.
     failures: Vec<(&'static str, PortError)>,
     /// Failures to return from the next calls *after* applying them (an
@@ -104,8 +197,8 @@ impl MemoryStore {
         g.items.get(f).map_or((None, 0, None), |i| {
             (
                 i.state.as_ref().and_then(|b| b.read().ok()),
-                i.version,
-                i.last_error.clone(),
+                i.rules.version,
+                i.rules.last_error.clone(),
             )
         })
     }
@@ -126,12 +219,12 @@ impl MemoryStore {
         let mut g = self.lock();
         let item = g.items.entry(f.clone()).or_default();
         item.state = Some(Body::Text(json.to_string()));
-        item.version += 1;
+        item.rules.version += 1;
     }
 
     /// The run's claim, when one is held: owner and until when.
     pub fn run_claim(&self) -> Option<(String, u64)> {
-        self.lock().run.clone()
+        self.lock().claim.run.clone()
     }
 
     /// Overwrites when a function asks to be looked at next.
@@ -140,6 +233,7 @@ impl MemoryStore {
             .items
             .entry(f.clone())
             .or_default()
+            .rules
             .next_check_ms = at_ms;
     }
 
@@ -180,7 +274,7 @@ impl MemoryStore {
         };
         Stored {
             state,
-            version: i.version,
+            version: i.rules.version,
             unreadable,
         }
     }
@@ -249,9 +343,9 @@ impl AdminStore for MemoryStore {
                 };
                 StateItem {
                     function: f.to_string(),
-                    version: i.version,
+                    version: i.rules.version,
                     state,
-                    last_error: problem.or_else(|| i.last_error.clone()),
+                    last_error: problem.or_else(|| i.rules.last_error.clone()),
                     lease_owner: None,
                     lease_until_ms: 0,
                 }
@@ -261,7 +355,7 @@ impl AdminStore for MemoryStore {
     }
 
     fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send {
-        ready(Ok(self.lock().run.clone()))
+        ready(Ok(self.lock().claim.run.clone()))
     }
 }
 
@@ -278,9 +372,9 @@ impl StateStore for MemoryStore {
             .map(|(f, doc)| Target {
                 function: f.clone(),
                 policy: Policy::from_items(defaults.as_ref(), doc),
-                next_check_ms: g.items.get(f).map_or(0, |i| i.next_check_ms),
-                slots: g.items.get(f).and_then(|i| i.slots),
-                real_busy: g.items.get(f).and_then(|i| i.real_busy),
+                next_check_ms: g.items.get(f).map_or(0, |i| i.rules.next_check_ms),
+                slots: g.items.get(f).and_then(|i| i.rules.slots),
+                real_busy: g.items.get(f).and_then(|i| i.rules.real_busy),
             })
             .collect()))
     }
@@ -303,17 +397,7 @@ impl StateStore for MemoryStore {
         if let Some(e) = Self::injected(&mut g, "claim_run") {
             return ready(Err(e));
         }
-        if let Some((other, until)) = &g.run
-            && other != owner
-            && *until > now_ms
-        {
-            return ready(Err(PortError::new(
-                ErrorKind::Conflict,
-                format!("the run is claimed by {other} until {until} ms"),
-            )));
-        }
-        g.run = Some((owner.to_string(), until_ms));
-        ready(Ok(g.last_tick_ms.replace(now_ms)))
+        ready(g.claim.claim(owner, now_ms, until_ms))
     }
 
     fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
@@ -321,9 +405,7 @@ impl StateStore for MemoryStore {
         if let Some(e) = Self::injected(&mut g, "release_run") {
             return ready(Err(e));
         }
-        if g.run.as_ref().is_some_and(|(o, _)| o == owner) {
-            g.run = None;
-        }
+        g.claim.release(owner);
         ready(Ok(()))
     }
 
@@ -339,28 +421,16 @@ impl StateStore for MemoryStore {
             return ready(Err(e));
         }
         let lost = Self::lost_answer(&mut g, "save");
-        let item = g.items.entry(f.clone()).or_default();
-        if item.version != version {
-            return ready(Err(PortError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "{f}: state changed since version {version} (now {})",
-                    item.version
-                ),
-            )));
-        }
         let body = match super::stored::encode(&state) {
             Ok(b) => Body::Deflated(b),
             Err(e) => return ready(Err(PortError::new(ErrorKind::Invalid, e))),
         };
+        let item = g.items.entry(f.clone()).or_default();
+        let v = match item.rules.save(f, &state, version, run) {
+            Ok(v) => v,
+            Err(e) => return ready(Err(e)),
+        };
         item.state = Some(body);
-        item.version += 1;
-        item.last_error = state.last_error.clone();
-        item.next_check_ms = state.next_check_ms;
-        item.slots = state.run.map(|r| r.slots());
-        item.real_busy = Some(state.real_busy());
-        item.saved_by = Some(run.to_string());
-        let v = item.version;
         ready(lost.map_or(Ok(v), Err))
     }
 
@@ -373,9 +443,10 @@ impl StateStore for MemoryStore {
         if let Some(e) = Self::injected(&mut g, "last_save") {
             return ready(Err(e));
         }
-        ready(Ok(g.items.get(f).map_or((0, false), |i| {
-            (i.version, i.saved_by.as_deref() == Some(run))
-        })))
+        ready(Ok(g
+            .items
+            .get(f)
+            .map_or((0, false), |i| i.rules.last_save(run))))
     }
 
     fn record_error(
@@ -388,7 +459,155 @@ impl StateStore for MemoryStore {
             return ready(Err(e));
         }
         let item = g.items.entry(f.clone()).or_default();
-        item.last_error = Some(error.to_string());
+        item.rules.record_error(error);
         ready(Ok(()))
+    }
+}
+
+/// CloudWatch in memory, for tests and benchmarks: each function's steady
+/// real concurrency (or a shape over the minutes), and what it was asked.
+#[derive(Debug, Default)]
+pub struct MemoryMetrics {
+    /// Each function's steady peak concurrency (absent: idle); a minute
+    /// reads it as its maximum, with half-second invocations making half
+    /// of it busy on average.
+    pub steady: BTreeMap<String, f64>,
+    /// Instead of `steady`: each minute of each function.
+    pub shape: Option<fn(&FunctionRef, u64) -> MinuteMetrics>,
+    /// Every read fails as CloudWatch being down.
+    pub down: bool,
+    /// Batched reads so far.
+    pub calls: Mutex<usize>,
+    /// Functions read, every request of every call.
+    pub read: Mutex<Vec<String>>,
+    /// Whether a `ListMetrics` screen can be made: it answers the
+    /// functions with a nonzero steady level.
+    pub screens: bool,
+    /// Screens so far.
+    pub screened: Mutex<usize>,
+}
+
+impl MemoryMetrics {
+    /// Steady levels, one per function.
+    pub fn steady(pairs: &[(&str, f64)]) -> Self {
+        MemoryMetrics {
+            steady: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+impl MetricsSource for MemoryMetrics {
+    fn observe(
+        &self,
+        requests: &[MetricsRequest],
+    ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send
+    {
+        *self.calls.lock().unwrap() += 1;
+        self.read
+            .lock()
+            .unwrap()
+            .extend(requests.iter().map(|r| r.function.to_string()));
+        if self.down {
+            return ready(Err(PortError::new(
+                ErrorKind::Unavailable,
+                "cloudwatch is down",
+            )));
+        }
+        ready(Ok(requests
+            .iter()
+            .map(|r| {
+                if let Some(shape) = self.shape {
+                    return Ok((r.from_minute..r.until_minute)
+                        .map(|m| shape(&r.function, m))
+                        .collect());
+                }
+                let c = self.steady.get(&*r.function.name).copied().unwrap_or(0.0);
+                Ok((r.from_minute..r.until_minute)
+                    .map(|m| MinuteMetrics {
+                        minute: m,
+                        concurrency_max: Some(c),
+                        // Half a second each: half the peak busy on average.
+                        invocations: Some(c * 60.0),
+                        duration_avg_ms: Some(500.0),
+                        ..MinuteMetrics::default()
+                    })
+                    .collect())
+            })
+            .collect()))
+    }
+
+    fn recently_active(
+        &self,
+    ) -> impl Future<Output = Result<Option<std::collections::BTreeSet<String>>, PortError>> + Send
+    {
+        *self.screened.lock().unwrap() += 1;
+        ready(Ok(self.screens.then(|| {
+            self.steady
+                .iter()
+                .filter(|(_, c)| **c > 0.0)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })))
+    }
+}
+
+/// Lambda in memory, for tests and benchmarks: every ping finds its own
+/// sandbox (`{function}-{i}`), except for listed functions that do not
+/// exist; every plan sent is kept.
+#[derive(Debug, Default)]
+pub struct MemoryWarmer {
+    /// Functions that do not exist (their limits and warms fail).
+    pub missing: Vec<String>,
+    /// Reserved concurrency by function.
+    pub reserved: BTreeMap<String, u32>,
+    /// The account's unreserved pool.
+    pub unreserved: Option<u32>,
+    /// The plans sent so far.
+    pub sent: Mutex<Vec<WarmPlan>>,
+    /// The first warm at or after this time comes back all cold (its
+    /// sandboxes were reaped), once.
+    pub cold_once_at: Mutex<Option<u64>>,
+}
+
+impl Warmer for MemoryWarmer {
+    fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
+        ready(if self.missing.iter().any(|m| **m == *f.name) {
+            Err(PortError::new(
+                ErrorKind::NotFound,
+                format!("function {f} not found"),
+            ))
+        } else {
+            Ok(Limits {
+                reserved: self.reserved.get(&*f.name).copied(),
+                unreserved: self.unreserved,
+                ..Limits::default()
+            })
+        })
+    }
+
+    fn warm(
+        &self,
+        plans: &[WarmPlan],
+    ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
+        self.sent.lock().unwrap().extend(plans.iter().cloned());
+        let mut cold_at = self.cold_once_at.lock().unwrap();
+        ready(
+            plans
+                .iter()
+                .map(|p| {
+                    let prefix = format!("{}-", p.function);
+                    let mut rep =
+                        WarmReport::every_ping_distinct(p.n, p.delay_ms, p.at_ms, &prefix, 1);
+                    if cold_at.is_some_and(|t| p.at_ms >= t) {
+                        *cold_at = None;
+                        for ping in rep.pings.iter_mut() {
+                            ping.cold = Some(true);
+                        }
+                    }
+                    Ok(rep)
+                })
+                .collect(),
+        )
     }
 }

@@ -1,10 +1,13 @@
 //! The `forewarm` policy in the simulator: the real [`run_tick`] behind
 //! simulated ports.
 //!
-//! * the **store** keeps each function's `FunctionState` in memory with the
-//!   same version rules as DynamoDB, and bills the run's claim, (states move in and out; the
-//!   JSON round trip is exercised by the in-memory store's tests and the
-//!   determinism test);
+//! * the **store** keeps each function's `FunctionState` in memory under
+//!   the in-memory store's rules (versioned saves marked with their run,
+//!   the run's claim, `last_error` alone: `ports::memory`'s `ItemRules` and
+//!   `ClaimRules`), handing states over rather than round-tripping their
+//!   JSON (the in-memory store's tests and the determinism test exercise
+//!   that), and bills every call's DynamoDB units by the item sizes it
+//!   would have;
 //! * **metrics** are what CloudWatch would report for the simulated
 //!   platform: per-minute maximum concurrency, invocations and average
 //!   duration *including the pings*, so the own-traffic correction is tested
@@ -30,6 +33,7 @@ use crate::decision::policy::{Parsed, Policy};
 use crate::decision::{
     FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport,
 };
+use crate::ports::memory::{ClaimRules, ItemRules};
 use crate::ports::{
     ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, StateStore, Stored, Target,
     Usage, WarmPlan, Warmer,
@@ -73,14 +77,8 @@ fn stored_bytes(state: &FunctionState) -> u64 {
 #[derive(Debug, Default)]
 struct Slot {
     state: Option<Box<FunctionState>>,
-    version: u64,
-    next_check_ms: u64,
-    /// The planned warms' spacing and end, as the state item's attributes.
-    slots: Option<crate::decision::run::Slots>,
-    /// Its average real concurrency, as the state item's attribute.
-    real_busy: Option<f64>,
-    /// The mark of the run that saved last ([`crate::ports::save_mark`]).
-    saved_by: u32,
+    /// The item's other attributes, under the in-memory store's rules.
+    rules: ItemRules,
     /// The state item's billed size (0 while there is none).
     bytes: u64,
     /// Saves so far: the state's JSON is measured on one save in
@@ -118,8 +116,8 @@ struct SimStore {
     policy: Parsed,
     slots: Mutex<Vec<Slot>>,
     now_ms: std::sync::atomic::AtomicU64,
-    /// The time of the last claim.
-    last_tick_ms: Mutex<Option<u64>>,
+    /// The run's claim, under the in-memory store's rules.
+    claim: Mutex<ClaimRules>,
     /// The policy items' bytes, all together (the scan reads them too).
     policy_bytes: u64,
     usage: Mutex<Usage>,
@@ -142,7 +140,11 @@ fn index(f: &FunctionRef) -> Result<usize, PortError> {
 impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let last_tick = *self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let last_tick = self
+            .claim
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_tick_ms;
         let bytes: u64 = slots.iter().map(|s| s.bytes).sum::<u64>()
             + self.policy_bytes
             + last_tick.map_or(0, |t| run_item_bytes(None, t));
@@ -157,9 +159,9 @@ impl StateStore for SimStore {
             .map(|(f, s)| Target {
                 function: f.clone(),
                 policy: Ok(self.policy.clone()),
-                next_check_ms: s.next_check_ms,
-                slots: s.slots,
-                real_busy: s.real_busy,
+                next_check_ms: s.rules.next_check_ms,
+                slots: s.rules.slots,
+                real_busy: s.rules.real_busy,
             })
             .collect()))
     }
@@ -170,26 +172,25 @@ impl StateStore for SimStore {
         now_ms: u64,
         until_ms: u64,
     ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
-        // The simulator's ticks never overlap; the claim is billed as the
-        // conditional write it is on the small account item.
-        let mut last = self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
-        let before = last.map_or(0, |t| run_item_bytes(None, t));
+        // Billed as the conditional write it is on the small account item.
+        let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
+        let before = claim.last_tick_ms.map_or(0, |t| run_item_bytes(None, t));
         self.charge(
             0.0,
             write_units(before, run_item_bytes(Some((owner, until_ms)), now_ms)),
         );
-        ready(Ok(last.replace(now_ms)))
+        ready(claim.claim(owner, now_ms, until_ms))
     }
 
     fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
-        let last = self.last_tick_ms.lock().unwrap_or_else(|e| e.into_inner());
-        let t = last.unwrap_or(0);
-        // The claim's end does not change the item's billed units here: it
-        // is sized at the claim's time.
+        let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
+        let t = claim.last_tick_ms.unwrap_or(0);
+        let held = claim.run.as_ref().map(|(o, until)| (o.as_str(), *until));
         self.charge(
             0.0,
-            write_units(run_item_bytes(Some((owner, t)), t), run_item_bytes(None, t)),
+            write_units(run_item_bytes(held, t), run_item_bytes(None, t)),
         );
+        claim.release(owner);
         ready(Ok(()))
     }
 
@@ -207,7 +208,7 @@ impl StateStore for SimStore {
             };
             Stored {
                 state,
-                version: slot.version,
+                version: slot.rules.version,
                 unreadable: None,
             }
         });
@@ -224,12 +225,7 @@ impl StateStore for SimStore {
         let r = index(f).and_then(|i| {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = &mut slots[i];
-            if slot.version != version {
-                return Err(PortError::new(ErrorKind::Conflict, format!("{f} changed")));
-            }
-            slot.next_check_ms = state.next_check_ms;
-            slot.slots = state.run.map(|r| r.slots());
-            slot.real_busy = Some(state.real_busy());
+            let saved = slot.rules.save(f, &state, version, run)?;
             if slot.saves.is_multiple_of(MEASURE_EVERY) {
                 slot.json = json_bytes(&state);
             }
@@ -249,7 +245,7 @@ impl StateStore for SimStore {
             let after = StateItem {
                 function: &f.name,
                 stored_len: stored,
-                version: slot.version + 1,
+                version: saved,
                 next_check_ms: state.next_check_ms,
                 saved_by: crate::ports::save_mark(run),
                 real_busy: &busy,
@@ -263,9 +259,7 @@ impl StateStore for SimStore {
             self.charge(0.0, write_units(slot.bytes, after));
             slot.bytes = after;
             slot.state = Some(state);
-            slot.version += 1;
-            slot.saved_by = crate::ports::save_mark(run);
-            Ok(slot.version)
+            Ok(saved)
         });
         ready(r)
     }
@@ -277,8 +271,7 @@ impl StateStore for SimStore {
     ) -> impl Future<Output = Result<(u64, bool), PortError>> + Send {
         let r = index(f).map(|i| {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = &slots[i];
-            (slot.version, slot.saved_by == crate::ports::save_mark(run))
+            slots[i].rules.last_save(run)
         });
         ready(r)
     }
@@ -290,9 +283,7 @@ impl StateStore for SimStore {
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         let r = index(f).map(|i| {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = slots[i].state.as_mut() {
-                s.last_error = Some(error.to_string());
-            }
+            slots[i].rules.record_error(error);
             let before = slots[i].bytes;
             // With no item yet, the write makes one: its key and the error.
             let key = if before == 0 {
@@ -515,7 +506,7 @@ impl Controller {
                 policy,
                 slots: Mutex::new((0..functions).map(|_| Slot::default()).collect()),
                 now_ms: std::sync::atomic::AtomicU64::new(0),
-                last_tick_ms: Mutex::new(None),
+                claim: Mutex::new(ClaimRules::default()),
                 policy_bytes: (0..functions)
                     .map(|i| policy_item_bytes(&i.to_string()))
                     .sum(),

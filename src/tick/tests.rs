@@ -1,144 +1,15 @@
 //! The tick as stories, over the in-memory store and small fake ports.
 
-use std::collections::BTreeMap;
-use std::future::{Future, ready};
+use std::future::Future;
 use std::sync::Mutex;
 
 use super::*;
+use crate::decision::Reason;
 use crate::decision::policy::{PolicyDoc, Scalar};
-use crate::decision::{MinuteMetrics, Reason, WarmReport};
-use crate::ports::memory::MemoryStore;
+use crate::ports::memory::{MemoryMetrics, MemoryStore, MemoryWarmer};
 use crate::ports::{FixedClock, PortError};
 
 const NOW: u64 = 1_764_150_000_000;
-
-/// CloudWatch as a table of steady real concurrency per function.
-#[derive(Default)]
-struct Metrics {
-    steady: BTreeMap<String, f64>,
-    down: bool,
-    calls: Mutex<usize>,
-    /// Functions read, every request of every call.
-    read: Mutex<Vec<String>>,
-    /// What a `ListMetrics` screen answers (`None`: cannot screen): the
-    /// functions with a nonzero steady level, when set.
-    screens: bool,
-    screened: Mutex<usize>,
-}
-
-impl Metrics {
-    fn steady(pairs: &[(&str, f64)]) -> Self {
-        Metrics {
-            steady: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            ..Default::default()
-        }
-    }
-}
-
-impl MetricsSource for Metrics {
-    fn observe(
-        &self,
-        requests: &[MetricsRequest],
-    ) -> impl Future<Output = Result<Vec<Result<Vec<MinuteMetrics>, PortError>>, PortError>> + Send
-    {
-        *self.calls.lock().unwrap() += 1;
-        self.read
-            .lock()
-            .unwrap()
-            .extend(requests.iter().map(|r| r.function.to_string()));
-        if self.down {
-            return ready(Err(PortError::new(
-                ErrorKind::Unavailable,
-                "cloudwatch is down",
-            )));
-        }
-        ready(Ok(requests
-            .iter()
-            .map(|r| {
-                let c = self.steady.get(&*r.function.name).copied().unwrap_or(0.0);
-                Ok((r.from_minute..r.until_minute)
-                    .map(|m| MinuteMetrics {
-                        minute: m,
-                        concurrency_max: Some(c),
-                        // Half a second each: half the peak busy on average.
-                        invocations: Some(c * 60.0),
-                        duration_avg_ms: Some(500.0),
-                        ..MinuteMetrics::default()
-                    })
-                    .collect())
-            })
-            .collect()))
-    }
-
-    fn recently_active(
-        &self,
-    ) -> impl Future<Output = Result<Option<std::collections::BTreeSet<String>>, PortError>> + Send
-    {
-        *self.screened.lock().unwrap() += 1;
-        ready(Ok(self.screens.then(|| {
-            self.steady
-                .iter()
-                .filter(|(_, c)| **c > 0.0)
-                .map(|(k, _)| k.clone())
-                .collect()
-        })))
-    }
-}
-
-/// Lambda where every ping finds its own sandbox, except for listed
-/// functions that do not exist.
-#[derive(Default)]
-struct Lambda {
-    missing: Vec<String>,
-    reserved: BTreeMap<String, u32>,
-    unreserved: Option<u32>,
-    sent: Mutex<Vec<WarmPlan>>,
-    /// The first warm at or after this time comes back all cold (its
-    /// sandboxes were reaped), once.
-    cold_once_at: Mutex<Option<u64>>,
-}
-
-impl Warmer for Lambda {
-    fn limits(&self, f: &FunctionRef) -> impl Future<Output = Result<Limits, PortError>> + Send {
-        ready(if self.missing.iter().any(|m| **m == *f.name) {
-            Err(PortError::new(
-                ErrorKind::NotFound,
-                format!("function {f} not found"),
-            ))
-        } else {
-            Ok(Limits {
-                reserved: self.reserved.get(&*f.name).copied(),
-                unreserved: self.unreserved,
-                ..Limits::default()
-            })
-        })
-    }
-
-    fn warm(
-        &self,
-        plans: &[WarmPlan],
-    ) -> impl Future<Output = Vec<Result<WarmReport, PortError>>> + Send {
-        self.sent.lock().unwrap().extend(plans.iter().cloned());
-        let mut cold_at = self.cold_once_at.lock().unwrap();
-        ready(
-            plans
-                .iter()
-                .map(|p| {
-                    let prefix = format!("{}-", p.function);
-                    let mut rep =
-                        WarmReport::every_ping_distinct(p.n, p.delay_ms, p.at_ms, &prefix, 1);
-                    if cold_at.is_some_and(|t| p.at_ms >= t) {
-                        *cold_at = None;
-                        for ping in rep.pings.iter_mut() {
-                            ping.cold = Some(true);
-                        }
-                    }
-                    Ok(rep)
-                })
-                .collect(),
-        )
-    }
-}
 
 fn policy(pairs: &[(&str, f64)]) -> PolicyDoc {
     pairs
@@ -153,8 +24,8 @@ fn f(name: &str) -> FunctionRef {
 
 fn tick(
     store: &MemoryStore,
-    metrics: &Metrics,
-    lambda: &Lambda,
+    metrics: &MemoryMetrics,
+    lambda: &MemoryWarmer,
     owner: &str,
     now: u64,
 ) -> TickReport {
@@ -172,7 +43,10 @@ fn tick(
 fn a_tick_warms_the_forecast_and_saves_state() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[("max", 50.0)]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 6.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 6.0)]),
+        MemoryWarmer::default(),
+    );
     let r = tick(&store, &metrics, &lambda, "run-1", NOW);
     let out = &r.functions[0];
     assert!(out.saved, "{out:?}");
@@ -197,8 +71,8 @@ fn a_malformed_policy_is_reported_and_the_others_still_warm() {
     let store = MemoryStore::new();
     store.put_policy(&f("good"), policy(&[]));
     store.put_policy(&f("bad"), policy(&[]));
-    let metrics = Metrics::steady(&[("good", 3.0), ("bad", 3.0)]);
-    let lambda = Lambda::default();
+    let metrics = MemoryMetrics::steady(&[("good", 3.0), ("bad", 3.0)]);
+    let lambda = MemoryWarmer::default();
     tick(&store, &metrics, &lambda, "run-1", NOW);
     let healthy = store.state_json(&f("bad")).unwrap();
 
@@ -233,7 +107,10 @@ fn a_malformed_policy_is_reported_and_the_others_still_warm() {
 fn a_tick_while_another_run_holds_the_claim_does_nothing() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     // Run A claimed the run (it is mid-tick) when run B starts.
     block_on_ready(store.claim_run("run-A", NOW, NOW + 50_000)).unwrap();
     let r = tick(&store, &metrics, &lambda, "run-B", NOW + 1_000);
@@ -258,7 +135,10 @@ fn a_tick_while_another_run_holds_the_claim_does_nothing() {
 fn a_tick_that_cannot_claim_the_run_fails_and_writes_nothing() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     store.fail_next(
         "claim_run",
         PortError::new(ErrorKind::Unavailable, "table unreachable"),
@@ -273,7 +153,10 @@ fn a_tick_that_cannot_claim_the_run_fails_and_writes_nothing() {
 fn a_lost_save_leaves_the_stored_state_intact() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     tick(&store, &metrics, &lambda, "run-1", NOW);
     let before = store.state_json(&f("orders"));
     store.fail_next(
@@ -302,7 +185,10 @@ fn a_lost_save_leaves_the_stored_state_intact() {
 fn a_save_whose_answer_was_lost_is_read_back_not_guessed() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     tick(&store, &metrics, &lambda, "run-1", NOW);
     let mut at = NOW;
     // Applied, then the connection dropped; applied, then the SDK's retry
@@ -356,17 +242,17 @@ fn a_save_whose_answer_was_lost_is_read_back_not_guessed() {
 fn a_metrics_outage_falls_back_to_the_last_forecast() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let lambda = Lambda::default();
+    let lambda = MemoryWarmer::default();
     tick(
         &store,
-        &Metrics::steady(&[("orders", 8.0)]),
+        &MemoryMetrics::steady(&[("orders", 8.0)]),
         &lambda,
         "run-1",
         NOW,
     );
-    let down = Metrics {
+    let down = MemoryMetrics {
         down: true,
-        ..Metrics::default()
+        ..MemoryMetrics::default()
     };
     let r = tick(&store, &down, &lambda, "run-2", NOW + 20 * 60_000);
     let d = r.functions[0].decision.unwrap();
@@ -381,10 +267,10 @@ fn a_missing_function_is_reported_and_skipped() {
     let store = MemoryStore::new();
     store.put_policy(&f("gone"), policy(&[]));
     store.put_policy(&f("here"), policy(&[]));
-    let metrics = Metrics::steady(&[("gone", 2.0), ("here", 2.0)]);
-    let lambda = Lambda {
+    let metrics = MemoryMetrics::steady(&[("gone", 2.0), ("here", 2.0)]);
+    let lambda = MemoryWarmer {
         missing: vec!["gone".into()],
-        ..Lambda::default()
+        ..MemoryWarmer::default()
     };
     let r = tick(&store, &metrics, &lambda, "run-1", NOW);
     let (_, _, err) = store.get(&f("gone"));
@@ -402,7 +288,10 @@ fn a_missing_function_is_reported_and_skipped() {
 fn a_dry_run_decides_but_neither_pings_nor_saves() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 5.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 5.0)]),
+        MemoryWarmer::default(),
+    );
     let cfg = TickConfig {
         dry_run: true,
         ..TickConfig::new("dry")
@@ -429,8 +318,8 @@ fn the_policy_list_failing_aborts_the_tick() {
     );
     let r = tick(
         &store,
-        &Metrics::default(),
-        &Lambda::default(),
+        &MemoryMetrics::default(),
+        &MemoryWarmer::default(),
         "run-1",
         NOW,
     );
@@ -441,10 +330,10 @@ fn the_policy_list_failing_aborts_the_tick() {
 fn reserved_concurrency_caps_what_the_tick_sends() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[("headroom", 2.0)]));
-    let metrics = Metrics::steady(&[("orders", 20.0)]);
-    let lambda = Lambda {
+    let metrics = MemoryMetrics::steady(&[("orders", 20.0)]);
+    let lambda = MemoryWarmer {
         reserved: [("orders".to_string(), 25)].into(),
-        ..Lambda::default()
+        ..MemoryWarmer::default()
     };
     tick(&store, &metrics, &lambda, "run-1", NOW);
     assert!(lambda.sent.lock().unwrap().iter().all(|p| p.n <= 3));
@@ -491,10 +380,10 @@ fn functions_sharing_the_account_pool_share_its_room() {
     for n in names {
         store.put_policy(&f(n), policy(&[]));
     }
-    let metrics = Metrics::steady(&names.map(|n| (n, 10.0)));
-    let lambda = Lambda {
+    let metrics = MemoryMetrics::steady(&names.map(|n| (n, 10.0)));
+    let lambda = MemoryWarmer {
         unreserved: Some(60),
-        ..Lambda::default()
+        ..MemoryWarmer::default()
     };
     let r = tick(&store, &metrics, &lambda, "run-1", NOW);
     let sent: u32 = lambda.sent.lock().unwrap().iter().map(|p| p.n).sum();
@@ -514,13 +403,13 @@ fn a_corrupt_state_is_started_afresh_and_said_and_the_others_go_on() {
     for n in ["broken", "garbled", "wild", "good"] {
         store.put_policy(&f(n), policy(&[]));
     }
-    let metrics = Metrics::steady(&[
+    let metrics = MemoryMetrics::steady(&[
         ("broken", 4.0),
         ("garbled", 4.0),
         ("wild", 4.0),
         ("good", 4.0),
     ]);
-    let lambda = Lambda::default();
+    let lambda = MemoryWarmer::default();
     tick(&store, &metrics, &lambda, "run-1", NOW);
     // Packed buckets of the wrong length: indexing them would panic.
     let mut short = store.get(&f("broken")).0.unwrap();
@@ -567,8 +456,8 @@ fn a_corrupt_state_is_started_afresh_and_said_and_the_others_go_on() {
 fn a_look_planned_beyond_any_rest_is_taken_now() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let metrics = Metrics::steady(&[("orders", 4.0)]);
-    let lambda = Lambda::default();
+    let metrics = MemoryMetrics::steady(&[("orders", 4.0)]);
+    let lambda = MemoryWarmer::default();
     tick(&store, &metrics, &lambda, "run-1", NOW);
     store.set_next_check(&f("orders"), u64::MAX / 2);
     let r = tick(&store, &metrics, &lambda, "run-2", NOW + 10 * 60_000);
@@ -587,11 +476,11 @@ fn functions_that_ran_nothing_are_screened_not_read() {
         store.put_policy(&f(name), policy(&[]));
     }
     let pairs: Vec<(&str, f64)> = levels.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-    let metrics = Metrics {
+    let metrics = MemoryMetrics {
         screens: true,
-        ..Metrics::steady(&pairs)
+        ..MemoryMetrics::steady(&pairs)
     };
-    let lambda = Lambda::default();
+    let lambda = MemoryWarmer::default();
     // First look: three hours of history, read for everyone (the screen
     // sees only the last three hours, minus its margins).
     tick(&store, &metrics, &lambda, "run-1", NOW);
@@ -614,7 +503,7 @@ fn functions_that_ran_nothing_are_screened_not_read() {
     for (name, _) in &levels {
         store2.put_policy(&f(name), policy(&[]));
     }
-    let plain = Metrics::steady(&pairs);
+    let plain = MemoryMetrics::steady(&pairs);
     tick(&store2, &plain, &lambda, "run-1", NOW);
     plain.read.lock().unwrap().clear();
     tick(&store2, &plain, &lambda, "run-2", later);
@@ -730,7 +619,7 @@ fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_clai
         store.inner.put_policy(&f(n), policy(&[("max", 50.0)]));
     }
     let pairs: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 6.0)).collect();
-    let (metrics, lambda) = (Metrics::steady(&pairs), Lambda::default());
+    let (metrics, lambda) = (MemoryMetrics::steady(&pairs), MemoryWarmer::default());
     let cfg = TickConfig::new("run-1");
     let r = block_on_ready(run_tick(&store, &metrics, &lambda, &clock, &cfg, NOW));
 
@@ -789,7 +678,10 @@ fn the_claim_is_counted_from_when_it_is_asked_for() {
     let clock = Stepping::at(NOW + 6_000);
     let store = SlowStore::new(&clock, 0);
     store.inner.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 3.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 3.0)]),
+        MemoryWarmer::default(),
+    );
     let cfg = TickConfig {
         deadline_ms: Some(NOW + 30_000),
         ..TickConfig::new("run-1")
@@ -807,8 +699,8 @@ fn the_claim_is_counted_from_when_it_is_asked_for() {
 /// Ticks once a minute for `minutes`, from `from`; what each did.
 fn ticks_each_minute(
     store: &MemoryStore,
-    metrics: &Metrics,
-    lambda: &Lambda,
+    metrics: &MemoryMetrics,
+    lambda: &MemoryWarmer,
     from: u64,
     minutes: u64,
 ) -> Vec<(u64, TickReport)> {
@@ -828,7 +720,10 @@ fn the_warms_between_two_reads_go_out_without_a_state_write() {
     // forewarm's DynamoDB bill.
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     let ticks = ticks_each_minute(&store, &metrics, &lambda, NOW, 120);
     let sent: Vec<u64> = lambda
         .sent
@@ -887,7 +782,10 @@ fn the_warms_between_two_reads_go_out_without_a_state_write() {
 fn a_planned_warm_that_finds_its_sandboxes_reaped_is_saved_and_ends_the_plan() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     ticks_each_minute(&store, &metrics, &lambda, NOW, 3);
     let planned = store
         .get(&f("orders"))
@@ -916,7 +814,10 @@ fn a_planned_warm_that_finds_its_sandboxes_reaped_is_saved_and_ends_the_plan() {
 fn after_missed_ticks_the_warm_is_a_look_and_the_slots_never_sent_are_not_recorded() {
     let store = MemoryStore::new();
     store.put_policy(&f("orders"), policy(&[]));
-    let (metrics, lambda) = (Metrics::steady(&[("orders", 4.0)]), Lambda::default());
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 4.0)]),
+        MemoryWarmer::default(),
+    );
     ticks_each_minute(&store, &metrics, &lambda, NOW, 2);
     let run = store
         .get(&f("orders"))
@@ -954,10 +855,10 @@ fn the_traffic_of_resting_functions_counts_in_the_accounts_pool() {
     st.busy = 15.0;
     st.next_check_ms = NOW + 10 * 60_000;
     block_on_ready(store.save(&f("reports"), Box::new(st), 0, "earlier")).unwrap();
-    let metrics = Metrics::steady(&[("orders", 6.0)]);
-    let lambda = Lambda {
+    let metrics = MemoryMetrics::steady(&[("orders", 6.0)]);
+    let lambda = MemoryWarmer {
         unreserved: Some(20),
-        ..Lambda::default()
+        ..MemoryWarmer::default()
     };
     let r = tick(&store, &metrics, &lambda, "run-1", NOW);
     assert_eq!(r.resting, 1, "{r:?}");
