@@ -5,7 +5,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::sim::{PolicyRun, Report};
+use crate::sim::{PolicyRun, SimReport};
 
 type PlotResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -32,11 +32,11 @@ fn legend_and_present<'a, CT: CoordTranslate>(
 
 /// Warming cost against cold-start rate, one point per policy run: the
 /// swept baselines draw their frontiers, forewarm and the oracle are points.
-pub(super) fn cost_vs_cold(path: &Path, r: &Report) -> anyhow::Result<()> {
+pub(super) fn cost_vs_cold(path: &Path, r: &SimReport) -> anyhow::Result<()> {
     draw_cost_vs_cold(path, r).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn draw_cost_vs_cold(path: &Path, r: &Report) -> PlotResult {
+fn draw_cost_vs_cold(path: &Path, r: &SimReport) -> PlotResult {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(boxed)?;
     let max_cost = r

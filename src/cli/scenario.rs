@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::parse::parse_duration;
 use crate::sim::scenario::{self, Scenario};
-use crate::sim::{PolicyRun, Report, RunConfig};
+use crate::sim::{PolicyRun, RunConfig, SimReport};
 
 /// What to replay and on which platform: shared by `simulate` and `forecast`.
 #[derive(Debug, Args)]
@@ -113,7 +113,7 @@ pub(super) fn load(args: &ScenarioArgs) -> anyhow::Result<Loaded> {
 pub(super) fn run_with_bars(
     cfg: &RunConfig,
     trace: &crate::sim::trace::Trace,
-) -> (Report, Vec<PolicyRun>) {
+) -> (SimReport, Vec<PolicyRun>) {
     let bars = progress_bars(cfg, trace.minutes);
     let out = scenario::run(cfg, trace, &|policy, minute| {
         if let Some((_, bars)) = &bars {

@@ -9,7 +9,7 @@ use clap::Args;
 use super::scenario::{Loaded, ScenarioArgs, load, run_with_bars};
 use crate::sim::policy::PolicySpec;
 use crate::sim::scenario::{self, Scenario};
-use crate::sim::{PolicyRun, Report, RunConfig};
+use crate::sim::{PolicyRun, RunConfig, SimReport};
 
 /// `forewarm simulate`.
 #[derive(Debug, Args)]
@@ -109,7 +109,7 @@ fn human(
     sc: &Scenario,
     cfg: &RunConfig,
     trace: &crate::sim::trace::Trace,
-    r: &Report,
+    r: &SimReport,
     runs: &[PolicyRun],
     top: usize,
 ) -> String {
@@ -172,7 +172,7 @@ fn at_cost(points: &[(f64, f64)], cost: f64) -> Option<f64> {
     None
 }
 
-fn standing(r: &Report) -> String {
+fn standing(r: &SimReport) -> String {
     let mut s = String::from("\n");
     let Some(fw) = r.policies.iter().find(|p| p.name.starts_with("forewarm")) else {
         return s;
@@ -247,7 +247,7 @@ fn standing(r: &Report) -> String {
 
 fn top_functions(
     trace: &crate::sim::trace::Trace,
-    r: &Report,
+    r: &SimReport,
     runs: &[PolicyRun],
     top: usize,
 ) -> String {
@@ -289,7 +289,7 @@ fn write_outputs(
     dir: &Path,
     cfg: &RunConfig,
     trace: &crate::sim::trace::Trace,
-    r: &Report,
+    r: &SimReport,
     runs: &[PolicyRun],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

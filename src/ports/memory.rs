@@ -4,7 +4,7 @@
 //! in the item's stored form (deflated JSON, `ports::stored`), as it does
 //! through the real table, so a field the item would lose is lost here too.
 //!
-//! The rules themselves ([`ItemRules`], [`ClaimRules`]) are shared with the
+//! The rules themselves (`ItemRules`, `ClaimRules`) are shared with the
 //! simulator's store, which keeps the state as it is (no JSON round trip:
 //! it saves a million times a run) but meets the same conditions.
 

@@ -56,7 +56,7 @@ use fleet::Fleet;
 use model::Model;
 use platform::{FnSim, Setup, Stats};
 use policy::PolicySpec;
-pub use report::{PolicyReport, Report};
+pub use report::{PolicyReport, SimReport};
 use trace::Trace;
 
 /// What to simulate.

@@ -21,7 +21,7 @@ use rand_pcg::Pcg64Mcg;
 use super::evaluate::Record;
 use super::fleet::Fleet;
 use super::model::Model;
-use super::ports::Controller;
+use super::ports::SimController;
 use super::stream_seed;
 use crate::cost::CostParts;
 use crate::decision::policy::{Policy, PolicyDoc, Scalar};
@@ -319,7 +319,7 @@ impl PolicySpec {
                 peaks: vec![[0; 24]; s.functions],
             }),
             PolicySpec::Forewarm { policy, .. } => {
-                let mut controller = Controller::new(s.functions, policy.clone(), s.model)
+                let mut controller = SimController::new(s.functions, policy.clone(), s.model)
                     .with_init_allowance_ms(s.init_allowance_ms);
                 if s.record {
                     controller.record_forecasts(
@@ -327,7 +327,7 @@ impl PolicySpec {
                             .div_ceil(crate::decision::policy::WINDOW_MINUTES as usize),
                     );
                 }
-                Box::new(ForewarmController {
+                Box::new(ForewarmWarming {
                     controller,
                     record: s.record,
                 })
@@ -462,12 +462,12 @@ impl Warming for ProvisionedByHour {
 }
 
 /// `forewarm`: the real controller's tick over the simulated ports.
-struct ForewarmController {
-    controller: Controller,
+struct ForewarmWarming {
+    controller: SimController,
     record: bool,
 }
 
-impl Warming for ForewarmController {
+impl Warming for ForewarmWarming {
     fn at_minute(&mut self, fleet: &mut Fleet, _: usize, t0: u64, timeline: Option<usize>) -> u32 {
         let targets = self.controller.tick(fleet, t0);
         timeline.map_or(0, |i| targets.get(i).copied().unwrap_or(0))

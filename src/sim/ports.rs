@@ -479,7 +479,7 @@ impl Warmer for World<'_> {
 
 /// The forewarm controller running over the simulated fleet.
 #[derive(Debug)]
-pub(crate) struct Controller {
+pub(crate) struct SimController {
     store: SimStore,
     cfg: TickConfig,
     /// Per tick: its time, its longest wait on a ping and what it consumed.
@@ -489,16 +489,16 @@ pub(crate) struct Controller {
     targets: Vec<u32>,
 }
 
-impl Controller {
+impl SimController {
     /// A controller for `functions` functions, all under one policy (as
     /// [`PolicySpec::forewarm`](super::policy::PolicySpec::forewarm)
     /// validated it).
-    pub(crate) fn new(functions: usize, policy: Policy, model: &Model) -> Controller {
+    pub(crate) fn new(functions: usize, policy: Policy, model: &Model) -> SimController {
         let policy = Parsed {
             policy,
             warnings: vec![],
         };
-        Controller {
+        SimController {
             store: SimStore {
                 names: (0..functions)
                     .map(|i| FunctionRef::unqualified(i.to_string()))
@@ -523,7 +523,7 @@ impl Controller {
     /// Gives cold pings `ms` for their INIT before they count as timed out
     /// (`FOREWARM_INIT_ALLOWANCE_MS` of the real controller; default
     /// Lambda's 10 s Init limit).
-    pub(crate) fn with_init_allowance_ms(mut self, ms: u64) -> Controller {
+    pub(crate) fn with_init_allowance_ms(mut self, ms: u64) -> SimController {
         self.init_allowance_ms = ms;
         self
     }
@@ -534,7 +534,7 @@ impl Controller {
     }
 
     /// Keeps, from now on, the target in force for each of the first
-    /// `windows` windows of every function (for [`Controller::forecasts`]).
+    /// `windows` windows of every function (for [`SimController::forecasts`]).
     pub(crate) fn record_forecasts(&mut self, windows: usize) {
         let slots = self
             .store

@@ -51,7 +51,7 @@ pub struct PolicyReport {
 
 /// A whole simulation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
+pub struct SimReport {
     /// Scenario name.
     pub scenario: String,
     /// Functions in the workload.
@@ -130,7 +130,7 @@ fn p99(cold: &[u32], requests: u64) -> f64 {
     c[(rank - warm - 1) as usize] as f64
 }
 
-impl Report {
+impl SimReport {
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report serializes")

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::model::Model;
 use super::policy::PolicySpec;
-use super::{PolicyRun, Report, RunConfig, minute_index, run_policy};
+use super::{PolicyRun, RunConfig, SimReport, minute_index, run_policy};
 use crate::sim::trace::Trace;
 
 /// A scenario as written in TOML.
@@ -140,7 +140,7 @@ pub(crate) fn run(
     cfg: &RunConfig,
     trace: &Trace,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> (Report, Vec<PolicyRun>) {
+) -> (SimReport, Vec<PolicyRun>) {
     let start = std::time::Instant::now();
     let by_minute = minute_index(trace);
     let threads = std::thread::available_parallelism()
@@ -176,7 +176,7 @@ pub(crate) fn run(
     } else {
         trace.minutes
     };
-    let report = Report {
+    let report = SimReport {
         scenario: cfg.scenario.clone(),
         functions: trace.functions.len(),
         sim_seconds: report_minutes as f64 * 60.0,
