@@ -585,7 +585,7 @@ pub fn decide(
     d.next_check_ms = if never_read {
         now_ms + 60_000
     } else {
-        next_check(policy, state, now_ms, idle)
+        next_check(policy, state, now_ms, idle, obs.reads)
     };
     if let (Action::Warm { .. }, Some(reads)) = (d.action, obs.reads)
         && let Some(r) = plan_run(state, reads, now_ms, interval_s, forecast.target)
@@ -709,17 +709,32 @@ fn busy_now(state: &FunctionState, target: u32) -> u32 {
 
 /// The next look: at the next window boundary (when a window of new minutes
 /// can be read and the forecast horizon moves), sooner if a warm falls due.
-/// An idle function rests until the next half hour, unless its forecast
-/// wakes up before that: then it is looked at a minute before the first
-/// window that needs a sandbox. Each look costs CloudWatch reads and a state
-/// write, so nothing is looked at every tick.
-fn next_check(policy: &Policy, state: &FunctionState, now_ms: u64, idle: bool) -> u64 {
+/// An idle function rests until the first half hour at or after its next
+/// metrics read (the next half hour where the read cadence is not known):
+/// until new minutes come only its forecast for later windows can change,
+/// and that is known now; on the half hours idle functions come due
+/// together, so that one `ListMetrics` screen can spare their reads. If the
+/// forecast wakes up before then, it is looked at a minute before the first
+/// window that needs a sandbox. Each look costs a state read and write, so
+/// nothing is looked at every tick.
+fn next_check(
+    policy: &Policy,
+    state: &FunctionState,
+    now_ms: u64,
+    idle: bool,
+    reads: Option<ReadCadence>,
+) -> u64 {
     let cadence = if idle { IDLE_CHECK_MS } else { ACTIVE_CHECK_MS };
     let boundary = (now_ms / cadence + 1) * cadence;
     let due_at = state.next_due_ms.max(now_ms + 1);
     if idle {
+        let boundary = reads
+            .and_then(|r| next_read_ms(state, r))
+            .map_or(boundary, |r| r.max(boundary).div_ceil(cadence) * cadence);
         let now_minute = now_ms / 60_000;
-        let until = boundary / 60_000;
+        // The window that starts at the boundary is in reach too: the look
+        // at the boundary itself would warm it only as it begins.
+        let until = boundary / 60_000 + policy::WINDOW_MINUTES as u64;
         return match state.forecaster.first_needed_window(now_minute, until) {
             Some(index) => {
                 let start_ms = index * policy::WINDOW_MINUTES as u64 * 60_000;
@@ -1123,6 +1138,36 @@ mod watermark_tests {
         let d = decide(&policy, &mut state, &obs, now);
         assert_eq!(d.reason, Reason::NothingForecast);
         assert_eq!(d.next_check_ms, (now / IDLE_CHECK_MS + 1) * IDLE_CHECK_MS);
+    }
+
+    #[test]
+    fn an_idle_function_rests_until_the_half_hour_of_its_next_read() {
+        // Read every hour: between reads only its forecast for later
+        // windows could wake it, and that is known at this look, so the
+        // half hours before its next read are not looked at.
+        let policy = Policy::default();
+        let mut state = FunctionState::new(&policy);
+        state.read_every_minutes = READ_EVERY_MAX_MINUTES;
+        let now = 1_000 * 60_000;
+        let reads = ReadCadence {
+            every_minutes: 15,
+            lag_minutes: 2,
+        };
+        let obs = Observation {
+            complete_until_minute: 998,
+            metrics: MetricsStatus::Fresh,
+            reads: Some(reads),
+            ..Default::default()
+        };
+        let d = decide(&policy, &mut state, &obs, now);
+        assert_eq!(d.reason, Reason::NothingForecast);
+        let next_read = next_read_ms(&state, reads).unwrap();
+        let half_hour = (now / IDLE_CHECK_MS + 1) * IDLE_CHECK_MS;
+        assert!(next_read > half_hour, "{next_read} {half_hour}");
+        assert_eq!(
+            d.next_check_ms,
+            next_read.div_ceil(IDLE_CHECK_MS) * IDLE_CHECK_MS
+        );
     }
 
     #[test]

@@ -191,6 +191,31 @@ fn a_morning_ramp_after_idle_hours_is_warmed_before_it_starts() {
 }
 
 #[test]
+fn a_ramp_on_the_half_hour_is_warmed_before_it_starts() {
+    // Ten busy minutes a day from 09:30, on an idle function's half hour,
+    // with VPC cold starts (7-15 s). The look at 09:00 must reach the
+    // window that starts at 09:30: pings sent at 09:30 itself are still
+    // starting their sandboxes when the first calls come.
+    let work = Workload::daily(3, 570, 580, 120, 1_000.0);
+    let run = work.run_on("vpc-2018", None, "forewarm:bucket_minutes=5");
+    let ramp = between(&run, 2 * DAY + 570, 2 * DAY + 580);
+    let cold: u32 = ramp.iter().map(|p| p.cold_starts).sum();
+    let none: u32 = between(
+        &work.run_on("vpc-2018", None, "none"),
+        2 * DAY + 570,
+        2 * DAY + 580,
+    )
+    .iter()
+    .map(|p| p.cold_starts)
+    .sum();
+    assert!(none >= 2, "the ramp is cold without warming: {none}");
+    assert!(
+        cold * 4 <= none,
+        "{cold} cold starts against {none} unwarmed"
+    );
+}
+
+#[test]
 fn the_evening_drop_ends_the_warming() {
     // Fifty sandboxes busy 09:00-17:00, nothing after, three days running.
     // The drop must never raise the forecast, and once the half-hour bucket
