@@ -56,6 +56,22 @@ impl Workload {
         self.run_timed(model, reaping_change, INIT_LIMIT_MS, spec)
     }
 
+    /// Real cold starts in minutes `from..to` of the third day on `model`,
+    /// under `spec` and with no warming at all.
+    fn day_three_cold(&self, model: &str, spec: &str, from: usize, to: usize) -> (u32, u32) {
+        let cold = |spec| -> u32 {
+            between(
+                &self.run_on(model, None, spec),
+                2 * DAY + from,
+                2 * DAY + to,
+            )
+            .iter()
+            .map(|p| p.cold_starts)
+            .sum()
+        };
+        (cold(spec), cold("none"))
+    }
+
     /// With the controller allowing `init_allowance_ms` for a cold ping's
     /// INIT before it counts it timed out.
     fn run_timed(
@@ -176,13 +192,7 @@ fn a_morning_ramp_after_idle_hours_is_warmed_before_it_starts() {
     // but an idle function is looked at only every half hour: the look at
     // 09:00 must see the ramp coming, not wait for 09:30.
     let work = Workload::daily(3, 550, 610, 120, 1_000.0);
-    let run = work.run("forewarm:bucket_minutes=5");
-    let ramp = between(&run, 2 * DAY + 550, 2 * DAY + 560);
-    let cold: u32 = ramp.iter().map(|p| p.cold_starts).sum();
-    let none: u32 = between(&work.run("none"), 2 * DAY + 550, 2 * DAY + 560)
-        .iter()
-        .map(|p| p.cold_starts)
-        .sum();
+    let (cold, none) = work.day_three_cold("lambda-2021", "forewarm:bucket_minutes=5", 550, 560);
     assert!(none >= 2, "the ramp is cold without warming: {none}");
     assert!(
         cold * 4 <= none,
@@ -197,17 +207,7 @@ fn a_ramp_on_the_half_hour_is_warmed_before_it_starts() {
     // window that starts at 09:30: pings sent at 09:30 itself are still
     // starting their sandboxes when the first calls come.
     let work = Workload::daily(3, 570, 580, 120, 1_000.0);
-    let run = work.run_on("vpc-2018", None, "forewarm:bucket_minutes=5");
-    let ramp = between(&run, 2 * DAY + 570, 2 * DAY + 580);
-    let cold: u32 = ramp.iter().map(|p| p.cold_starts).sum();
-    let none: u32 = between(
-        &work.run_on("vpc-2018", None, "none"),
-        2 * DAY + 570,
-        2 * DAY + 580,
-    )
-    .iter()
-    .map(|p| p.cold_starts)
-    .sum();
+    let (cold, none) = work.day_three_cold("vpc-2018", "forewarm:bucket_minutes=5", 570, 580);
     assert!(none >= 2, "the ramp is cold without warming: {none}");
     assert!(
         cold * 4 <= none,
