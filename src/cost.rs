@@ -137,9 +137,14 @@ pub mod dynamodb {
         significant.div_ceil(2) + 1
     }
 
-    /// Bytes of a whole number.
-    pub fn integer_bytes(n: u64) -> u64 {
-        number_bytes(&n.to_string())
+    /// Bytes of a whole number ([`number_bytes`] without writing it out:
+    /// the simulator sizes every save).
+    pub fn integer_bytes(mut n: u64) -> u64 {
+        while n != 0 && n.is_multiple_of(10) {
+            n /= 10;
+        }
+        let significant = n.checked_ilog10().map_or(1, |d| u64::from(d) + 1);
+        significant.div_ceil(2) + 1
     }
 
     /// Bytes of a string attribute named `name` holding `value`.
@@ -298,6 +303,13 @@ mod tests {
         assert_eq!(number_bytes("2.75"), 3);
         assert_eq!(number_bytes("0.125"), 3, "the leading zero trimmed");
         assert_eq!(number_bytes("0"), 2);
+        for n in [0, 7, 10, 1_764_892_800_000, 1_764_892_812_345, u64::MAX] {
+            assert_eq!(
+                dynamodb::integer_bytes(n),
+                number_bytes(&n.to_string()),
+                "{n}"
+            );
+        }
     }
 
     #[test]

@@ -95,6 +95,23 @@ impl ItemRules {
         Ok(self.version)
     }
 
+    /// The billed size of `function`'s item holding these attributes and a
+    /// stored state of `stored_len` bytes.
+    pub(crate) fn item_bytes(&self, function: &str, stored_len: usize) -> u64 {
+        let busy = super::busy_text(self.real_busy.unwrap_or(0.0));
+        crate::cost::dynamodb::StateItem {
+            function,
+            stored_len,
+            version: self.version,
+            next_check_ms: self.next_check_ms,
+            saved_by: self.saved_by.unwrap_or(0),
+            real_busy: &busy,
+            slots: self.slots.map(|s| (s.every_ms, s.until_ms)),
+            last_error: self.last_error.as_deref(),
+        }
+        .bytes()
+    }
+
     /// The version, and whether `run` saved last.
     pub(crate) fn last_save(&self, run: &str) -> (u64, bool) {
         (self.version, self.saved_by == Some(super::save_mark(run)))

@@ -26,7 +26,7 @@ use super::model::Model;
 use super::platform::PingResult;
 use crate::cost::CostParts;
 use crate::cost::dynamodb::{
-    StateItem, consistent_read_units, run_item_bytes, scan_units, text_bytes, write_units,
+    consistent_read_units, run_item_bytes, scan_units, text_bytes, write_units,
 };
 use crate::decision::pings::{INIT_LIMIT_MS, TIMEOUT_MARGIN_MS, ping_timeout_ms};
 use crate::decision::policy::{Parsed, Policy};
@@ -241,21 +241,7 @@ impl StateStore for SimStore {
                 }
             }
             let stored = (slot.json as f64 * slot.deflated).ceil() as usize;
-            let busy = crate::ports::busy_text(state.real_busy());
-            let after = StateItem {
-                function: &f.name,
-                stored_len: stored,
-                version: saved,
-                next_check_ms: state.next_check_ms,
-                saved_by: crate::ports::save_mark(run),
-                real_busy: &busy,
-                slots: state.run.map(|r| {
-                    let s = r.slots();
-                    (s.every_ms, s.until_ms)
-                }),
-                last_error: state.last_error.as_deref(),
-            }
-            .bytes();
+            let after = slot.rules.item_bytes(&f.name, stored);
             self.charge(0.0, write_units(slot.bytes, after));
             slot.bytes = after;
             slot.state = Some(state);

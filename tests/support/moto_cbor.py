@@ -193,7 +193,8 @@ def metered(app, environ, start_response):
         else:
             # Billed on the whole items read, whatever a projection returns.
             if op == "GetItem":
-                size = stored_size(app, environ, table, key)
+                projected = "ProjectionExpression" in body or "AttributesToGet" in body
+                size = stored_size(app, environ, table, key) if projected else item_size(doc.get("Item"))
             else:
                 size = sum(item_size(i) for i in doc.get("Items", []))
             units = max(1, -(-size // 4096)) * (1.0 if body.get("ConsistentRead") else 0.5)
