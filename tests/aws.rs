@@ -13,7 +13,7 @@ use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
 use forewarm::ports::{AdminStore, FunctionRef, MetricsSource, WarmPlan};
 use serde_json::Value;
-use support::{LambdaWatch, Moto};
+use support::{LambdaWatch, Moto, Within};
 
 /// One scenario at a time: each starts its own stand-ins and function
 /// instances contend for cargo's build lock.
@@ -84,7 +84,7 @@ impl Stack {
     }
 
     fn tick(&self) -> Value {
-        let out = self.forewarm(&["tick", "--json"]).output().unwrap();
+        let out = self.forewarm(&["tick", "--json"]).output_within();
         assert!(
             out.status.success(),
             "tick failed: {}\n{}",
@@ -220,7 +220,7 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     store.release_run("probe").await.unwrap();
 
     // `forewarm status` shows it.
-    let out = stack.forewarm(&["status", FUNCTION]).output().unwrap();
+    let out = stack.forewarm(&["status", FUNCTION]).output_within();
     assert!(
         out.status.success(),
         "{}",
@@ -300,7 +300,7 @@ async fn a_malformed_policy_is_reported_and_other_functions_still_warm() {
     assert!(broken[0].state.is_none(), "nothing but last_error written");
 
     // `forewarm policy list` flags it too.
-    let out = stack.forewarm(&["policy", "list"]).output().unwrap();
+    let out = stack.forewarm(&["policy", "list"]).output_within();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("broken") && text.contains("INVALID"),
@@ -357,7 +357,7 @@ async fn keys_that_alias_a_function_are_invalid_items_not_second_warms() {
     let err = alias[0].last_error.clone().unwrap_or_default();
     assert!(err.contains("did you mean \"demo-target\""), "{err}");
 
-    let out = stack.forewarm(&["policy", "list"]).output().unwrap();
+    let out = stack.forewarm(&["policy", "list"]).output_within();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("INVALID").count(), 4, "{text}");
     assert!(text.contains("the controller ignores this item"), "{text}");
@@ -365,8 +365,7 @@ async fn keys_that_alias_a_function_are_invalid_items_not_second_warms() {
     // And the CLI refuses to write one.
     let out = stack
         .forewarm(&["policy", "put", "good-1:", "max=2"])
-        .output()
-        .unwrap();
+        .output_within();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -375,7 +374,7 @@ async fn keys_that_alias_a_function_are_invalid_items_not_second_warms() {
     );
 
     // New defaults say which function policies they make invalid.
-    let put = |args: &[&str]| stack.forewarm(args).output().unwrap();
+    let put = |args: &[&str]| stack.forewarm(args).output_within();
     assert!(put(&["policy", "put", "orders2", "min=5"]).status.success());
     let out = put(&["policy", "put", "*", "max=2"]);
     assert!(out.status.success());
@@ -411,7 +410,7 @@ async fn two_ticks_at_once_warm_each_function_once() {
     let reports: Vec<Value> = [a, b]
         .into_iter()
         .map(|c| {
-            let out = c.wait_with_output().unwrap();
+            let out = c.output_within();
             assert!(out.status.success());
             serde_json::from_slice(&out.stdout).unwrap()
         })
@@ -488,8 +487,7 @@ async fn an_unknown_function_or_table_is_named_in_the_error() {
     let stack = Stack::start(1, "fw-unknown").await;
     let out = stack
         .forewarm(&["warm", "no-such-function", "-n", "2"])
-        .output()
-        .unwrap();
+        .output_within();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-function"), "{err}");
@@ -499,8 +497,7 @@ async fn an_unknown_function_or_table_is_named_in_the_error() {
     let out = stack
         .forewarm(&["tick"])
         .env("FOREWARM_TABLE", "no-such-table")
-        .output()
-        .unwrap();
+        .output_within();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

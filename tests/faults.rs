@@ -25,7 +25,7 @@ use forewarm::decision::policy::{PolicyDoc, Scalar};
 use forewarm::ports::AdminStore;
 use invoke::{InvokeStub, Reply, Seen};
 use serde_json::Value;
-use support::Moto;
+use support::{Moto, Within};
 
 /// One scenario at a time: each starts its own stand-ins.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -354,7 +354,7 @@ fn under_faults_no_state_is_lost_no_function_is_warmed_twice_and_ticks_keep_thei
     assert!(saves >= 100, "the ticks saved states ({saves} saves)");
 
     // With the faults gone, the next tick and `forewarm status` work.
-    let out = stack.tick().output().unwrap();
+    let out = stack.tick().output_within();
     assert!(
         out.status.success(),
         "{}",
@@ -364,8 +364,7 @@ fn under_faults_no_state_is_lost_no_function_is_warmed_twice_and_ticks_keep_thei
         .args(["status"])
         .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
         .env("FOREWARM_TABLE", &stack.table)
-        .output()
-        .unwrap();
+        .output_within();
     assert!(status.status.success());
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
@@ -406,10 +405,7 @@ fn six_ticks_at_once_warm_each_function_once_round_after_round() {
         });
         let logged = stack.pools.len();
         let children: Vec<_> = (0..TICKS).map(|_| stack.tick().spawn().unwrap()).collect();
-        let outs: Vec<Output> = children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect();
+        let outs: Vec<Output> = children.into_iter().map(|c| c.output_within()).collect();
         let context: String = outs
             .iter()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -494,8 +490,7 @@ fn versions_and_claims_no_run_wrote_are_repaired_and_said() {
             .args(["status"])
             .env("AWS_ENDPOINT_URL", &stack.moto.endpoint)
             .env("FOREWARM_TABLE", &stack.table)
-            .output()
-            .unwrap();
+            .output_within();
         assert!(
             out.status.success(),
             "{}",
@@ -511,7 +506,7 @@ fn versions_and_claims_no_run_wrote_are_repaired_and_said() {
         "{before}"
     );
 
-    let out = stack.tick().output().unwrap();
+    let out = stack.tick().output_within();
     assert!(
         out.status.success(),
         "{}",
@@ -571,7 +566,7 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
             stack.look_at_all();
         }
         stack.moto.usage(true);
-        let out = stack.tick().output().unwrap();
+        let out = stack.tick().output_within();
         assert!(
             out.status.success(),
             "{}",

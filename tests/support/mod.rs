@@ -179,6 +179,70 @@ pub fn forewarm() -> Command {
     c
 }
 
+/// How long a command run against the stand-ins may take before the test
+/// fails: a tick is bounded by its claim and its call timeouts, far below
+/// this, so only a hang reaches it, and it then fails the test with what the
+/// command printed instead of stalling the whole suite.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(240);
+
+/// `Command::output` and `Child::wait_with_output`, within `COMMAND_LIMIT`.
+pub trait Within {
+    /// Runs to completion (stdout and stderr captured), or kills the
+    /// command at the limit and panics with what it had printed.
+    fn output_within(self) -> std::process::Output;
+}
+
+impl Within for &mut Command {
+    fn output_within(self) -> std::process::Output {
+        self.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+            .output_within()
+    }
+}
+
+impl Within for Child {
+    fn output_within(mut self) -> std::process::Output {
+        use std::io::Read;
+        fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        }
+        let (out, err) = (drain(self.stdout.take()), drain(self.stderr.take()));
+        let until = Instant::now() + COMMAND_LIMIT;
+        let status = loop {
+            if let Some(status) = self.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() >= until {
+                let _ = self.kill();
+                let _ = self.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+        let Some(status) = status else {
+            panic!(
+                "the command did not finish within {COMMAND_LIMIT:?}; it printed:\n{}\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        };
+        std::process::Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
 /// A free TCP port on loopback (bound, then released for the stand-in).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -297,19 +361,22 @@ impl Moto {
         self.control(if reset { "POST" } else { "GET" }, "/__usage", "{}")
     }
 
-    /// One request to the front door's own control endpoints.
+    /// One request to the front door's own control endpoints, sent in one
+    /// write and read to the end of the answer within a bound, so that a
+    /// stand-in that stops answering fails the test instead of hanging it.
     fn control(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
+        use std::io::Read;
         let addr = self.endpoint.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        )
-        .unwrap();
+        );
+        s.write_all(request.as_bytes()).unwrap();
         let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
+        s.read_to_string(&mut out)
+            .unwrap_or_else(|e| panic!("{method} {path}: no whole answer within 30 s: {e}"));
         let json = out.split("\r\n\r\n").nth(1).unwrap_or("{}");
         serde_json::from_str(json).unwrap_or_default()
     }
@@ -361,6 +428,12 @@ for name in names.split(","):
             ))
             .endpoint_url(&self.endpoint)
             .retry_config(RetryConfig::disabled())
+            // A stand-in that stops answering fails the call, not the suite.
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            )
             .load()
             .await
     }

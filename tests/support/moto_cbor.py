@@ -65,11 +65,19 @@ def convert(shape, value, outgoing):
     return value
 
 
+def request_body(environ):
+    """The whole request body. Every answer reads it first: after answering,
+    werkzeug drains what is left with a blocking read to end of stream, so
+    an unread body that arrived in its own segment would hold the
+    connection open until the client gives up on it."""
+    return environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+
+
 INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
 def forward_invoke(upstream, environ, start_response):
-    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    body = request_body(environ)
     req = urllib.request.Request(upstream + environ["PATH_INFO"], data=body, method="POST")
     for h in ("HTTP_X_AMZ_INVOCATION_TYPE", "HTTP_X_AMZ_CLIENT_CONTEXT", "HTTP_X_AMZ_LOG_TYPE"):
         if h in environ:
@@ -176,7 +184,7 @@ def stored_size(app, environ, table, key):
 def metered(app, environ, start_response):
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     op = target.split(".")[-1]
-    raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    raw = request_body(environ)
     body = json.loads(raw) if raw.strip() else {}
     wanted = body.get("ReturnConsumedCapacity", "NONE")
     if op not in WRITES + READS:
@@ -216,6 +224,7 @@ def metered(app, environ, start_response):
 
 
 def usage(environ, start_response):
+    request_body(environ)
     with USAGE_LOCK:
         if environ["REQUEST_METHOD"] == "POST":
             USAGE.update(read_units=0.0, write_units=0.0, metrics_requested=0, list_requests=0, calls=[])
@@ -243,8 +252,9 @@ def pick_fault():
 
 
 def control(environ, start_response):
+    raw = request_body(environ)
     if environ["REQUEST_METHOD"] == "POST":
-        doc = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+        doc = json.loads(raw(environ) or b"{}")
         with FAULT_LOCK:
             FAULT.update(rate=float(doc.get("rate", 0)), rng=random.Random(doc.get("seed", 0)))
     with FAULT_LOCK:
@@ -254,6 +264,7 @@ def control(environ, start_response):
 
 
 def error_reply(environ, start_response, throttle):
+    request_body(environ)
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if throttle and target.startswith("DynamoDB_"):
         status, code = "400 Bad Request", "com.amazonaws.dynamodb.v20120810#ThrottlingException"
@@ -316,7 +327,7 @@ def front_door(app, upstream=None):
         if len(parts) != 4 or parts[0] != "service" or parts[2] != "operation" or parts[1] not in SERVICES:
             return app(environ, start_response)
         op = MODELS[parts[1]].operation_model(parts[3])
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        raw = request_body(environ)
         if "gzip" in environ.get("HTTP_CONTENT_ENCODING", ""):
             raw = gzip.decompress(raw)  # the SDK gzips bodies of 10 KiB and more
         request = convert(op.input_shape, cbor2.loads(raw) if raw else {}, False) or {}
