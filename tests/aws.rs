@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
 use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
-use forewarm::ports::{AdminStore, FunctionRef, MetricsSource, WarmPlan};
+use forewarm::ports::{AdminStore, Claimed, FunctionRef, MetricsSource, PoolPings, WarmPlan};
 use serde_json::Value;
 use support::{LambdaWatch, Moto, Within};
 
@@ -210,14 +210,40 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     let store = stack.store();
     let first = store.claim_run("probe", 1_000, 2_000).await.unwrap();
     assert!(
-        first.is_some_and(|t| t > 1_000_000),
+        first.last_tick_ms.is_some_and(|t| t > 1_000_000),
         "the tick's claim: {first:?}"
     );
     assert_eq!(
-        store.claim_run("probe", 1_500, 2_000).await.unwrap(),
+        store
+            .claim_run("probe", 1_500, 2_000)
+            .await
+            .unwrap()
+            .last_tick_ms,
         Some(1_000)
     );
-    store.release_run("probe").await.unwrap();
+    // What a run leaves the next one, in its release's write: the pings it
+    // sent into the account's pool, per minute.
+    let mut pings = PoolPings::default();
+    pings.add(100, 7);
+    pings.add(101, 3);
+    store.release_run("probe", &pings).await.unwrap();
+    assert_eq!(
+        store.claim_run("probe", 1_600, 2_000).await.unwrap(),
+        Claimed {
+            last_tick_ms: Some(1_500),
+            pool_pings: pings
+        }
+    );
+    store
+        .release_run("probe", &PoolPings::default())
+        .await
+        .unwrap();
+    let next = store.claim_run("probe", 1_700, 2_000).await.unwrap();
+    assert_eq!(next.pool_pings, PoolPings::default(), "none left: {next:?}");
+    store
+        .release_run("probe", &PoolPings::default())
+        .await
+        .unwrap();
 
     // `forewarm status` shows it.
     let out = stack.forewarm(&["status", FUNCTION]).output_within();
@@ -504,6 +530,66 @@ async fn an_unknown_function_or_table_is_named_in_the_error() {
         err.contains("cannot claim the run") && err.contains("no-such-table"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_accounts_pool_is_one_metric_a_minute_and_the_functions_series_stay_out() {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let _serial = SERIAL.lock().await;
+    let moto = Moto::start(None);
+    let sdk = moto.sdk_config().await;
+    let cw_client = aws_sdk_cloudwatch::Client::new(&sdk);
+    let now_min = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60;
+    // The account's series over six minutes, and a function's own series
+    // of the same name, which must not count.
+    let mut data: Vec<MetricDatum> = (0..6)
+        .map(|k| {
+            MetricDatum::builder()
+                .metric_name("UnreservedConcurrentExecutions")
+                .timestamp(DateTime::from_secs(((now_min - 6 + k) * 60) as i64))
+                .value(10.0 * (k + 1) as f64)
+                .build()
+        })
+        .collect();
+    data.push(
+        MetricDatum::builder()
+            .metric_name("UnreservedConcurrentExecutions")
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value("orders")
+                    .build(),
+            )
+            .timestamp(DateTime::from_secs(((now_min - 3) * 60) as i64))
+            .value(500.0)
+            .build(),
+    );
+    cw_client
+        .put_metric_data()
+        .namespace("AWS/Lambda")
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .unwrap();
+    let cw = CloudWatchMetrics::new(cw_client);
+    let seen = cw
+        .pool_in_use(now_min - 4, now_min - 1)
+        .await
+        .expect("GetMetricData answers");
+    assert_eq!(
+        seen,
+        [
+            (now_min - 4, 30.0),
+            (now_min - 3, 40.0),
+            (now_min - 2, 50.0)
+        ]
+    );
+    assert_eq!(cw.usage().metrics_requested, 1, "one metric requested");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -654,7 +654,8 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
             let pk = item["pk"].as_s().unwrap();
             let sim = if pk == "*" {
                 let last = item["last_tick_ms"].as_n().unwrap().parse().unwrap();
-                run_item_bytes(None, last)
+                let pings = item.get("pool_pings").map_or("", |p| p.as_s().unwrap());
+                run_item_bytes(None, last, pings)
             } else {
                 simulated_state_bytes(item)
             };

@@ -248,6 +248,61 @@ impl MetricsSource for CloudWatchMetrics {
         Ok(Some(names))
     }
 
+    /// One query, paged: `AWS/Lambda` `UnreservedConcurrentExecutions`,
+    /// Maximum per minute, without a dimension (the account's series).
+    async fn pool_in_use(
+        &self,
+        from_minute: u64,
+        until_minute: u64,
+    ) -> Result<Vec<(u64, f64)>, PortError> {
+        let q = MetricDataQuery::builder()
+            .id("pool")
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace("AWS/Lambda")
+                            .metric_name("UnreservedConcurrentExecutions")
+                            .build(),
+                    )
+                    .period(60)
+                    .stat("Maximum")
+                    .build(),
+            )
+            .return_data(true)
+            .build();
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.metrics_requested.fetch_add(1, Ordering::Relaxed);
+            let resp = self
+                .client
+                .get_metric_data()
+                .metric_data_queries(q.clone())
+                .start_time(DateTime::from_secs((from_minute * 60) as i64))
+                .end_time(DateTime::from_secs((until_minute * 60) as i64))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| port_error("GetMetricData for the account's pool", e))?;
+            for r in resp.metric_data_results() {
+                for (t, v) in r.timestamps().iter().zip(r.values()) {
+                    let minute = (t.secs().max(0) as u64) / 60;
+                    if (from_minute..until_minute).contains(&minute) && v.is_finite() {
+                        out.push((minute, *v));
+                    }
+                }
+            }
+            match resp.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|&(m, _)| m);
+        Ok(out)
+    }
+
     async fn observe(
         &self,
         requests: &[MetricsRequest],

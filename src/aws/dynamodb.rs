@@ -42,8 +42,8 @@ use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
 use crate::decision::run::Slots;
 use crate::decision::{FunctionState, checked_busy};
 use crate::ports::{
-    AdminStore, ErrorKind, FunctionRef, PolicyItem, PortError, StateItem, StateStore, Stored,
-    Target, Usage, stored,
+    AdminStore, Claimed, ErrorKind, FunctionRef, PolicyItem, PoolPings, PortError, StateItem,
+    StateStore, Stored, Target, Usage, stored,
 };
 
 /// The `pk` of the account-wide defaults item.
@@ -520,7 +520,7 @@ impl StateStore for DynamoStore {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<Option<u64>, PortError> {
+    ) -> Result<Claimed, PortError> {
         let out = self
             .client
             .update_item()
@@ -542,7 +542,9 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":num", s("N"))
             .expression_attribute_values(":far", n(now_ms.saturating_add(MAX_CLAIM_MS)))
-            .return_values(ReturnValue::UpdatedOld)
+            // The whole item as it was (billed the same as the write):
+            // the last runs' pool pings too, which the claim leaves alone.
+            .return_values(ReturnValue::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
@@ -555,25 +557,42 @@ impl StateStore for DynamoStore {
             })?;
         self.wrote(out.consumed_capacity());
         // The attributes as they were before: the last tick's time, if one
-        // claimed before and wrote a number.
-        Ok(out
-            .attributes()
-            .and_then(|old| old.get("last_tick_ms"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok()))
+        // claimed before and wrote a number, and the pool pings it left
+        // (untrusted text: what does not parse counts no pings).
+        let old = out.attributes();
+        let attr = |k: &str| old.and_then(|o| o.get(k));
+        Ok(Claimed {
+            last_tick_ms: attr("last_tick_ms")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok()),
+            pool_pings: attr("pool_pings")
+                .and_then(|v| v.as_s().ok())
+                .map(|t| PoolPings::parse(t))
+                .unwrap_or_default(),
+        })
     }
 
-    async fn release_run(&self, owner: &str) -> Result<(), PortError> {
-        let released = self
+    async fn release_run(&self, owner: &str, pool_pings: &PoolPings) -> Result<(), PortError> {
+        let pings = pool_pings.text();
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(DEFAULTS_PK, "state")))
-            .update_expression("REMOVE #lo, #lu")
             .condition_expression("#lo = :o")
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
-            .expression_attribute_values(":o", s(owner.to_string()))
+            .expression_attribute_names("#pp", "pool_pings")
+            .expression_attribute_values(":o", s(owner.to_string()));
+        // DynamoDB refuses an empty string value: no pings is no attribute.
+        update = if pings.is_empty() {
+            update.update_expression("REMOVE #lo, #lu, #pp")
+        } else {
+            update
+                .update_expression("SET #pp = :pp REMOVE #lo, #lu")
+                .expression_attribute_values(":pp", s(pings))
+        };
+        let released = update
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use crate::decision::policy::{Policy, PolicyDoc};
 use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
 use crate::ports::{
-    AdminStore, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PolicyItem, PortError,
-    StateItem, StateStore, Stored, Target, WarmPlan, Warmer,
+    AdminStore, Claimed, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PolicyItem,
+    PoolPings, PortError, StateItem, StateStore, Stored, Target, WarmPlan, Warmer,
 };
 
 /// A state attribute as the table can hold it.
@@ -132,6 +132,8 @@ pub(crate) struct ClaimRules {
     pub(crate) run: Option<(String, u64)>,
     /// The time of the last claim, epoch ms.
     pub(crate) last_tick_ms: Option<u64>,
+    /// What the last release left.
+    pub(crate) pool_pings: PoolPings,
 }
 
 impl ClaimRules {
@@ -141,7 +143,7 @@ impl ClaimRules {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> Result<Option<u64>, PortError> {
+    ) -> Result<Claimed, PortError> {
         if let Some((other, until)) = &self.run
             && other != owner
             && *until > now_ms
@@ -152,13 +154,18 @@ impl ClaimRules {
             ));
         }
         self.run = Some((owner.to_string(), until_ms));
-        Ok(self.last_tick_ms.replace(now_ms))
+        Ok(Claimed {
+            last_tick_ms: self.last_tick_ms.replace(now_ms),
+            pool_pings: self.pool_pings.clone(),
+        })
     }
 
-    /// Releases `owner`'s claim; someone else's stays.
-    pub(crate) fn release(&mut self, owner: &str) {
+    /// Releases `owner`'s claim, leaving `pool_pings`; someone else's
+    /// claim stays, and so does what it left.
+    pub(crate) fn release(&mut self, owner: &str, pool_pings: &PoolPings) {
         if self.run.as_ref().is_some_and(|(o, _)| o == owner) {
             self.run = None;
+            self.pool_pings = pool_pings.clone();
         }
     }
 }
@@ -409,7 +416,7 @@ impl StateStore for MemoryStore {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
+    ) -> impl Future<Output = Result<Claimed, PortError>> + Send {
         let mut g = self.lock();
         if let Some(e) = Self::injected(&mut g, "claim_run") {
             return ready(Err(e));
@@ -417,12 +424,16 @@ impl StateStore for MemoryStore {
         ready(g.claim.claim(owner, now_ms, until_ms))
     }
 
-    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+    fn release_run(
+        &self,
+        owner: &str,
+        pool_pings: &PoolPings,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut g = self.lock();
         if let Some(e) = Self::injected(&mut g, "release_run") {
             return ready(Err(e));
         }
-        g.claim.release(owner);
+        g.claim.release(owner, pool_pings);
         ready(Ok(()))
     }
 
@@ -502,6 +513,10 @@ pub struct MemoryMetrics {
     pub screens: bool,
     /// Screens so far.
     pub screened: Mutex<usize>,
+    /// The account's pool in use, `(minute, maximum)`, pings included.
+    pub pool: Vec<(u64, f64)>,
+    /// Reads of the account's pool so far, `(from, until)` minutes.
+    pub pool_reads: Mutex<Vec<(u64, u64)>>,
 }
 
 impl MemoryMetrics {
@@ -515,6 +530,29 @@ impl MemoryMetrics {
 }
 
 impl MetricsSource for MemoryMetrics {
+    fn pool_in_use(
+        &self,
+        from_minute: u64,
+        until_minute: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, f64)>, PortError>> + Send {
+        self.pool_reads
+            .lock()
+            .unwrap()
+            .push((from_minute, until_minute));
+        if self.down {
+            return ready(Err(PortError::new(
+                ErrorKind::Unavailable,
+                "cloudwatch is down",
+            )));
+        }
+        ready(Ok(self
+            .pool
+            .iter()
+            .filter(|(m, _)| (from_minute..until_minute).contains(m))
+            .copied()
+            .collect()))
+    }
+
     fn observe(
         &self,
         requests: &[MetricsRequest],

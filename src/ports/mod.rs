@@ -259,6 +259,78 @@ pub struct Stored {
     pub unreadable: Option<String>,
 }
 
+/// What a claim finds on the account's item, left by the runs before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// When the run before claimed, if one did and wrote a number: the
+    /// slots of planned warms up to it were that run's to send
+    /// (`crate::decision::run`).
+    pub last_tick_ms: Option<u64>,
+    /// The pings the last runs sent to functions drawing on the account's
+    /// pool, per minute.
+    pub pool_pings: PoolPings,
+}
+
+/// Pings sent to functions drawing on the account's unreserved pool, per
+/// minute of the last few: CloudWatch's account series counts them with the
+/// real traffic, and the tick takes them back out (see
+/// `crate::tick`'s pool sharing). Kept on the account's item as text,
+/// `minute:pings` pairs separated by commas.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolPings(Vec<(u64, u32)>);
+
+impl PoolPings {
+    /// Minutes kept: the tick reads a few minutes back past CloudWatch's lag.
+    pub const MINUTES: u64 = 10;
+
+    /// Reads the stored text. It is untrusted: a malformed pair is left
+    /// out (a missing minute counts no pings, which only narrows the room).
+    pub fn parse(text: &str) -> PoolPings {
+        let mut v: Vec<(u64, u32)> = text
+            .split(',')
+            .filter_map(|pair| {
+                let (m, n) = pair.trim().split_once(':')?;
+                Some((m.parse().ok()?, n.parse().ok()?))
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup_by_key(|(m, _)| *m);
+        let keep = v.len().saturating_sub(Self::MINUTES as usize);
+        PoolPings(v.split_off(keep))
+    }
+
+    /// The text stored.
+    pub fn text(&self) -> String {
+        self.0
+            .iter()
+            .map(|(m, n)| format!("{m}:{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Pings sent in `minute`.
+    pub fn at(&self, minute: u64) -> u32 {
+        self.0
+            .iter()
+            .filter(|(m, _)| *m == minute)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Adds `n` pings sent in `minute`, and forgets minutes older than
+    /// [`MINUTES`](Self::MINUTES) before it.
+    pub fn add(&mut self, minute: u64, n: u32) {
+        self.0.retain(|(m, _)| *m + Self::MINUTES > minute);
+        match self.0.iter_mut().find(|(m, _)| *m == minute) {
+            Some((_, k)) => *k = k.saturating_add(n),
+            None => {
+                self.0.push((minute, n));
+                self.0.sort_unstable();
+            }
+        }
+    }
+}
+
 /// Where policies and state live (DynamoDB in production).
 pub trait StateStore {
     /// Every function with a policy item, its policy merged over the `*`
@@ -273,19 +345,22 @@ pub trait StateStore {
     /// One write per tick instead of one per function looked at: a lease on
     /// each state item cost a write unit per KB of the whole item.
     ///
-    /// Returns the `now_ms` of the claim before this one, when there was
-    /// one: the slots of planned warms up to it were the last tick's to send
-    /// (`crate::decision::run`).
+    /// Returns what the runs before left on the item.
     fn claim_run(
         &self,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send;
+    ) -> impl Future<Output = Result<Claimed, PortError>> + Send;
 
     /// Ends `owner`'s claim (a claim of another owner stays), so the next
-    /// tick need not wait for it to expire.
-    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// tick need not wait for it to expire, and leaves `pool_pings` for it
+    /// in the same write.
+    fn release_run(
+        &self,
+        owner: &str,
+        pool_pings: &PoolPings,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Reads a function's state, consistently: under the run's claim no
     /// other run writes it, and a save must match the version read.
@@ -442,6 +517,21 @@ pub trait MetricsSource {
         std::future::ready(Ok(None))
     }
 
+    /// The account's unreserved pool in use, per minute of `from..until`:
+    /// CloudWatch's `UnreservedConcurrentExecutions` (Maximum, one-minute
+    /// periods, no dimension: every function without a reservation, pings
+    /// included), one metric requested. Only minutes with a datapoint are
+    /// answered; an empty answer tells nothing (a source that cannot tell
+    /// answers so).
+    fn pool_in_use(
+        &self,
+        from_minute: u64,
+        until_minute: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, f64)>, PortError>> + Send {
+        let _ = (from_minute, until_minute);
+        std::future::ready(Ok(Vec::new()))
+    }
+
     /// `ListMetrics` pages the last [`recently_active`](Self::recently_active)
     /// took (0 before the first): how much the next screen will cost, since
     /// it lists the whole account's functions, not only the opted-in ones.
@@ -531,7 +621,32 @@ pub trait Warmer {
 
 #[cfg(test)]
 mod tests {
-    use super::FunctionRef;
+    use super::{FunctionRef, PoolPings};
+
+    #[test]
+    fn pool_pings_round_trip_forget_old_minutes_and_survive_bad_text() {
+        let mut p = PoolPings::default();
+        p.add(100, 7);
+        p.add(100, 3);
+        p.add(104, 2);
+        assert_eq!((p.at(100), p.at(104), p.at(101)), (10, 2, 0));
+        assert_eq!(PoolPings::parse(&p.text()), p);
+        p.add(100 + PoolPings::MINUTES, 1);
+        assert_eq!(p.at(100), 0, "older than the minutes kept");
+        // As a person or another program could leave it: what parses is
+        // kept, nothing else.
+        let odd = PoolPings::parse("12:3, x:4,13:-1,14:99999999999,15:2,,16");
+        assert_eq!(
+            (odd.at(12), odd.at(15), odd.text()),
+            (3, 2, "12:3,15:2".into())
+        );
+        assert_eq!(PoolPings::parse(""), PoolPings::default());
+        let long: Vec<String> = (0..50).map(|m| format!("{m}:1")).collect();
+        assert_eq!(
+            PoolPings::parse(&long.join(",")).text().split(',').count(),
+            PoolPings::MINUTES as usize
+        );
+    }
 
     #[test]
     fn one_canonical_key_per_function() {

@@ -12,7 +12,7 @@
 //! freed by `t` and started what it started before `t`.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use super::platform::{FnSim, PingResult};
 use crate::decision::MinuteMetrics;
@@ -20,6 +20,10 @@ use crate::decision::MinuteMetrics;
 /// Concurrency Lambda keeps unreserved and unprovisioned in every account,
 /// for functions without a reservation.
 pub(crate) const UNRESERVED_MINIMUM: u32 = 100;
+
+/// Minutes of the pool's use the fleet keeps: the controller reads the
+/// last few only.
+const POOL_MINUTES_KEPT: u64 = 60;
 
 /// Every function of the account, and the account's pool.
 #[derive(Debug)]
@@ -30,6 +34,10 @@ pub(crate) struct Fleet {
     in_use: u32,
     /// Provisioned Concurrency allocated to functions drawing on the pool.
     provisioned_total: u32,
+    /// `(minute, most of the pool held at once in it)`, the last
+    /// [`POOL_MINUTES_KEPT`] minutes with any event: what CloudWatch's
+    /// `UnreservedConcurrentExecutions` (Maximum) reports, pings included.
+    pool_minutes: VecDeque<(u64, u32)>,
     /// `(time, function)`: each function's next completion. An entry is
     /// live when it equals `next_completion[function]`; others are stale.
     completions: BinaryHeap<Reverse<(u64, u32)>>,
@@ -54,6 +62,7 @@ impl Fleet {
             unreserved: account_limit.saturating_sub(reserved),
             in_use: 0,
             provisioned_total: 0,
+            pool_minutes: VecDeque::new(),
             completions: BinaryHeap::new(),
             arrivals: BinaryHeap::new(),
         }
@@ -89,13 +98,13 @@ impl Fleet {
                     let i = i as usize;
                     if self.next_completion[i] == Some(tc) {
                         self.next_completion[i] = None;
-                        self.act(i, |f| f.advance(tc));
+                        self.act(i, tc, |f| f.advance(tc));
                     }
                 }
                 (_, Some((ta, i))) if ta < t => {
                     self.arrivals.pop();
                     let i = i as usize;
-                    self.act(i, FnSim::run_next);
+                    self.act(i, ta, FnSim::run_next);
                     if let Some(next) = self.fns[i].next_arrival() {
                         self.arrivals.push(Reverse((next, i as u32)));
                     }
@@ -108,7 +117,7 @@ impl Fleet {
     /// A ping to function `i` at `t` (everything before it processed first).
     pub(crate) fn ping(&mut self, i: usize, t: u64, hold_ms: u64) -> PingResult {
         self.run_until(t);
-        self.act(i, |f| f.ping(t, hold_ms))
+        self.act(i, t, |f| f.ping(t, hold_ms))
     }
 
     /// Sets function `i`'s Provisioned Concurrency from `t` on, as much of
@@ -128,7 +137,7 @@ impl Fleet {
         } else {
             n
         };
-        self.act(i, |f| f.set_provisioned(t, n));
+        self.act(i, t, |f| f.set_provisioned(t, n));
         n
     }
 
@@ -136,29 +145,62 @@ impl Fleet {
     /// [`FnSim::metrics`]).
     pub(crate) fn metrics(&mut self, i: usize, from: u64, until: u64) -> Vec<MinuteMetrics> {
         self.run_until(until * 60_000);
-        self.act(i, |f| f.metrics(from, until))
+        self.act(i, until * 60_000, |f| f.metrics(from, until))
     }
 
     /// Ends the run at `t`.
     pub(crate) fn finish(&mut self, t: u64) {
         self.run_until(t);
         for i in 0..self.fns.len() {
-            self.act(i, |f| {
+            self.act(i, t, |f| {
                 f.advance(t);
                 f.finish(t);
             });
         }
     }
 
-    /// Runs `op` on function `i` with the pool's room set, then books what
-    /// it took or gave back and reschedules its next completion.
-    fn act<R>(&mut self, i: usize, op: impl FnOnce(&mut FnSim) -> R) -> R {
+    /// The pool's use per minute in `from..until` (see `pool_minutes`).
+    pub(crate) fn pool_in_use(&mut self, from: u64, until: u64) -> Vec<(u64, u32)> {
+        self.run_until(until * 60_000);
+        self.pool_minutes
+            .iter()
+            .filter(|(m, _)| (from..until).contains(m))
+            .copied()
+            .collect()
+    }
+
+    /// Books the pool's use from `before` to `after` at `t`.
+    fn note_pool(&mut self, t: u64, before: u32, after: u32) {
+        let minute = t / 60_000;
+        match self.pool_minutes.back_mut() {
+            Some((m, most)) if *m == minute => *most = (*most).max(after),
+            // A new minute starts at the level the last event left.
+            _ => self.pool_minutes.push_back((minute, before.max(after))),
+        }
+        while self
+            .pool_minutes
+            .front()
+            .is_some_and(|&(m, _)| m + POOL_MINUTES_KEPT < minute)
+        {
+            self.pool_minutes.pop_front();
+        }
+    }
+
+    /// Runs `op` on function `i` at `t` with the pool's room set, then books
+    /// what it took or gave back and reschedules its next completion.
+    fn act<R>(&mut self, i: usize, t: u64, op: impl FnOnce(&mut FnSim) -> R) -> R {
+        let before = self.in_use;
         let f = &mut self.fns[i];
         let others = self.in_use - f.pool_usage();
         let pc_before = f.provisioned();
         f.pool_room = self.unreserved.saturating_sub(others);
         let r = op(f);
         self.in_use = others + f.pool_usage();
+        let after = self.in_use;
+        if after != before {
+            self.note_pool(t, before, after);
+        }
+        let f = &self.fns[i];
         if f.shares_pool() {
             self.provisioned_total = self.provisioned_total - pc_before + f.provisioned();
         }
@@ -224,6 +266,30 @@ mod tests {
     /// turns away under `a` erlangs of offered load.
     fn erlang_b(a: f64, n: u32) -> f64 {
         (1..=n).fold(1.0, |b, k| a * b / (k as f64 + a * b))
+    }
+
+    #[test]
+    fn the_accounts_pool_series_counts_the_pings_with_the_real_traffic() {
+        // Two functions sharing the pool, one reserved. Three real requests
+        // at once 10 s in (two of 10 s, one of 50 s), then 5 pings to the
+        // other function at 30 s, held 2 s, beside the one request still
+        // running: CloudWatch's `UnreservedConcurrentExecutions` maximum for
+        // that minute is 1 + 5, not the 3 real ones; the reserved function's
+        // request is not in it; the next minute starts where the last left
+        // it (the 50 s request).
+        let fns = vec![
+            function(100, true, 1),
+            function(100, true, 2),
+            function(10, false, 3),
+        ];
+        let mut fleet = Fleet::new(fns, 100);
+        fleet.queue(0, &[(10_000, 10_000), (10_001, 10_000), (10_002, 50_000)]);
+        fleet.queue(2, &[(15_000, 30_000)]);
+        for _ in 0..5 {
+            fleet.ping(1, 30_000, 2_000);
+        }
+        assert_eq!(fleet.pool_in_use(0, 2), [(0, 6), (1, 1)]);
+        assert_eq!(fleet.pool_in_use(1, 2), [(1, 1)], "only the minutes asked");
     }
 
     #[test]

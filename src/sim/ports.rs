@@ -35,8 +35,8 @@ use crate::decision::{
 };
 use crate::ports::memory::{ClaimRules, ItemRules};
 use crate::ports::{
-    ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PortError, StateStore, Stored, Target,
-    Usage, WarmPlan, Warmer,
+    Claimed, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PoolPings, PortError,
+    StateStore, Stored, Target, Usage, WarmPlan, Warmer,
 };
 use crate::tick::{TickConfig, block_on_ready, run_tick};
 
@@ -140,14 +140,13 @@ fn index(f: &FunctionRef) -> Result<usize, PortError> {
 impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let last_tick = self
-            .claim
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_tick_ms;
-        let bytes: u64 = slots.iter().map(|s| s.bytes).sum::<u64>()
-            + self.policy_bytes
-            + last_tick.map_or(0, |t| run_item_bytes(None, t));
+        let run_item = {
+            let claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
+            claim
+                .last_tick_ms
+                .map_or(0, |t| run_item_bytes(None, t, &claim.pool_pings.text()))
+        };
+        let bytes: u64 = slots.iter().map(|s| s.bytes).sum::<u64>() + self.policy_bytes + run_item;
         self.charge(scan_units(bytes), 0.0);
         // Every function, resting or not, as the table's scan lists them:
         // the tick leaves the resting ones alone but counts their real
@@ -171,26 +170,39 @@ impl StateStore for SimStore {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
+    ) -> impl Future<Output = Result<Claimed, PortError>> + Send {
         // Billed as the conditional write it is on the small account item.
         let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
-        let before = claim.last_tick_ms.map_or(0, |t| run_item_bytes(None, t));
+        let pings = claim.pool_pings.text();
+        let before = claim
+            .last_tick_ms
+            .map_or(0, |t| run_item_bytes(None, t, &pings));
         self.charge(
             0.0,
-            write_units(before, run_item_bytes(Some((owner, until_ms)), now_ms)),
+            write_units(
+                before,
+                run_item_bytes(Some((owner, until_ms)), now_ms, &pings),
+            ),
         );
         ready(claim.claim(owner, now_ms, until_ms))
     }
 
-    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
+    fn release_run(
+        &self,
+        owner: &str,
+        pool_pings: &PoolPings,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
         let t = claim.last_tick_ms.unwrap_or(0);
         let held = claim.run.as_ref().map(|(o, until)| (o.as_str(), *until));
         self.charge(
             0.0,
-            write_units(run_item_bytes(held, t), run_item_bytes(None, t)),
+            write_units(
+                run_item_bytes(held, t, &claim.pool_pings.text()),
+                run_item_bytes(None, t, &pool_pings.text()),
+            ),
         );
-        claim.release(owner);
+        claim.release(owner, pool_pings);
         ready(Ok(()))
     }
 
@@ -342,6 +354,25 @@ impl MetricsSource for World<'_> {
         *self.list_requests.lock().unwrap_or_else(|e| e.into_inner()) +=
             (active.len() as u64).div_ceil(500).max(1);
         ready(Ok(Some(active)))
+    }
+
+    /// The fleet's pool as the account's series reports it (one metric
+    /// requested, as CloudWatch bills it).
+    fn pool_in_use(
+        &self,
+        from_minute: u64,
+        until_minute: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, f64)>, PortError>> + Send {
+        let mut fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
+        *self
+            .metric_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += 1;
+        let minutes = fleet.pool_in_use(from_minute, until_minute);
+        ready(Ok(minutes
+            .into_iter()
+            .map(|(m, n)| (m, n as f64))
+            .collect()))
     }
 
     fn observe(

@@ -397,6 +397,60 @@ fn functions_sharing_the_account_pool_share_its_room() {
     );
 }
 
+/// Five functions peaking at 10 real each, in an account whose unreserved
+/// pool is 80: alone their estimate (about 36 at once) leaves room for
+/// every ping they want; `pool` is what the account's series showed and
+/// `pool_pings` what the last run said it sent into the pool.
+fn five_in_a_pool_of_80(
+    pool: Vec<(u64, f64)>,
+    pool_pings: &crate::ports::PoolPings,
+) -> (u32, MemoryStore, MemoryMetrics) {
+    let store = MemoryStore::new();
+    let names = ["a", "b", "c", "d", "e"];
+    for n in names {
+        store.put_policy(&f(n), policy(&[]));
+    }
+    // The last run's release leaves its pings on the account's item.
+    block_on_ready(store.claim_run("run-0", NOW - 60_000, NOW - 1)).unwrap();
+    block_on_ready(store.release_run("run-0", pool_pings)).unwrap();
+    let metrics = MemoryMetrics {
+        pool,
+        ..MemoryMetrics::steady(&names.map(|n| (n, 10.0)))
+    };
+    let lambda = MemoryWarmer {
+        unreserved: Some(80),
+        ..MemoryWarmer::default()
+    };
+    tick(&store, &metrics, &lambda, "run-1", NOW);
+    let sent = lambda.sent.lock().unwrap().iter().map(|p| p.n).sum();
+    (sent, store, metrics)
+}
+
+#[test]
+fn the_accounts_own_series_narrows_the_pool_less_the_pings_it_counted() {
+    use crate::ports::PoolPings;
+    let minute = NOW / 60_000 - 4;
+    let (alone, ..) = five_in_a_pool_of_80(vec![], &PoolPings::default());
+    assert!(alone >= 20, "no cut without the series: {alone}");
+    // The account's series saw 60 in use a few minutes ago: the real
+    // traffic then, whatever the functions' estimate, leaves room for
+    // 80 - (60 + sqrt 60) - 5 pings.
+    let (busy, _, metrics) = five_in_a_pool_of_80(vec![(minute, 60.0)], &PoolPings::default());
+    assert!(busy <= 7, "{busy} pings");
+    let (from, until) = metrics.pool_reads.lock().unwrap()[0];
+    assert!((from..until).contains(&minute), "{from}..{until}");
+    // The same maximum, when 40 of it were the last run's pings: the real
+    // traffic was 20, below the estimate, and nothing is cut.
+    let mut pinged = PoolPings::default();
+    pinged.add(minute, 40);
+    let (same, store, _) = five_in_a_pool_of_80(vec![(minute, 60.0)], &pinged);
+    assert_eq!(same, alone);
+    // And this run leaves its own pings for the next one.
+    let next = block_on_ready(store.claim_run("run-2", NOW + 60_000, NOW + 90_000)).unwrap();
+    assert_eq!(next.pool_pings.at(NOW / 60_000), same);
+    assert_eq!(next.pool_pings.at(minute), 40);
+}
+
 #[test]
 fn a_corrupt_state_is_started_afresh_and_said_and_the_others_go_on() {
     let store = MemoryStore::new();
@@ -561,13 +615,17 @@ impl StateStore for SlowStore<'_> {
         owner: &str,
         now_ms: u64,
         until_ms: u64,
-    ) -> impl Future<Output = Result<Option<u64>, PortError>> + Send {
+    ) -> impl Future<Output = Result<crate::ports::Claimed, PortError>> + Send {
         self.claims.lock().unwrap().push((now_ms, until_ms));
         self.inner.claim_run(owner, now_ms, until_ms)
     }
 
-    fn release_run(&self, owner: &str) -> impl Future<Output = Result<(), PortError>> + Send {
-        self.inner.release_run(owner)
+    fn release_run(
+        &self,
+        owner: &str,
+        pool_pings: &crate::ports::PoolPings,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        self.inner.release_run(owner, pool_pings)
     }
 
     fn load(

@@ -38,7 +38,37 @@ import cbor2
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
+from moto.cloudwatch.models import CloudWatchBackend
+
 UTC = dt.timezone.utc
+
+# CloudWatch identifies a metric by namespace, name and its exact dimensions:
+# a query naming no dimension reads only the series that has none (an
+# account's series, such as Lambda's UnreservedConcurrentExecutions), never
+# the per-function series of the same name. moto's get_metric_data takes
+# every series of the name when a query names no dimension; here such
+# queries run over the dimensionless datapoints only (one call at a time,
+# since the view is swapped on the backend for the call).
+_GET_METRIC_DATA = CloudWatchBackend.get_metric_data
+_EXACT_LOCK = threading.Lock()
+
+
+def exact_get_metric_data(self, queries, start_time, end_time, *args, **kwargs):
+    bare = [q for q in queries if "MetricStat" in q and not q["MetricStat"]["Metric"].get("Dimensions")]
+    rest = [q for q in queries if not any(q is b for b in bare)]
+    with _EXACT_LOCK:
+        results = _GET_METRIC_DATA(self, rest, start_time, end_time, *args, **kwargs) if rest else []
+        if bare:
+            everything = self.get_all_metrics
+            self.get_all_metrics = lambda: [md for md in everything() if not md.dimensions]
+            try:
+                results = results + _GET_METRIC_DATA(self, bare, start_time, end_time, *args, **kwargs)
+            finally:
+                del self.get_all_metrics
+    return results
+
+
+CloudWatchBackend.get_metric_data = exact_get_metric_data
 SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
 MODELS = {k: botocore.session.get_session().get_service_model(v) for k, v in SERVICES.items()}
 
