@@ -154,6 +154,21 @@ impl CloudWatchMetrics {
                 (0..series(r)).map(move |k| query(format!("f{}s{k}", first + i), &r.function, k))
             })
             .collect();
+        let what = format!("GetMetricData for {} functions", batch.len());
+        self.get_metric_data(queries, from, until, &what).await
+    }
+
+    /// Every page of one `GetMetricData` request over minutes
+    /// `from..until`: each query's points by id, `(minute, value)`, each
+    /// page billed per query. A query answered Forbidden or InternalError
+    /// fails the request.
+    async fn get_metric_data(
+        &self,
+        queries: Vec<MetricDataQuery>,
+        from: u64,
+        until: u64,
+        what: &str,
+    ) -> Result<HashMap<String, Vec<(u64, f64)>>, PortError> {
         let mut out: HashMap<String, Vec<(u64, f64)>> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
@@ -169,9 +184,7 @@ impl CloudWatchMetrics {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    port_error(&format!("GetMetricData for {} functions", batch.len()), e)
-                })?;
+                .map_err(|e| port_error(what, e))?;
             for r in resp.metric_data_results() {
                 let Some(id) = r.id() else { continue };
                 if matches!(
@@ -248,8 +261,8 @@ impl MetricsSource for CloudWatchMetrics {
         Ok(Some(names))
     }
 
-    /// One query, paged: `AWS/Lambda` `UnreservedConcurrentExecutions`,
-    /// Maximum per minute, without a dimension (the account's series).
+    /// One query: `AWS/Lambda` `UnreservedConcurrentExecutions`, Maximum
+    /// per minute, without a dimension (the account's series).
     async fn pool_in_use(
         &self,
         from_minute: u64,
@@ -271,34 +284,15 @@ impl MetricsSource for CloudWatchMetrics {
             )
             .return_data(true)
             .build();
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            self.metrics_requested.fetch_add(1, Ordering::Relaxed);
-            let resp = self
-                .client
-                .get_metric_data()
-                .metric_data_queries(q.clone())
-                .start_time(DateTime::from_secs((from_minute * 60) as i64))
-                .end_time(DateTime::from_secs((until_minute * 60) as i64))
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| port_error("GetMetricData for the account's pool", e))?;
-            for r in resp.metric_data_results() {
-                for (t, v) in r.timestamps().iter().zip(r.values()) {
-                    let minute = (t.secs().max(0) as u64) / 60;
-                    if (from_minute..until_minute).contains(&minute) && v.is_finite() {
-                        out.push((minute, *v));
-                    }
-                }
-            }
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        let what = "GetMetricData for the account's pool";
+        let points = self
+            .get_metric_data(vec![q], from_minute, until_minute, what)
+            .await?;
+        let mut out: Vec<(u64, f64)> = points
+            .into_values()
+            .flatten()
+            .filter(|(m, v)| (from_minute..until_minute).contains(m) && v.is_finite())
+            .collect();
         out.sort_by_key(|&(m, _)| m);
         Ok(out)
     }

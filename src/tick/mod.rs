@@ -421,12 +421,8 @@ async fn run_stages<S, M, W, C>(
     let mut work = take_on(store, budget, cfg, at, targets, &mut aside, report).await;
     observe_all(store, metrics, cfg, now_ms, fleet, &mut work).await;
     let mut work = decide_all(store, warmer, budget, cfg, now_ms, work, report).await;
-    let need = pool_need(&work, &aside);
-    let seen = match need {
-        Some(ref need) => pool_seen(metrics, cfg, now_ms, need, pool_pings).await,
-        None => None,
-    };
-    if let Some(need) = need {
+    if let Some(need) = pool_need(&work, &aside) {
+        let seen = pool_seen(metrics, cfg, now_ms, &need, pool_pings).await;
         share_account_pool(now_ms, &mut work, need, seen);
     }
     warm_all(store, warmer, budget, cfg, now_ms, &mut work).await;
@@ -1091,7 +1087,7 @@ async fn pool_seen<M: MetricsSource>(
             let real = minutes
                 .iter()
                 .map(|&(m, most)| (most - f64::from(pool_pings.at(m))).max(0.0))
-                .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))))?;
+                .reduce(f64::max)?;
             Some(real + real.sqrt())
         }
         Err(e) => {

@@ -377,8 +377,16 @@ impl Moto {
         let mut out = String::new();
         s.read_to_string(&mut out)
             .unwrap_or_else(|e| panic!("{method} {path}: no whole answer within 30 s: {e}"));
-        let json = out.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        serde_json::from_str(json).unwrap_or_default()
+        // A control request that fails must fail the test: a fault
+        // injector that silently injects nothing makes the fault tests pass
+        // without testing anything.
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        assert!(
+            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+            "{method} {path}: {head}\n{body}"
+        );
+        serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"))
     }
 
     /// Creates several functions alike in one go (one Python start).

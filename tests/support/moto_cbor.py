@@ -284,7 +284,7 @@ def pick_fault():
 def control(environ, start_response):
     raw = request_body(environ)
     if environ["REQUEST_METHOD"] == "POST":
-        doc = json.loads(raw(environ) or b"{}")
+        doc = json.loads(raw or b"{}")
         with FAULT_LOCK:
             FAULT.update(rate=float(doc.get("rate", 0)), rng=random.Random(doc.get("seed", 0)))
     with FAULT_LOCK:
