@@ -158,97 +158,117 @@ impl Prober {
     }
 
     async fn one(&self) -> Sample {
-        let start = Instant::now();
-        let since = |start: Instant| start.elapsed().as_millis() as u64;
         match &*self.target {
-            Target::Url { request, transport } => {
-                let mut req = http::Request::builder()
-                    .method(request.method.clone())
-                    .uri(request.uri.clone());
-                if let Some(h) = req.headers_mut() {
-                    h.extend(request.headers.clone());
-                }
-                let req = match req.body(request.body.clone()) {
-                    Ok(r) => r,
-                    Err(e) => return failed(Failure::Connect, 0, e.to_string()),
-                };
-                match tokio::time::timeout(self.timeout, transport.send_discarding(req)).await {
-                    Err(_) => failed(Failure::Timeout, since(start), "no answer in time".into()),
-                    Ok(Err(e)) => failed(failure_of(&*e), since(start), error_chain(&*e)),
-                    Ok(Ok(status)) => {
-                        let error = Failure::of_status(status);
-                        Sample {
-                            started_ms: 0,
-                            latency_ms: since(start),
-                            status: Some(status),
-                            cold: None,
-                            sandbox: None,
-                            error,
-                            detail: error.map(|_| format!("HTTP {status}")),
-                        }
-                    }
-                }
-            }
+            Target::Url { request, transport } => self.one_url(request, transport).await,
             Target::Function {
                 client,
                 function,
                 payload,
                 client_context,
             } => {
-                let call = client
-                    .invoke()
-                    .function_name(function.name.as_ref())
-                    .set_qualifier(function.qualifier.as_deref().map(str::to_string))
-                    .log_type(LogType::Tail)
-                    .client_context(client_context)
-                    .payload(Blob::new(payload.to_vec()))
-                    .send();
-                // The SDK has the same limit; this one also covers its
-                // credential and endpoint resolution.
-                let answer = match tokio::time::timeout(self.timeout, call).await {
-                    Err(_) => {
-                        return failed(Failure::Timeout, since(start), "no answer in time".into());
-                    }
-                    Ok(a) => a,
-                };
-                let latency_ms = since(start);
-                match answer {
-                    Ok(out) => {
-                        let tail = out
-                            .log_result()
-                            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                            .map(|b| read_tail(&String::from_utf8_lossy(&b)))
-                            .unwrap_or_default();
-                        let function_error = out.function_error().map(str::to_string);
-                        Sample {
-                            started_ms: 0,
-                            latency_ms,
-                            status: Some(out.status_code().clamp(0, u16::MAX as i32) as u16),
-                            cold: tail.cold,
-                            sandbox: tail.sandbox,
-                            error: function_error.as_ref().map(|_| Failure::FunctionError),
-                            detail: function_error.map(|kind| {
-                                let body = out.payload().map_or(&[][..], |p| p.as_ref());
-                                let body = String::from_utf8_lossy(&body[..body.len().min(200)]);
-                                format!("{kind}: {body}")
-                            }),
-                        }
-                    }
-                    Err(e) => {
-                        let (kind, status) = invoke_failure(&e);
-                        Sample {
-                            status,
-                            ..failed(
-                                kind,
-                                latency_ms,
-                                format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)),
-                            )
-                        }
-                    }
+                self.one_invoke(client, function, payload, client_context)
+                    .await
+            }
+        }
+    }
+
+    /// One HTTP request: its status, and how long it took.
+    async fn one_url(&self, request: &HttpRequest, transport: &Transport) -> Sample {
+        let start = Instant::now();
+        let mut req = http::Request::builder()
+            .method(request.method.clone())
+            .uri(request.uri.clone());
+        if let Some(h) = req.headers_mut() {
+            h.extend(request.headers.clone());
+        }
+        let req = match req.body(request.body.clone()) {
+            Ok(r) => r,
+            Err(e) => return failed(Failure::Connect, 0, e.to_string()),
+        };
+        match tokio::time::timeout(self.timeout, transport.send_discarding(req)).await {
+            Err(_) => failed(Failure::Timeout, since(start), "no answer in time".into()),
+            Ok(Err(e)) => failed(failure_of(&*e), since(start), error_chain(&*e)),
+            Ok(Ok(status)) => {
+                let error = Failure::of_status(status);
+                Sample {
+                    started_ms: 0,
+                    latency_ms: since(start),
+                    status: Some(status),
+                    cold: None,
+                    sandbox: None,
+                    error,
+                    detail: error.map(|_| format!("HTTP {status}")),
                 }
             }
         }
     }
+
+    /// One Invoke, with the log tail that tells an init from a warm start.
+    async fn one_invoke(
+        &self,
+        client: &aws_sdk_lambda::Client,
+        function: &FunctionRef,
+        payload: &Bytes,
+        client_context: &str,
+    ) -> Sample {
+        let start = Instant::now();
+        let call = client
+            .invoke()
+            .function_name(function.name.as_ref())
+            .set_qualifier(function.qualifier.as_deref().map(str::to_string))
+            .log_type(LogType::Tail)
+            .client_context(client_context)
+            .payload(Blob::new(payload.to_vec()))
+            .send();
+        // The SDK has the same limit; this one also covers its
+        // credential and endpoint resolution.
+        let answer = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => {
+                return failed(Failure::Timeout, since(start), "no answer in time".into());
+            }
+            Ok(a) => a,
+        };
+        let latency_ms = since(start);
+        match answer {
+            Ok(out) => {
+                let tail = out
+                    .log_result()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|b| read_tail(&String::from_utf8_lossy(&b)))
+                    .unwrap_or_default();
+                let function_error = out.function_error().map(str::to_string);
+                Sample {
+                    started_ms: 0,
+                    latency_ms,
+                    status: Some(out.status_code().clamp(0, u16::MAX as i32) as u16),
+                    cold: tail.cold,
+                    sandbox: tail.sandbox,
+                    error: function_error.as_ref().map(|_| Failure::FunctionError),
+                    detail: function_error.map(|kind| {
+                        let body = out.payload().map_or(&[][..], |p| p.as_ref());
+                        let body = String::from_utf8_lossy(&body[..body.len().min(200)]);
+                        format!("{kind}: {body}")
+                    }),
+                }
+            }
+            Err(e) => {
+                let (kind, status) = invoke_failure(&e);
+                Sample {
+                    status,
+                    ..failed(
+                        kind,
+                        latency_ms,
+                        format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since `start`.
+fn since(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
 }
 
 fn failed(error: Failure, latency_ms: u64, detail: String) -> Sample {

@@ -11,6 +11,7 @@ use clap::Args;
 use super::parse::parse_duration;
 use crate::aws::WarmerConfig;
 use crate::aws::controller::{self, ControllerConfig};
+use crate::decision::ReportSummary;
 use crate::ports::{FunctionRef, WarmPlan, Warmer};
 
 /// Where the table is.
@@ -190,7 +191,23 @@ pub(super) fn warm(args: WarmArgs) -> anyhow::Result<()> {
     // Cost at Lambda's on-demand prices for a 128 MB function (memory is not
     // read here); scale by memory/128 for bigger ones.
     let cost = controller::ping_cost_usd(s.requested, 128, delay_ms);
-    if args.json {
+    print_warm(&f, &s, delay_ms, wall_ms, cost, args.json);
+    if s.ok == 0 {
+        bail!("no ping succeeded");
+    }
+    Ok(())
+}
+
+/// What `forewarm warm` prints: one JSON object, or a sentence with hints.
+fn print_warm(
+    f: &FunctionRef,
+    s: &ReportSummary,
+    delay_ms: u32,
+    wall_ms: u64,
+    cost: f64,
+    json: bool,
+) {
+    if json {
         println!(
             "{}",
             serde_json::json!({
@@ -225,8 +242,4 @@ pub(super) fn warm(args: WarmArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if s.ok == 0 {
-        bail!("no ping succeeded");
-    }
-    Ok(())
 }

@@ -45,27 +45,7 @@ pub(super) fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
         mut cfg,
         trace,
     } = load(&args.run)?;
-    let doc = match &args.policy_file {
-        Some(file) => policy_file(file)?,
-        None => sc
-            .policy_specs(&path)?
-            .into_iter()
-            .find_map(|p| match p {
-                PolicySpec::Forewarm { doc, .. } => Some(doc),
-                _ => None,
-            })
-            .unwrap_or_default(),
-    };
-    let quantiles = if args.quantile.is_empty() {
-        vec![
-            Policy::from_doc(&doc)
-                .map_err(anyhow::Error::msg)?
-                .policy
-                .quantile,
-        ]
-    } else {
-        args.quantile.clone()
-    };
+    let (doc, quantiles) = scored_policy(&args, &sc, &path)?;
     cfg.policies = quantiles
         .iter()
         .map(|&q| {
@@ -131,6 +111,38 @@ pub(super) fn forecast(args: ForecastArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The forewarm policy to score (the file's, else the scenario's first
+/// forewarm policy, else the defaults) and the quantiles to score it at
+/// (`--quantile`, else the policy's own).
+fn scored_policy(
+    args: &ForecastArgs,
+    sc: &Scenario,
+    path: &Path,
+) -> anyhow::Result<(PolicyDoc, Vec<f64>)> {
+    let doc = match &args.policy_file {
+        Some(file) => policy_file(file)?,
+        None => sc
+            .policy_specs(path)?
+            .into_iter()
+            .find_map(|p| match p {
+                PolicySpec::Forewarm { doc, .. } => Some(doc),
+                _ => None,
+            })
+            .unwrap_or_default(),
+    };
+    let quantiles = if args.quantile.is_empty() {
+        vec![
+            Policy::from_doc(&doc)
+                .map_err(anyhow::Error::msg)?
+                .policy
+                .quantile,
+        ]
+    } else {
+        args.quantile.clone()
+    };
+    Ok((doc, quantiles))
 }
 
 fn policy_file(file: &Path) -> anyhow::Result<PolicyDoc> {

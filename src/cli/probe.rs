@@ -204,23 +204,9 @@ pub(super) fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     if args.timeout.is_zero() {
         bail!("--timeout must be above zero");
     }
-    let rounds = match (args.every, args.for_) {
-        (Some(every), Some(total)) => {
-            if every.is_zero() || total.is_zero() {
-                bail!("--every and --for must be above zero");
-            }
-            (total.as_millis().div_ceil(every.as_millis())).max(1) as usize
-        }
-        _ => 1,
-    };
+    let rounds = rounds(&args)?;
     let compare = match &args.compare {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            Some(probe::read_saved(&text).with_context(|| {
-                format!("{} is not a saved `forewarm probe --json` run", p.display())
-            })?)
-        }
+        Some(p) => Some(read_saved_run(p)?),
         None => None,
     };
     let kind = target(&args)?;
@@ -234,14 +220,77 @@ pub(super) fn probe(args: ProbeArgs) -> anyhow::Result<()> {
             args.n as u64 + SPARE_FDS
         );
     }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let reports = run_rounds(&args, kind, rounds, &mut out)?;
+    let Some(last) = reports.last() else {
+        bail!("no round ran");
+    };
+    if rounds == 1 {
+        if args.json {
+            writeln!(out, "{}", with_compared(last, compare.as_ref())?)?;
+        } else {
+            write!(out, "{}", summary(last, fd_limit))?;
+        }
+    } else if !args.json {
+        write!(out, "{}", rounds_total(&reports))?;
+    }
+    if let (Some(c), Some(path), false) = (&compare, &args.compare, args.json) {
+        write!(
+            out,
+            "\n{}",
+            side_by_side(c, &path.display().to_string(), last)
+        )?;
+    }
+    if let Some(dir) = &args.out {
+        write_out(dir, &reports)?;
+        if !args.json {
+            writeln!(
+                out,
+                "wrote probe.csv and probe-histogram.svg to {}",
+                dir.display()
+            )?;
+        }
+    }
+    out.flush()?;
+    verdict(&reports, args.fail_on_cold)
+}
+
+/// How many rounds `--every` and `--for` ask for (one without them).
+fn rounds(args: &ProbeArgs) -> anyhow::Result<usize> {
+    Ok(match (args.every, args.for_) {
+        (Some(every), Some(total)) => {
+            if every.is_zero() || total.is_zero() {
+                bail!("--every and --for must be above zero");
+            }
+            (total.as_millis().div_ceil(every.as_millis())).max(1) as usize
+        }
+        _ => 1,
+    })
+}
+
+/// The run `--compare` names.
+fn read_saved_run(p: &Path) -> anyhow::Result<ProbeReport> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    probe::read_saved(&text)
+        .with_context(|| format!("{} is not a saved `forewarm probe --json` run", p.display()))
+}
+
+/// Sends the rounds, `--every` apart, printing a line per round when there
+/// are several.
+fn run_rounds(
+    args: &ProbeArgs,
+    kind: Kind,
+    rounds: usize,
+    out: &mut impl Write,
+) -> anyhow::Result<Vec<ProbeReport>> {
     let cold_over_ms = args.cold_over.map(|d| d.as_millis() as u64);
     let target_name = args.target.trim().to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     let mut reports: Vec<ProbeReport> = Vec::with_capacity(rounds);
     runtime.block_on(async {
         let prober = match kind {
@@ -297,50 +346,32 @@ pub(super) fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    let Some(last) = reports.last() else {
-        bail!("no round ran");
-    };
-    if rounds == 1 {
-        if args.json {
-            let mut v = serde_json::to_value(last)?;
-            if let (Some(c), Some(obj)) = (&compare, v.as_object_mut()) {
-                let mut c = serde_json::to_value(c)?;
-                if let Some(co) = c.as_object_mut() {
-                    co.remove("results");
-                }
-                obj.insert("compared_with".into(), c);
-            }
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        } else {
-            write!(out, "{}", summary(last, fd_limit))?;
+    Ok(reports)
+}
+
+/// One round's report as pretty JSON, with the compared run beside it
+/// (without its per-request results).
+fn with_compared(last: &ProbeReport, compare: Option<&ProbeReport>) -> anyhow::Result<String> {
+    let mut v = serde_json::to_value(last)?;
+    if let (Some(c), Some(obj)) = (compare, v.as_object_mut()) {
+        let mut c = serde_json::to_value(c)?;
+        if let Some(co) = c.as_object_mut() {
+            co.remove("results");
         }
-    } else if !args.json {
-        write!(out, "{}", rounds_total(&reports))?;
+        obj.insert("compared_with".into(), c);
     }
-    if let (Some(c), false) = (&compare, args.json) {
-        let name = args
-            .compare
-            .as_deref()
-            .map_or(String::new(), |p| p.display().to_string());
-        write!(out, "\n{}", side_by_side(c, &name, last))?;
-    }
-    if let Some(dir) = &args.out {
-        write_out(dir, &reports)?;
-        if !args.json {
-            writeln!(
-                out,
-                "wrote probe.csv and probe-histogram.svg to {}",
-                dir.display()
-            )?;
-        }
-    }
-    out.flush()?;
+    Ok(serde_json::to_string_pretty(&v)?)
+}
+
+/// The exit status: failure when nothing answered, or when `--fail-on-cold`
+/// finds a cold answer or cannot tell.
+fn verdict(reports: &[ProbeReport], fail_on_cold: bool) -> anyhow::Result<()> {
     let ok: usize = reports.iter().map(|r| r.ok).sum();
     let sent: usize = reports.iter().map(|r| r.requests).sum();
     if ok == 0 {
         bail!("no request succeeded ({sent} sent)");
     }
-    if args.fail_on_cold {
+    if fail_on_cold {
         if reports.iter().any(|r| r.ok > 0 && r.cold.is_none()) {
             bail!("--fail-on-cold: cannot tell cold from warm here; give --cold-over D");
         }

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::aws::{config, now_ms, runtime};
 use crate::aws::controller;
-use crate::ports::AdminStore;
+use crate::ports::{AdminStore, StateItem};
 
 /// `forewarm status`.
 #[derive(Debug, Args)]
@@ -70,19 +70,8 @@ async fn report<S: AdminStore>(
             .collect();
         return Ok(serde_json::to_string_pretty(&v)?);
     }
-    if let Some((owner, until)) = claim.filter(|(_, until)| *until > now_ms) {
-        if until > now_ms.saturating_add(15 * 60_000) {
-            writeln!(
-                out,
-                "the run's claim ({owner}, ending {until} ms) lasts longer than any run can: it is not a run's, and the next tick takes it over"
-            )?;
-        } else {
-            writeln!(
-                out,
-                "a controller run is in progress: {owner}, claim ends in {} s",
-                until.saturating_sub(now_ms).div_ceil(1_000)
-            )?;
-        }
+    if let Some(line) = claim.and_then(|c| claim_line(c, now_ms)) {
+        writeln!(out, "{line}")?;
     }
     writeln!(
         out,
@@ -90,55 +79,74 @@ async fn report<S: AdminStore>(
         "function", "forecast", "target", "warmed", "distinct", "delay", "z", "survives", "planned"
     )?;
     for i in &items {
-        let Some(st) = &i.state else {
-            writeln!(
-                out,
-                "{:<28} (no readable state) {}",
-                i.function,
-                i.last_error.as_deref().unwrap_or("")
-            )?;
-            continue;
-        };
-        let d = st.decisions.last();
-        let survives = st.survival.died_s.map_or_else(
-            || {
-                st.survival
-                    .survived_s
-                    .map_or("?".into(), |s| format!(">={s}s"))
-            },
-            |d| format!("<{d}s"),
-        );
-        // Warms planned ahead: pings, spacing and the minutes left of the
-        // run (its slots are sent without a save, so the last decision
-        // shown may be older than the last warm).
-        let planned = st.run.filter(|r| r.until_ms > now_ms).map_or_else(
-            || "-".to_string(),
-            |r| {
-                format!(
-                    "{}@{}m/{}m",
-                    r.n,
-                    r.every_ms / 60_000,
-                    (r.until_ms - now_ms).div_ceil(60_000)
-                )
-            },
-        );
-        writeln!(
-            out,
-            "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10}  {}",
-            i.function,
-            d.map_or(0.0, |d| d.forecast),
-            d.map_or(0, |d| d.target),
-            d.map_or(0, |d| d.warmed),
-            st.last_warm.map_or(0, |w| w.distinct),
-            st.delay_ms,
-            st.forecaster.z,
-            survives,
-            planned,
-            i.last_error.as_deref().unwrap_or("")
-        )?;
+        writeln!(out, "{}", state_line(i, now_ms))?;
     }
     out.pop(); // the last line's newline: the caller prints a line
     Ok(out)
+}
+
+/// The run in progress, if a live claim says so.
+fn claim_line((owner, until): (String, u64), now_ms: u64) -> Option<String> {
+    if until <= now_ms {
+        return None;
+    }
+    Some(if until > now_ms.saturating_add(15 * 60_000) {
+        format!(
+            "the run's claim ({owner}, ending {until} ms) lasts longer than any run can: it is not a run's, and the next tick takes it over"
+        )
+    } else {
+        format!(
+            "a controller run is in progress: {owner}, claim ends in {} s",
+            until.saturating_sub(now_ms).div_ceil(1_000)
+        )
+    })
+}
+
+/// One function's line under the header.
+fn state_line(i: &StateItem, now_ms: u64) -> String {
+    let Some(st) = &i.state else {
+        return format!(
+            "{:<28} (no readable state) {}",
+            i.function,
+            i.last_error.as_deref().unwrap_or("")
+        );
+    };
+    let d = st.decisions.last();
+    let survives = st.survival.died_s.map_or_else(
+        || {
+            st.survival
+                .survived_s
+                .map_or("?".into(), |s| format!(">={s}s"))
+        },
+        |d| format!("<{d}s"),
+    );
+    // Warms planned ahead: pings, spacing and the minutes left of the
+    // run (its slots are sent without a save, so the last decision
+    // shown may be older than the last warm).
+    let planned = st.run.filter(|r| r.until_ms > now_ms).map_or_else(
+        || "-".to_string(),
+        |r| {
+            format!(
+                "{}@{}m/{}m",
+                r.n,
+                r.every_ms / 60_000,
+                (r.until_ms - now_ms).div_ceil(60_000)
+            )
+        },
+    );
+    format!(
+        "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10}  {}",
+        i.function,
+        d.map_or(0.0, |d| d.forecast),
+        d.map_or(0, |d| d.target),
+        d.map_or(0, |d| d.warmed),
+        st.last_warm.map_or(0, |w| w.distinct),
+        st.delay_ms,
+        st.forecaster.z,
+        survives,
+        planned,
+        i.last_error.as_deref().unwrap_or("")
+    )
 }
 
 #[cfg(test)]

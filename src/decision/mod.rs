@@ -491,24 +491,8 @@ pub fn decide(
     state.delay_ms = state
         .delay_ms
         .clamp(policy.delay_ms_min, policy.delay_ms_max);
-    let prev_tick = run::previous_tick(obs.last_tick_ms, now_ms);
-    if let Some(r) = state.run.take() {
-        run::settle(state, &r, prev_tick);
-        // Anything but a slot falling to this tick is a look, which plans
-        // again if it warms: new minutes, a run over, another mode, a
-        // stored look time that is not the run's first slot (repaired or
-        // edited: the scan did not find the slots by it), or missed ticks
-        // (the slots between were never sent; the look takes in only those
-        // up to the last tick that ran).
-        let planned = policy.mode == Mode::Warm
-            && obs.metrics != MetricsStatus::Fresh
-            && state.next_check_ms == r.first_ms
-            && now_ms - prev_tick <= run::MIN_EVERY_MS + run::SLOT_TOLERANCE_MS
-            && run::slot_due(&r, prev_tick, now_ms);
-        if planned && let Some(d) = planned_warm(policy, state, obs, &r, now_ms) {
-            state.run = Some(r);
-            return d;
-        }
+    if let Some(d) = planned_slot(policy, state, obs, now_ms) {
+        return d;
     }
     if obs.metrics == MetricsStatus::Fresh {
         // Covered windows lower the offset only while real cold starts stay
@@ -548,36 +532,7 @@ pub fn decide(
     if policy.mode == Mode::Observe {
         d.reason = Reason::Observe;
     } else if due || rising {
-        d.next_due_ms = now_ms + interval_s as u64 * 1_000;
-        state.next_due_ms = d.next_due_ms;
-        // Sandboxes real traffic holds now cannot take a ping and are warm
-        // anyway: ping only the rest of the target.
-        let busy = busy_now(state, target);
-        let n = target - busy;
-        if n == 0 {
-            d.reason = Reason::NothingForecast;
-        } else {
-            d.reason = if obs.metrics == MetricsStatus::Unavailable {
-                Reason::StaleMetrics
-            } else if due {
-                Reason::Due
-            } else {
-                Reason::Rising
-            };
-            d.action = Action::Warm {
-                n,
-                delay_ms: state.delay_ms,
-            };
-            // Recorded now, before the pings go out: their minutes must be
-            // corrected even if the report never comes back.
-            state.warms.push(WarmRecord {
-                at_ms: now_ms,
-                n,
-                hold_ms: state.delay_ms,
-                reached: target,
-                busy,
-            });
-        }
+        start_warm(state, &mut d, obs, due, interval_s, now_ms);
     }
     // Never read (its first metrics read failed): nothing says it is idle,
     // so it is looked at again at the next tick, not in half an hour.
@@ -596,6 +551,79 @@ pub fn decide(
     state.next_check_ms = d.next_check_ms;
     remember(state, &d, now_ms);
     d
+}
+
+/// This tick's slot of the stored plan, sent as planned, when one falls
+/// to it; any other stored plan is settled (the slots it sent recorded) and
+/// ended, and the tick looks.
+fn planned_slot(
+    policy: &Policy,
+    state: &mut FunctionState,
+    obs: &Observation,
+    now_ms: u64,
+) -> Option<Decision> {
+    let prev_tick = run::previous_tick(obs.last_tick_ms, now_ms);
+    let r = state.run.take()?;
+    run::settle(state, &r, prev_tick);
+    // Anything but a slot falling to this tick is a look, which plans
+    // again if it warms: new minutes, a run over, another mode, a
+    // stored look time that is not the run's first slot (repaired or
+    // edited: the scan did not find the slots by it), or missed ticks
+    // (the slots between were never sent; the look takes in only those
+    // up to the last tick that ran).
+    let planned = policy.mode == Mode::Warm
+        && obs.metrics != MetricsStatus::Fresh
+        && state.next_check_ms == r.first_ms
+        && now_ms - prev_tick <= run::MIN_EVERY_MS + run::SLOT_TOLERANCE_MS
+        && run::slot_due(&r, prev_tick, now_ms);
+    if planned && let Some(d) = planned_warm(policy, state, obs, &r, now_ms) {
+        state.run = Some(r);
+        return Some(d);
+    }
+    None
+}
+
+/// A warm is due or the target rises: the next warm is due an interval
+/// from now, and the pings go to the sandboxes the target wants that real
+/// traffic is not holding.
+fn start_warm(
+    state: &mut FunctionState,
+    d: &mut Decision,
+    obs: &Observation,
+    due: bool,
+    interval_s: u32,
+    now_ms: u64,
+) {
+    d.next_due_ms = now_ms + interval_s as u64 * 1_000;
+    state.next_due_ms = d.next_due_ms;
+    // Sandboxes real traffic holds now cannot take a ping and are warm
+    // anyway: ping only the rest of the target.
+    let busy = busy_now(state, d.target);
+    let n = d.target - busy;
+    if n == 0 {
+        d.reason = Reason::NothingForecast;
+    } else {
+        d.reason = if obs.metrics == MetricsStatus::Unavailable {
+            Reason::StaleMetrics
+        } else if due {
+            Reason::Due
+        } else {
+            Reason::Rising
+        };
+        d.action = Action::Warm {
+            n,
+            delay_ms: state.delay_ms,
+        };
+        // Recorded now, before the pings go out: their minutes must be
+        // corrected even if the report never comes back.
+        state.warms.push(WarmRecord {
+            at_ms: now_ms,
+            n,
+            hold_ms: state.delay_ms,
+            reached: d.target,
+            busy,
+        });
+    }
 }
 
 fn remember(state: &mut FunctionState, d: &Decision, now_ms: u64) {

@@ -22,7 +22,18 @@ impl FunctionState {
     /// Checks and bounds every value. Returns what had to be put right (empty
     /// when nothing), or why the state cannot be used at all.
     pub fn repair(&mut self, now_ms: u64) -> Result<Vec<String>, String> {
-        let f = &mut self.forecaster;
+        self.check_geometry()?;
+        let mut fixed = Vec::new();
+        self.bound_numbers(&mut fixed);
+        self.bound_times(now_ms, &mut fixed);
+        self.bound_lists(&mut fixed);
+        Ok(fixed)
+    }
+
+    /// The forecaster's season and buckets must agree: nothing else about
+    /// a state whose bucket list does not fit its season can be trusted.
+    fn check_geometry(&self) -> Result<(), String> {
+        let f = &self.forecaster;
         let geometry_ok = matches!(f.season_minutes, 1_440 | 10_080)
             && f.bucket_minutes > 0
             && f.season_minutes.is_multiple_of(f.bucket_minutes)
@@ -35,7 +46,13 @@ impl FunctionState {
                 f.bucket_minutes
             ));
         }
-        let mut fixed = Vec::new();
+        Ok(())
+    }
+
+    /// Every number within the range its learner can produce; a value that
+    /// is not a number at all takes the learner's starting value.
+    fn bound_numbers(&mut self, fixed: &mut Vec<String>) {
+        let f = &mut self.forecaster;
         let mut bound = |name: &str, x: &mut f64, lo: f64, hi: f64, fallback: f64| {
             if !(x.is_finite() && (lo..=hi).contains(x)) {
                 fixed.push(format!("{name} ({x}) outside {lo}..{hi}"));
@@ -115,6 +132,11 @@ impl FunctionState {
             fixed.push("run: spacing or end out of range".into());
             self.run = None;
         }
+    }
+
+    /// No time more than a day ahead of `now`, and nothing recorded after it.
+    fn bound_times(&mut self, now_ms: u64, fixed: &mut Vec<String>) {
+        let f = &mut self.forecaster;
         let latest = now_ms.saturating_add(FUTURE_LIMIT_MS);
         let mut not_after = |name: &str, t: &mut u64| {
             if *t > latest {
@@ -148,7 +170,11 @@ impl FunctionState {
         for w in self.warms.iter_mut() {
             w.hold_ms = w.hold_ms.min(60_000);
         }
+    }
 
+    /// Lists cut to their newest [`LIST_LIMIT`] entries.
+    fn bound_lists(&mut self, fixed: &mut Vec<String>) {
+        let f = &mut self.forecaster;
         let mut cut = |name: &str, len: usize| {
             if len > LIST_LIMIT {
                 fixed.push(format!("{name} had {len} entries"));
@@ -170,7 +196,6 @@ impl FunctionState {
             }
             o.realized = o.realized.clamp(0.0, MAX_DEMAND as f32);
         }
-        Ok(fixed)
     }
 }
 

@@ -179,84 +179,74 @@ impl Model {
         Ok(m)
     }
 
+    /// Every number within its rule, checked in the order the file lists
+    /// them; the first one outside is the error. One row per number of the
+    /// model, so the table is as long as the model is wide.
     fn check(&self, file: &str) -> Result<(), ModelError> {
-        let range = |field, rule, value: f64, ok: bool| {
-            if ok && value.is_finite() {
-                Ok(())
-            } else {
-                Err(ModelError::Range {
-                    file: file.to_string(),
-                    field,
-                    rule,
-                    value,
-                })
-            }
-        };
-        let r = &self.reaping;
-        range(
-            "reaping.ttl_min_s",
-            "positive",
-            r.ttl_min_s,
-            r.ttl_min_s > 0.0,
-        )?;
-        range(
-            "reaping.ttl_max_s",
-            "at least ttl_min_s",
-            r.ttl_max_s,
-            r.ttl_max_s >= r.ttl_min_s,
-        )?;
-        let c = &self.cold_start;
-        range(
-            "cold_start.median_ms",
-            "non-negative",
-            c.median_ms,
-            c.median_ms >= 0.0,
-        )?;
-        range(
-            "cold_start.p95_ms",
-            "at least median_ms",
-            c.p95_ms,
-            c.p95_ms >= c.median_ms,
-        )?;
-        range(
-            "scaling.new_per_10s",
-            "positive",
-            self.scaling.new_per_10s,
-            self.scaling.new_per_10s > 0.0,
-        )?;
-        let i = &self.invoke;
-        range(
-            "invoke.fanout_gap_ms",
-            "non-negative",
-            i.fanout_gap_ms,
-            i.fanout_gap_ms >= 0.0,
-        )?;
-        range(
-            "invoke.async_delay_min_ms",
-            "non-negative",
-            i.async_delay_min_ms,
-            i.async_delay_min_ms >= 0.0,
-        )?;
-        range(
-            "invoke.async_delay_max_ms",
-            "at least async_delay_min_ms",
-            i.async_delay_max_ms,
-            i.async_delay_max_ms >= i.async_delay_min_ms,
-        )?;
-        range(
-            "invoke.controller_memory_mb",
-            "positive",
-            i.controller_memory_mb,
-            i.controller_memory_mb > 0.0,
-        )?;
-        range(
-            "invoke.controller_overhead_ms",
-            "non-negative",
-            i.controller_overhead_ms,
-            i.controller_overhead_ms >= 0.0,
-        )?;
-        let p = &self.prices;
-        for (field, v) in [
+        let (r, c, i, p) = (&self.reaping, &self.cold_start, &self.invoke, &self.prices);
+        let rules = [
+            (
+                "reaping.ttl_min_s",
+                "positive",
+                r.ttl_min_s,
+                r.ttl_min_s > 0.0,
+            ),
+            (
+                "reaping.ttl_max_s",
+                "at least ttl_min_s",
+                r.ttl_max_s,
+                r.ttl_max_s >= r.ttl_min_s,
+            ),
+            (
+                "cold_start.median_ms",
+                "non-negative",
+                c.median_ms,
+                c.median_ms >= 0.0,
+            ),
+            (
+                "cold_start.p95_ms",
+                "at least median_ms",
+                c.p95_ms,
+                c.p95_ms >= c.median_ms,
+            ),
+            (
+                "scaling.new_per_10s",
+                "positive",
+                self.scaling.new_per_10s,
+                self.scaling.new_per_10s > 0.0,
+            ),
+            (
+                "invoke.fanout_gap_ms",
+                "non-negative",
+                i.fanout_gap_ms,
+                i.fanout_gap_ms >= 0.0,
+            ),
+            (
+                "invoke.async_delay_min_ms",
+                "non-negative",
+                i.async_delay_min_ms,
+                i.async_delay_min_ms >= 0.0,
+            ),
+            (
+                "invoke.async_delay_max_ms",
+                "at least async_delay_min_ms",
+                i.async_delay_max_ms,
+                i.async_delay_max_ms >= i.async_delay_min_ms,
+            ),
+            (
+                "invoke.controller_memory_mb",
+                "positive",
+                i.controller_memory_mb,
+                i.controller_memory_mb > 0.0,
+            ),
+            (
+                "invoke.controller_overhead_ms",
+                "non-negative",
+                i.controller_overhead_ms,
+                i.controller_overhead_ms >= 0.0,
+            ),
+        ];
+        let prices = [
             ("prices.request_usd", p.request_usd),
             ("prices.gb_second_usd", p.gb_second_usd),
             (
@@ -267,8 +257,17 @@ impl Model {
             ("prices.api_request_usd", p.api_request_usd),
             ("prices.dynamodb_write_unit_usd", p.dynamodb_write_unit_usd),
             ("prices.dynamodb_read_unit_usd", p.dynamodb_read_unit_usd),
-        ] {
-            range(field, "non-negative", v, v >= 0.0)?;
+        ]
+        .map(|(field, v)| (field, "non-negative", v, v >= 0.0));
+        for (field, rule, value, ok) in rules.into_iter().chain(prices) {
+            if !(ok && value.is_finite()) {
+                return Err(ModelError::Range {
+                    file: file.to_string(),
+                    field,
+                    rule,
+                    value,
+                });
+            }
         }
         Ok(())
     }

@@ -71,87 +71,43 @@ impl PolicySpec {
         if spec == "provisioned:auto" {
             return Ok(PolicySpec::Provisioned { n: None });
         }
-        let (name, params) = spec.split_once(':').unwrap_or((spec, ""));
-        let mut kv = Vec::new();
-        for part in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                format!("policy `{spec}`: parameter `{part}` must look like key=value")
-            })?;
-            kv.push((k.trim(), v.trim()));
-        }
-        let allow = |known: &[&str]| -> Result<(), String> {
-            for (k, _) in &kv {
-                if !known.contains(k) {
-                    return Err(format!(
-                        "policy `{name}` has no parameter `{k}` (it takes: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ));
-                }
-            }
-            Ok(())
-        };
-        let get = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-        let count = |k: &str, default: u32| -> Result<u32, String> {
-            get(k).map_or(Ok(default), |v| {
-                v.parse::<u32>()
-                    .map_err(|_| format!("policy `{name}`: {k} must be a whole number, not `{v}`"))
-            })
-        };
-        let duration = |k: &str, default: u64| -> Result<u64, String> {
-            get(k).map_or(Ok(default), |v| {
-                humantime_ms(v).ok_or_else(|| {
-                    format!("policy `{name}`: {k} must be a duration like 300ms or 5m, not `{v}`")
-                })
-            })
-        };
-        match name {
+        let p = Params::split(spec)?;
+        match p.name {
             "none" => {
-                allow(&[])?;
+                p.allow(&[])?;
                 Ok(PolicySpec::None)
             }
             "oracle" => {
-                allow(&[])?;
+                p.allow(&[])?;
                 Ok(PolicySpec::Oracle)
             }
             "fixed" => {
-                allow(&["n", "every", "delay"])?;
-                let every_ms = duration("every", 300_000)?;
-                if every_ms < 60_000 {
-                    return Err(format!("policy `{name}`: every must be at least 1m"));
-                }
+                p.allow(&["n", "every", "delay"])?;
                 Ok(PolicySpec::Fixed {
-                    n: count("n", 1)?,
-                    every_ms,
-                    delay_ms: duration("delay", 300)?,
+                    n: p.count("n", 1)?,
+                    every_ms: p.every_ms()?,
+                    delay_ms: p.duration("delay", 300)?,
                 })
             }
             "lambda-warmer" => {
-                allow(&["n", "every"])?;
-                let every_ms = duration("every", 300_000)?;
-                if every_ms < 60_000 {
-                    return Err(format!("policy `{name}`: every must be at least 1m"));
-                }
+                p.allow(&["n", "every"])?;
                 Ok(PolicySpec::LambdaWarmer {
-                    n: count("n", 1)?,
-                    every_ms,
+                    n: p.count("n", 1)?,
+                    every_ms: p.every_ms()?,
                 })
             }
             "provisioned" => {
-                allow(&["n"])?;
-                match get("n") {
+                p.allow(&["n"])?;
+                match p.get("n") {
                     None | Some("auto") => Ok(PolicySpec::Provisioned { n: None }),
                     Some(_) => Ok(PolicySpec::Provisioned {
-                        n: Some(count("n", 0)?),
+                        n: Some(p.count("n", 0)?),
                     }),
                 }
             }
             "forewarm" => {
                 let mut doc = PolicyDoc::new();
-                for (k, v) in &kv {
+                for (k, v) in &p.kv {
                     doc.insert(k.to_string(), Scalar::from_text(v));
                 }
                 PolicySpec::forewarm(doc).map_err(|e| format!("policy `{spec}`: {e}"))
@@ -192,6 +148,80 @@ impl PolicySpec {
             PolicySpec::Provisioned { .. } => Some(PolicySpec::Provisioned { n: Some(n) }),
             _ => None,
         }
+    }
+}
+
+/// A policy spec's name and its `key=value` parameters, with the parsers
+/// each parameter's errors name it through.
+struct Params<'a> {
+    name: &'a str,
+    kv: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Params<'a> {
+    fn split(spec: &'a str) -> Result<Params<'a>, String> {
+        let (name, params) = spec.split_once(':').unwrap_or((spec, ""));
+        let mut kv = Vec::new();
+        for part in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                format!("policy `{spec}`: parameter `{part}` must look like key=value")
+            })?;
+            kv.push((k.trim(), v.trim()));
+        }
+        Ok(Params { name, kv })
+    }
+
+    /// Refuses a parameter the policy does not take.
+    fn allow(&self, known: &[&str]) -> Result<(), String> {
+        for (k, _) in &self.kv {
+            if !known.contains(k) {
+                return Err(format!(
+                    "policy `{}` has no parameter `{k}` (it takes: {})",
+                    self.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, k: &str) -> Option<&'a str> {
+        self.kv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
+    }
+
+    fn count(&self, k: &str, default: u32) -> Result<u32, String> {
+        self.get(k).map_or(Ok(default), |v| {
+            v.parse::<u32>().map_err(|_| {
+                format!(
+                    "policy `{}`: {k} must be a whole number, not `{v}`",
+                    self.name
+                )
+            })
+        })
+    }
+
+    fn duration(&self, k: &str, default: u64) -> Result<u64, String> {
+        self.get(k).map_or(Ok(default), |v| {
+            humantime_ms(v).ok_or_else(|| {
+                format!(
+                    "policy `{}`: {k} must be a duration like 300ms or 5m, not `{v}`",
+                    self.name
+                )
+            })
+        })
+    }
+
+    /// `every`, 5 minutes unless given: the schedules run on whole minutes.
+    fn every_ms(&self) -> Result<u64, String> {
+        let every_ms = self.duration("every", 300_000)?;
+        if every_ms < 60_000 {
+            return Err(format!("policy `{}`: every must be at least 1m", self.name));
+        }
+        Ok(every_ms)
     }
 }
 

@@ -337,6 +337,57 @@ fn companions(inv: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
     (None, None)
 }
 
+/// Where an invocations file keeps what is read from it.
+struct Columns {
+    app: Option<usize>,
+    trigger: Option<usize>,
+    id: usize,
+    minutes: Vec<usize>,
+}
+
+impl Columns {
+    fn find(path: &Path, headers: &csv::StringRecord) -> Result<Columns, TraceError> {
+        let app_col = headers.iter().position(|h| h == "HashApp");
+        let trigger_col = headers.iter().position(|h| h == "Trigger");
+        let id_col = headers
+            .iter()
+            .position(|h| h == "HashFunction")
+            .ok_or_else(|| {
+                malformed(
+                    path,
+                    1,
+                    "HashFunction",
+                    "column missing: not an Azure 2019 invocations file",
+                )
+            })?;
+        let minute_cols: Vec<usize> = headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| {
+                h.strip_prefix("minute_")
+                    .unwrap_or(h)
+                    .parse::<u32>()
+                    .is_ok()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if minute_cols.is_empty() {
+            return Err(malformed(
+                path,
+                1,
+                "minute columns",
+                "none found (expected 1..1440 or minute_1..minute_1440)",
+            ));
+        }
+        Ok(Columns {
+            app: app_col,
+            trigger: trigger_col,
+            id: id_col,
+            minutes: minute_cols,
+        })
+    }
+}
+
 /// Reads one invocations file; returns its number of minute columns.
 fn read_invocations(
     path: &Path,
@@ -348,38 +399,12 @@ fn read_invocations(
 ) -> Result<usize, TraceError> {
     let mut rdr = reader(path)?;
     let headers = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
-    let app_col = headers.iter().position(|h| h == "HashApp");
-    let trigger_col = headers.iter().position(|h| h == "Trigger");
-    let id_col = headers
-        .iter()
-        .position(|h| h == "HashFunction")
-        .ok_or_else(|| {
-            malformed(
-                path,
-                1,
-                "HashFunction",
-                "column missing: not an Azure 2019 invocations file",
-            )
-        })?;
-    let minute_cols: Vec<usize> = headers
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| {
-            h.strip_prefix("minute_")
-                .unwrap_or(h)
-                .parse::<u32>()
-                .is_ok()
-        })
-        .map(|(i, _)| i)
-        .collect();
-    if minute_cols.is_empty() {
-        return Err(malformed(
-            path,
-            1,
-            "minute columns",
-            "none found (expected 1..1440 or minute_1..minute_1440)",
-        ));
-    }
+    let Columns {
+        app: app_col,
+        trigger: trigger_col,
+        id: id_col,
+        minutes: minute_cols,
+    } = Columns::find(path, &headers)?;
     let mut rec = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut rec) {

@@ -534,27 +534,11 @@ async fn take_on<S: StateStore, C: Clock>(
     report: &mut TickReport,
 ) -> Vec<Work> {
     let now_ms = at.now_ms;
-    let prev_tick = decision::run::previous_tick(at.last_tick_ms, now_ms);
-    // No decision plans a look further than the idle rest; a stored time
-    // beyond twice that is not the controller's, and resting on it would
-    // leave the function alone forever.
-    let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
     let reads = decision::ReadCadence {
         every_minutes: cfg.metrics_every_minutes,
         lag_minutes: cfg.metrics_lag_minutes,
     };
-    // Resting functions first, in any order (most of a fleet, most ticks);
-    // the others are taken on longest waiting first.
-    targets.retain(|t| {
-        let rests = t.next_check_ms <= planned
-            && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms);
-        if rests {
-            report.resting += 1;
-            aside.add(t.real_busy);
-        }
-        !rests
-    });
-    targets.sort_by_key(|t| t.next_check_ms);
+    set_aside_resting(&mut targets, at, aside, report);
     let mut work = Vec::with_capacity(targets.len());
     for t in targets {
         let parsed = match t.policy {
@@ -616,6 +600,33 @@ async fn take_on<S: StateStore, C: Clock>(
         work.push(w);
     }
     work
+}
+
+/// Sets the resting functions aside (most of a fleet, most ticks), their
+/// real traffic counted in the pool's share, and orders the rest longest
+/// waiting first.
+fn set_aside_resting(
+    targets: &mut Vec<crate::ports::Target>,
+    at: Times,
+    aside: &mut RealAside,
+    report: &mut TickReport,
+) {
+    let now_ms = at.now_ms;
+    let prev_tick = decision::run::previous_tick(at.last_tick_ms, now_ms);
+    // No decision plans a look further than the idle rest; a stored time
+    // beyond twice that is not the controller's, and resting on it would
+    // leave the function alone forever.
+    let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
+    targets.retain(|t| {
+        let rests = t.next_check_ms <= planned
+            && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms);
+        if rests {
+            report.resting += 1;
+            aside.add(t.real_busy);
+        }
+        !rests
+    });
+    targets.sort_by_key(|t| t.next_check_ms);
 }
 
 /// Reads each function's limits and decides, while the tick's time lasts.
