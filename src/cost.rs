@@ -11,6 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Memory taken for a function whose configuration was not read: Lambda's
+/// default, 128 MB.
+pub const DEFAULT_MEMORY_MB: f64 = 128.0;
+
 /// Prices, USD. The simulator reads them from its model file (each with its
 /// source); the controller uses [`Prices::LIST`].
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

@@ -200,7 +200,7 @@ pub fn emf_lines(
             let w = f.warm.unwrap_or_default();
             let cost = ping_cost_usd(
                 w.requested,
-                memory_mb(&f.function).unwrap_or(128),
+                memory_mb(&f.function).unwrap_or(crate::cost::DEFAULT_MEMORY_MB as u32),
                 w.delay_ms,
             );
             Some(
@@ -262,6 +262,7 @@ mod tests {
             margin: 0.0,
             next_due_ms: 0,
             next_check_ms: 0,
+            worth: None,
         };
         let report = TickReport {
             functions: vec![FunctionOutcome {

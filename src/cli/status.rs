@@ -75,8 +75,17 @@ async fn report<S: AdminStore>(
     }
     writeln!(
         out,
-        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9} {:>10}  last error",
-        "function", "forecast", "target", "warmed", "distinct", "delay", "z", "survives", "planned"
+        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9} {:>10} {:>17}  last error",
+        "function",
+        "forecast",
+        "target",
+        "warmed",
+        "distinct",
+        "delay",
+        "z",
+        "survives",
+        "planned",
+        "worth/cost $/h"
     )?;
     for i in &items {
         writeln!(out, "{}", state_line(i, now_ms))?;
@@ -134,8 +143,22 @@ fn state_line(i: &StateItem, now_ms: u64) -> String {
             )
         },
     );
+    // What warming is worth against what it costs, an hour; `!` when the
+    // last look left the function cold for it (`not_worth_it`).
+    let worth = st.worth.map_or_else(
+        || "-".to_string(),
+        |w| {
+            let cold = d.is_some_and(|d| d.reason == crate::decision::Reason::NotWorthIt);
+            format!(
+                "{}{:.1e}/{:.1e}",
+                if cold { "!" } else { "" },
+                w.value_usd_h,
+                w.cost_usd_h
+            )
+        },
+    );
     format!(
-        "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10}  {}",
+        "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10} {:>17}  {}",
         i.function,
         d.map_or(0.0, |d| d.forecast),
         d.map_or(0, |d| d.target),
@@ -145,6 +168,7 @@ fn state_line(i: &StateItem, now_ms: u64) -> String {
         st.forecaster.z,
         survives,
         planned,
+        worth,
         i.last_error.as_deref().unwrap_or("")
     )
 }
@@ -183,12 +207,32 @@ mod tests {
             &serde_json::to_string(&st).unwrap(),
         );
         store.put_state_json(&FunctionRef::unqualified("garbled"), "{not json");
+        let mut cold = FunctionState::new(&Policy::default());
+        cold.decisions.push(DecisionRecord {
+            at_ms: 1_000,
+            reason: Reason::NotWorthIt,
+            forecast: 0.8,
+            target: 1,
+            warmed: 0,
+        });
+        cold.worth = Some(crate::decision::Worth {
+            value_usd_h: 0.000_012,
+            cost_usd_h: 0.000_045,
+        });
+        store.put_state_json(
+            &FunctionRef::unqualified("cron"),
+            &serde_json::to_string(&cold).unwrap(),
+        );
         let text = block_on_ready(report(&store, None, false, "t", 60_000)).unwrap();
         let orders = text.lines().find(|l| l.starts_with("orders")).unwrap();
         let cols: Vec<&str> = orders.split_whitespace().collect();
         assert_eq!(&cols[1..4], ["3.5", "4", "4"], "{text}");
         // Three pings every four minutes, for 19 minutes more.
         assert_eq!(cols[8], "3@4m/19m", "{text}");
+        assert_eq!(cols[9], "-", "not judged yet: {text}");
+        let cron = text.lines().find(|l| l.starts_with("cron")).unwrap();
+        let cols: Vec<&str> = cron.split_whitespace().collect();
+        assert_eq!(cols[9], "!1.2e-5/4.5e-5", "{text}");
         let garbled = text.lines().find(|l| l.starts_with("garbled")).unwrap();
         assert!(garbled.contains("(no readable state)"), "{text}");
 

@@ -22,7 +22,10 @@
 //!    when the target rose above what is warm now, with as many pings as the
 //!    target exceeds the sandboxes real traffic is using (a ping cannot land
 //!    on a busy sandbox: pinging the whole target would warm busy + target);
-//! 5. **plan** the warms after this one up to the next metrics read, while
+//! 5. **judge** whether warming pays: the cold starts it can avoid at what
+//!    the policy says one is worth, against its pings and bookkeeping
+//!    (`worth`); where it does not, say so and leave the function cold;
+//! 6. **plan** the warms after this one up to the next metrics read, while
 //!    the forecast keeps the target (`run`): later ticks send them from
 //!    the stored plan without a look or a state write.
 
@@ -35,6 +38,7 @@ pub mod policy;
 mod repair;
 pub(crate) mod run;
 pub(crate) mod survival;
+pub mod worth;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +50,7 @@ pub use pings::{Failures, InstanceId, PingFailure, PingOutcome, ReportSummary, W
 pub use policy::{Mode, Policy};
 pub use run::Run;
 pub use survival::{Evidence, Survival};
+pub use worth::{Avoidable, Worth};
 
 /// Version of the [`FunctionState`] layout; bumped when a field changes
 /// meaning, so an old item is recognized and rebuilt, never misread.
@@ -178,6 +183,13 @@ pub struct FunctionState {
     /// `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Run>,
+    /// The real cold starts warming could avoid, per minute (see `worth`).
+    #[serde(default)]
+    pub avoidable: Avoidable,
+    /// The last look's judgement of what warming is worth against what it
+    /// costs, USD per hour; `None` before a day of minutes was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worth: Option<Worth>,
     /// The last forecast and what it depended on (not stored: recomputed
     /// after a load, reused while its inputs are unchanged).
     #[serde(skip)]
@@ -300,6 +312,8 @@ impl FunctionState {
             duration_ms: 0.0,
             init_ms: 0,
             run: None,
+            avoidable: Avoidable::default(),
+            worth: None,
             forecast_cache: None,
         }
     }
@@ -410,6 +424,9 @@ pub enum Reason {
     StaleMetrics,
     /// A warm the last look planned (see `run`).
     Planned,
+    /// Due, but the cold starts warming could avoid are worth less than its
+    /// pings and bookkeeping (the figures are the decision's `worth`).
+    NotWorthIt,
 }
 
 /// What to do now.
@@ -451,6 +468,10 @@ pub struct Decision {
     pub next_due_ms: u64,
     /// When the function should next be looked at, epoch ms.
     pub next_check_ms: u64,
+    /// What warming is worth against what it costs, USD per hour, once a
+    /// day of the function's windows has been seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worth: Option<Worth>,
 }
 
 impl Decision {
@@ -465,6 +486,7 @@ impl Decision {
             margin: state.forecaster.z,
             next_due_ms: state.next_due_ms,
             next_check_ms: state.next_check_ms,
+            worth: None,
         }
     }
 
@@ -518,6 +540,20 @@ pub fn decide(
     let due = now_ms >= state.next_due_ms;
     let rising = target > warm_now;
     let idle = target == 0 && warm_now == 0 && state.recent_peak() == 0.0;
+    let pings = target - busy_now(state, target);
+    let worth = worth::estimate(
+        policy,
+        &state.avoidable,
+        &worth::Inputs {
+            pings,
+            interval_s,
+            hold_ms: state.delay_ms,
+            memory_mb: obs.limits.memory_mb,
+            reads: obs.reads,
+            init_ms: state.init_ms,
+        },
+    );
+    state.worth = worth;
     let mut d = Decision {
         action: Action::Nothing,
         reason: Reason::NotDue,
@@ -528,9 +564,15 @@ pub fn decide(
         margin: state.forecaster.z,
         next_due_ms: state.next_due_ms,
         next_check_ms: 0,
+        worth,
     };
+    // The policy's `min` is kept warm whatever it costs; with nothing to
+    // ping there is nothing to judge.
+    let pays = policy.min > 0 || pings == 0 || worth.is_none_or(|w| w.pays());
     if policy.mode == Mode::Observe {
         d.reason = Reason::Observe;
+    } else if (due || rising) && !pays {
+        d.reason = Reason::NotWorthIt;
     } else if due || rising {
         start_warm(state, &mut d, obs, due, interval_s, now_ms);
     }
@@ -539,6 +581,15 @@ pub fn decide(
     let never_read = state.watermark_minute.is_none() && obs.metrics == MetricsStatus::Unavailable;
     d.next_check_ms = if never_read {
         now_ms + 60_000
+    } else if d.reason == Reason::NotWorthIt {
+        // Left cold: nothing changes its judgement before new minutes, and
+        // those it reads only once an hour (a read costs what a few
+        // hours of its pings would).
+        state.read_every_minutes = READ_EVERY_MAX_MINUTES;
+        obs.reads
+            .and_then(|r| next_read_ms(state, r))
+            .unwrap_or(now_ms + IDLE_CHECK_MS)
+            .max(now_ms + 60_000)
     } else {
         next_check(policy, state, now_ms, idle, obs.reads)
     };
@@ -678,6 +729,7 @@ fn planned_warm(
         next_due_ms: state.next_due_ms,
         // The stored run's first slot: the scan finds the others from it.
         next_check_ms: state.next_check_ms,
+        worth: state.worth,
     };
     remember(state, &d, now_ms);
     Some(d)
@@ -950,6 +1002,13 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         .peekable();
     let (mut colds, mut real_inv) = (0.0, 0.0);
     let mut held = true;
+    // Sandboxes real traffic used in the minutes before are alive for about
+    // the learned interval; before the first minute read, the last peak.
+    let life = (state.survival.interval_s(policy) as usize)
+        .div_ceil(60)
+        .max(1);
+    let mut alive = std::collections::VecDeque::with_capacity(life + 1);
+    alive.push_back(state.recent_peak());
     for minute in first..end {
         let m = match points.peek() {
             Some(p) if p.minute == minute => *points.next().unwrap_or(&MinuteMetrics::idle(minute)),
@@ -964,6 +1023,13 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
             state.duration_ms += DURATION_WEIGHT * (d - state.duration_ms);
         }
         let demand = real.demand;
+        state
+            .avoidable
+            .add(demand, alive.iter().copied().fold(0.0, f64::max));
+        alive.push_back(demand);
+        if alive.len() > life {
+            alive.pop_front();
+        }
         state.survival.settle(minute, m.concurrency_max, now_ms);
         let busy = match real.busy {
             Some(b) => {

@@ -152,6 +152,28 @@ pub struct Policy {
     /// peak stayed under target do not lower the calibrated target (misses
     /// still raise it), so a function over budget only moves toward caution.
     pub cold_start_budget: f64,
+    /// `cold_start_usd` (default `auto`): what one avoided cold start is
+    /// worth to you, USD. Where the cold starts warming can avoid are worth
+    /// less than its pings and bookkeeping, forewarm does not warm the
+    /// function and says so (`not_worth_it`). `auto` is
+    /// [`wait_usd_per_s`](Policy::wait_usd_per_s) times the function's INIT
+    /// as its pings measured it: a cold start costs its caller the INIT's
+    /// time (the INIT's billing is not saved by warming, a ping pays it
+    /// instead). At most $10, about a month of Provisioned Concurrency for a
+    /// 1 GB sandbox: a cold start worth more than that is one to buy
+    /// Provisioned Concurrency for.
+    pub cold_start_usd: Option<f64>,
+    /// `wait_usd_per_s` (default 0.01): what a second of a caller waiting on
+    /// a cold start is worth, USD, used when `cold_start_usd` is `auto`: the
+    /// easier figure to set when cold starts differ by function (a 10 s VPC
+    /// INIT is worth ten times a 1 s one). A cent a second is $36 an hour,
+    /// about what a person's time costs: a caller is a person, or a service
+    /// someone waits on. Set it lower for callers nobody waits on (queues,
+    /// batch); 0 says a cold start is worth nothing, so after a function's
+    /// first day only `min` is kept warm. At any value, a function whose
+    /// own traffic keeps its sandboxes alive (nothing to avoid) is left to
+    /// it.
+    pub wait_usd_per_s: f64,
 }
 
 impl Default for Policy {
@@ -169,6 +191,8 @@ impl Default for Policy {
             delay_ms_max: 3_000,
             headroom: 5,
             cold_start_budget: 0.01,
+            cold_start_usd: None,
+            wait_usd_per_s: 0.01,
         }
     }
 }
@@ -187,7 +211,15 @@ pub const KNOWN_ATTRIBUTES: &[&str] = &[
     "delay_ms_max",
     "headroom",
     "cold_start_budget",
+    "cold_start_usd",
+    "wait_usd_per_s",
 ];
+
+/// The most a cold start may be said to be worth, USD (see
+/// [`Policy::cold_start_usd`]).
+pub const MAX_COLD_START_USD: f64 = 10.0;
+/// The most a second of waiting may be said to be worth, USD.
+pub const MAX_WAIT_USD_PER_S: f64 = 1.0;
 
 /// The forecaster's sample window, minutes. Buckets must be a whole number of
 /// windows.
@@ -261,6 +293,16 @@ impl Policy {
                 "quantile" => number(value).map(|x| p.quantile = x),
                 "alpha" => number(value).map(|x| p.alpha = x),
                 "cold_start_budget" => number(value).map(|x| p.cold_start_budget = x),
+                "cold_start_usd" => match value {
+                    Scalar::Str(s) if s.trim().eq_ignore_ascii_case("auto") => {
+                        p.cold_start_usd = None;
+                        Ok(())
+                    }
+                    _ => number(value)
+                        .map_err(|_| "\"auto\" or a number of USD".to_string())
+                        .map(|x| p.cold_start_usd = Some(x)),
+                },
+                "wait_usd_per_s" => number(value).map(|x| p.wait_usd_per_s = x),
                 _ => {
                     warnings.push(format!(
                         "unknown attribute `{key}` ignored (known: {})",
@@ -274,6 +316,12 @@ impl Policy {
             }
         }
         problems.extend(p.problems());
+        if p.cold_start_usd.is_some() && doc.contains_key("wait_usd_per_s") {
+            warnings.push(
+                "wait_usd_per_s ignored: cold_start_usd is set, and says what a cold start is worth"
+                    .into(),
+            );
+        }
         if problems.is_empty() {
             Ok(Parsed {
                 policy: p,
@@ -352,7 +400,27 @@ impl Policy {
                 self.cold_start_budget
             ));
         }
+        if let Some(usd) = self.cold_start_usd
+            && !(0.0..=MAX_COLD_START_USD).contains(&usd)
+        {
+            out.push(format!(
+                "cold_start_usd ({usd}) must be \"auto\" or from 0 to {MAX_COLD_START_USD} USD (above that, buy Provisioned Concurrency)"
+            ));
+        }
+        if !(0.0..=MAX_WAIT_USD_PER_S).contains(&self.wait_usd_per_s) {
+            out.push(format!(
+                "wait_usd_per_s ({}) must be from 0 to {MAX_WAIT_USD_PER_S} USD a second",
+                self.wait_usd_per_s
+            ));
+        }
         out
+    }
+
+    /// What one avoided cold start is worth, USD, for a function whose
+    /// INIT takes `init_ms` (see [`Policy::cold_start_usd`]).
+    pub fn cold_start_worth_usd(&self, init_ms: u64) -> f64 {
+        self.cold_start_usd
+            .unwrap_or(self.wait_usd_per_s * init_ms as f64 / 1_000.0)
     }
 
     /// The policy as an item's attributes (every knob, defaults included), the
@@ -392,6 +460,11 @@ impl Policy {
         d.insert("delay_ms_max".into(), n(self.delay_ms_max.into()));
         d.insert("headroom".into(), n(self.headroom.into()));
         d.insert("cold_start_budget".into(), n(self.cold_start_budget));
+        d.insert(
+            "cold_start_usd".into(),
+            self.cold_start_usd.map_or_else(|| s("auto"), n),
+        );
+        d.insert("wait_usd_per_s".into(), n(self.wait_usd_per_s));
         d
     }
 }
@@ -557,6 +630,45 @@ mod tests {
         assert!(e.to_string().contains("longest hold"));
         let ok = Policy::from_doc(&doc(&[("interval_s", num(240.0))])).unwrap();
         assert_eq!(ok.policy.interval, Interval::Seconds(240));
+    }
+
+    #[test]
+    fn what_a_cold_start_is_worth_is_checked_and_named() {
+        for (key, v, needle) in [
+            (
+                "cold_start_usd",
+                num(-0.01),
+                "cold_start_usd (-0.01) must be",
+            ),
+            (
+                "cold_start_usd",
+                s("a lot"),
+                "cold_start_usd must be \"auto\" or a number",
+            ),
+            ("cold_start_usd", num(50.0), "above that, buy Provisioned"),
+            ("wait_usd_per_s", num(-1.0), "wait_usd_per_s (-1) must be"),
+            (
+                "wait_usd_per_s",
+                s("cheap"),
+                "wait_usd_per_s must be a number",
+            ),
+            ("wait_usd_per_s", num(1e6), "wait_usd_per_s (1000000)"),
+        ] {
+            let e = Policy::from_doc(&doc(&[(key, v), ("max", num(7.0))])).unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{e}");
+            assert!(e.to_string().contains(needle), "{needle:?} not in {e}");
+        }
+        let auto = Policy::from_doc(&doc(&[("wait_usd_per_s", num(0.001))])).unwrap();
+        assert_eq!(auto.policy.cold_start_worth_usd(8_000), 0.008);
+        let set = Policy::from_doc(&doc(&[
+            ("cold_start_usd", s("0.05")),
+            ("wait_usd_per_s", num(0.001)),
+        ]))
+        .unwrap();
+        assert_eq!(set.policy.cold_start_worth_usd(8_000), 0.05);
+        assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+        let back = Policy::from_doc(&set.policy.to_doc()).unwrap().policy;
+        assert_eq!(back.cold_start_usd, Some(0.05));
     }
 
     #[test]

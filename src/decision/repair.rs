@@ -94,6 +94,9 @@ impl FunctionState {
             super::demand::MAX_DURATION_MS,
             0.0,
         );
+        let mut avoidable = self.avoidable.per_minute as f64;
+        bound("avoidable", &mut avoidable, 0.0, MAX_DEMAND, 0.0);
+        self.avoidable.per_minute = avoidable as f32;
         if let Some(open) = f.open.as_mut() {
             bound("open window peak", &mut open.peak, 0.0, MAX_DEMAND, 0.0);
         }
@@ -227,6 +230,7 @@ mod tests {
         st.forecaster.heat = 1e308;
         st.forecaster.recent = f64::NAN;
         st.forecaster.active_share = 7.0;
+        st.avoidable.per_minute = f32::NAN;
         // A plan whose slots never end (or come every 0 ms).
         st.run = Some(crate::decision::Run {
             first_ms: NOW,
@@ -238,8 +242,9 @@ mod tests {
             busy: 0,
         });
         let fixed = st.repair(NOW).unwrap();
-        assert_eq!(fixed.len(), 5, "{fixed:?}");
+        assert_eq!(fixed.len(), 6, "{fixed:?}");
         assert_eq!(st.run, None);
+        assert_eq!(st.avoidable.per_minute, 0.0);
         assert_eq!(st.forecaster.active_share, 1.0);
         assert_eq!(st.next_check_ms, NOW);
         assert_eq!(st.forecaster.heat, 2.5);

@@ -241,8 +241,10 @@ pub fn run_policy(
     }
     let forecasts = warming.forecasts(&mut fleet, report_from_ms);
     let controller_parts = warming.cost_parts(model, report_from_ms);
+    let mut report = PolicyReport::from_stats(spec.to_string(), &stats, model, controller_parts);
+    report.not_worth_it_functions = warming.not_worth_it(report_from_ms);
     PolicyRun {
-        report: PolicyReport::from_stats(spec.to_string(), &stats, model, controller_parts),
+        report,
         fleet: minutes,
         timeline,
         per_function,

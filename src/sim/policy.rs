@@ -296,6 +296,12 @@ pub(crate) trait Warming {
         CostParts::default()
     }
 
+    /// Functions judged not worth warming in the report period (none for a
+    /// baseline).
+    fn not_worth_it(&self, _report_from_ms: u64) -> u64 {
+        0
+    }
+
     /// What the controller forecast for each window and what came, when it
     /// was asked to keep them.
     fn forecasts(&mut self, _fleet: &mut Fleet, _report_from_ms: u64) -> Option<Record> {
@@ -517,6 +523,10 @@ impl Warming for ForewarmWarming {
 
     fn cost_parts(&self, model: &Model, report_from_ms: u64) -> CostParts {
         self.controller.cost_parts(model, report_from_ms)
+    }
+
+    fn not_worth_it(&self, report_from_ms: u64) -> u64 {
+        self.controller.not_worth_it(report_from_ms)
     }
 
     fn forecasts(&mut self, fleet: &mut Fleet, report_from_ms: u64) -> Option<Record> {

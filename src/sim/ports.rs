@@ -504,6 +504,8 @@ pub(crate) struct SimController {
     gap_ms: u64,
     init_allowance_ms: u64,
     targets: Vec<u32>,
+    /// Per function, the last tick that judged it not worth warming.
+    not_worth_at: Vec<Option<u64>>,
 }
 
 impl SimController {
@@ -532,6 +534,7 @@ impl SimController {
             cfg: TickConfig::new("sim"),
             ticks: Vec::new(),
             targets: vec![0; functions],
+            not_worth_at: vec![None; functions],
             init_allowance_ms: INIT_LIMIT_MS,
             gap_ms: model.invoke.fanout_gap_ms.round() as u64,
         }
@@ -607,9 +610,21 @@ impl SimController {
         for f in &report.functions {
             if let (Ok(i), Some(d)) = (f.function.name.parse::<usize>(), f.decision) {
                 self.targets[i] = d.target;
+                if d.reason == crate::decision::Reason::NotWorthIt {
+                    self.not_worth_at[i] = Some(t);
+                }
             }
         }
         self.targets.clone()
+    }
+
+    /// Functions judged not worth warming at least once since
+    /// `report_from_ms`.
+    pub(crate) fn not_worth_it(&self, report_from_ms: u64) -> u64 {
+        self.not_worth_at
+            .iter()
+            .filter(|t| t.is_some_and(|t| t >= report_from_ms))
+            .count() as u64
     }
 
     /// What the controller itself cost over the report period, by part: one

@@ -44,6 +44,11 @@ pub struct PolicyReport {
     pub idle_gb_s: f64,
     /// 99th percentile of latency added to real requests by cold starts, ms.
     pub p99_added_latency_ms: f64,
+    /// Functions the policy judged not worth warming at least once in the
+    /// report period (`not_worth_it`: the cold starts warming could avoid
+    /// worth less than its pings and bookkeeping); 0 for the baselines,
+    /// which warm every function.
+    pub not_worth_it_functions: u64,
     /// Events processed (not part of the JSON: it measures the run).
     #[serde(skip)]
     pub events: u64,
@@ -109,6 +114,7 @@ impl PolicyReport {
             warm_cost_parts: parts,
             idle_gb_s: round(gb_s(s.idle_gb_ms + s.provisioned_gb_ms), 3),
             p99_added_latency_ms: p99(&s.cold_latency_ms, s.requests),
+            not_worth_it_functions: 0,
             events: s.events,
         }
     }
@@ -176,6 +182,16 @@ impl SimReport {
             out.push_str(&format!(
                 "{}: warm ${:.4} = pings ${:.4} + init ${:.4} + controller runs ${:.4} + CloudWatch ${:.4} + DynamoDB ${:.4}\n",
                 p.name, p.warm_cost_usd, c.pings, c.init, c.controller, c.cloudwatch, c.dynamodb
+            ));
+        }
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.not_worth_it_functions > 0)
+        {
+            out.push_str(&format!(
+                "{}: {} functions left cold where warming was worth less than it cost (not_worth_it)\n",
+                p.name, p.not_worth_it_functions
             ));
         }
         for p in self.policies.iter().filter(|p| p.ping_timeouts > 0) {

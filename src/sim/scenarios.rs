@@ -386,3 +386,63 @@ fn a_function_whose_inits_outlast_the_allowance_teaches_the_controller_to_wait()
         r.ping_cold_starts
     );
 }
+
+/// One call at scattered minutes, about every 40 minutes day and night,
+/// for `days`.
+fn now_and_then(days: usize) -> Workload {
+    let mut x: u64 = 7;
+    Workload {
+        per_minute: (0..days * DAY)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                u32::from((x >> 33).is_multiple_of(40))
+            })
+            .collect(),
+        duration_ms: 200.0,
+    }
+}
+
+/// Pings and real cold starts from the second day's second hour on: a
+/// function is judged once a day of its minutes has been read, at the first
+/// read after the first day (reads lag and are spaced by up to an hour).
+fn after_the_first_day(run: &PolicyRun) -> (u32, u32) {
+    let p = between(run, DAY + 60, run.timeline.len());
+    (
+        p.iter().map(|m| m.pings).sum(),
+        p.iter().map(|m| m.cold_starts).sum(),
+    )
+}
+
+#[test]
+fn a_function_its_own_traffic_keeps_warm_is_left_to_it_once_judged() {
+    // One short call a minute: its sandbox never idles long enough to be
+    // reaped, so warming it avoids nothing, yet its forecast peak of one
+    // asks for a sandbox at every look.
+    let w = Workload::steady(1, 3 * DAY, 100.0);
+    let (pings, cold) = after_the_first_day(&w.run("forewarm"));
+    let (_, unwarmed) = after_the_first_day(&w.run("none"));
+    assert_eq!(pings, 0, "pings after a day of evidence");
+    assert!(cold <= unwarmed, "cold {cold}, with no warming {unwarmed}");
+}
+
+#[test]
+fn a_rare_caller_is_warmed_where_its_cold_starts_are_worth_it_and_not_elsewhere() {
+    let w = now_and_then(3);
+    let (pings, cold) = after_the_first_day(&w.run("forewarm"));
+    let (cheap_pings, cheap_cold) = after_the_first_day(&w.run("forewarm:cold_start_usd=0.000001"));
+    let (_, unwarmed) = after_the_first_day(&w.run("none"));
+    // At the default a cold start's wait is worth more than a day's pings.
+    assert!(
+        pings > 0 && cold * 4 < unwarmed,
+        "{pings} pings, {cold} cold of {unwarmed}"
+    );
+    // At a ten-thousandth of a cent it is not: the function is left cold
+    // after its first day, as if it had no warmer.
+    assert_eq!(cheap_pings, 0, "{cheap_cold} cold of {unwarmed}");
+    assert!(
+        cheap_cold <= unwarmed + unwarmed / 10,
+        "{cheap_cold} cold, unwarmed {unwarmed}"
+    );
+}

@@ -302,6 +302,7 @@ fn assert_report_keys(v: &serde_json::Value) {
         "warm_cost_parts",
         "idle_gb_s",
         "p99_added_latency_ms",
+        "not_worth_it_functions",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);

@@ -683,7 +683,11 @@ fn pings_usd(work: &[Work]) -> f64 {
     work.iter()
         .filter_map(|w| {
             let s = w.warm?;
-            let memory = w.obs.limits.memory_mb.unwrap_or(128) as f64;
+            let memory = w
+                .obs
+                .limits
+                .memory_mb
+                .map_or(crate::cost::DEFAULT_MEMORY_MB, f64::from);
             Some(Prices::LIST.pings_usd(
                 s.requested as u64,
                 memory,
