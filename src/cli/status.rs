@@ -75,7 +75,7 @@ async fn report<S: AdminStore>(
     }
     writeln!(
         out,
-        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9} {:>10} {:>17}  last error",
+        "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9} {:>10} {:>16}  last error",
         "function",
         "forecast",
         "target",
@@ -85,7 +85,7 @@ async fn report<S: AdminStore>(
         "z",
         "survives",
         "planned",
-        "worth/cost $/h"
+        "avoidable cold/h"
     )?;
     for i in &items {
         writeln!(out, "{}", state_line(i, now_ms))?;
@@ -143,22 +143,22 @@ fn state_line(i: &StateItem, now_ms: u64) -> String {
             )
         },
     );
-    // What warming is worth against what it costs, an hour; `!` when the
-    // last look left the function cold for it (`not_worth_it`).
-    let worth = st.worth.map_or_else(
-        || "-".to_string(),
-        |w| {
-            let cold = d.is_some_and(|d| d.reason == crate::decision::Reason::NotWorthIt);
-            format!(
-                "{}{:.1e}/{:.1e}",
-                if cold { "!" } else { "" },
-                w.value_usd_h,
-                w.cost_usd_h
-            )
-        },
-    );
+    // The real cold starts an hour warming could avoid, once a day of
+    // minutes has been read; where the last look left the function cold
+    // for it (`not_worth_it`), what they were worth against what warming
+    // would cost, USD an hour.
+    let worth = match (st.avoidable.judged(), st.worth) {
+        (false, _) => "-".to_string(),
+        (true, None) => format!("{:.2}", st.avoidable.per_minute * 60.0),
+        (true, Some(w)) => format!(
+            "{:.2} ${:.1e}<{:.1e}",
+            st.avoidable.per_minute * 60.0,
+            w.value_usd_h,
+            w.cost_usd_h
+        ),
+    };
     format!(
-        "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10} {:>17}  {}",
+        "{:<28} {:>8.1} {:>7} {:>7} {:>8} {:>5}ms {:>9.2} {:>9} {:>10} {:>16}  {}",
         i.function,
         d.map_or(0.0, |d| d.forecast),
         d.map_or(0, |d| d.target),
@@ -215,6 +215,10 @@ mod tests {
             target: 1,
             warmed: 0,
         });
+        cold.avoidable = crate::decision::Avoidable {
+            per_minute: 0.000_5,
+            minutes: 1_440,
+        };
         cold.worth = Some(crate::decision::Worth {
             value_usd_h: 0.000_012,
             cost_usd_h: 0.000_045,
@@ -232,7 +236,7 @@ mod tests {
         assert_eq!(cols[9], "-", "not judged yet: {text}");
         let cron = text.lines().find(|l| l.starts_with("cron")).unwrap();
         let cols: Vec<&str> = cron.split_whitespace().collect();
-        assert_eq!(cols[9], "!1.2e-5/4.5e-5", "{text}");
+        assert_eq!(&cols[9..11], ["0.03", "$1.2e-5<4.5e-5"], "{text}");
         let garbled = text.lines().find(|l| l.starts_with("garbled")).unwrap();
         assert!(garbled.contains("(no readable state)"), "{text}");
 

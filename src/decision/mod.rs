@@ -186,8 +186,9 @@ pub struct FunctionState {
     /// The real cold starts warming could avoid, per minute (see `worth`).
     #[serde(default)]
     pub avoidable: Avoidable,
-    /// The last look's judgement of what warming is worth against what it
-    /// costs, USD per hour; `None` before a day of minutes was seen.
+    /// What warming was worth against what it would cost, USD per hour,
+    /// when the last look left the function cold for it (`not_worth_it`);
+    /// kept only then, since the state item is billed by its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worth: Option<Worth>,
     /// The last forecast and what it depended on (not stored: recomputed
@@ -553,7 +554,6 @@ pub fn decide(
             init_ms: state.init_ms,
         },
     );
-    state.worth = worth;
     let mut d = Decision {
         action: Action::Nothing,
         reason: Reason::NotDue,
@@ -578,6 +578,7 @@ pub fn decide(
     }
     // Never read (its first metrics read failed): nothing says it is idle,
     // so it is looked at again at the next tick, not in half an hour.
+    state.worth = worth.filter(|_| d.reason == Reason::NotWorthIt);
     let never_read = state.watermark_minute.is_none() && obs.metrics == MetricsStatus::Unavailable;
     d.next_check_ms = if never_read {
         now_ms + 60_000
@@ -729,7 +730,7 @@ fn planned_warm(
         next_due_ms: state.next_due_ms,
         // The stored run's first slot: the scan finds the others from it.
         next_check_ms: state.next_check_ms,
-        worth: state.worth,
+        worth: None,
     };
     remember(state, &d, now_ms);
     Some(d)
@@ -1004,11 +1005,18 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
     let mut held = true;
     // Sandboxes real traffic used in the minutes before are alive for about
     // the learned interval; before the first minute read, the last peak.
+    // A function read for the first time had its sandboxes before anyone
+    // watched: its first minutes' peaks are not cold starts to avoid (one
+    // cold start at the first call would otherwise weigh for days).
     let life = (state.survival.interval_s(policy) as usize)
         .div_ceil(60)
         .max(1);
     let mut alive = std::collections::VecDeque::with_capacity(life + 1);
-    alive.push_back(state.recent_peak());
+    alive.push_back(if state.watermark_minute.is_none() {
+        forecast::MAX_DEMAND
+    } else {
+        state.recent_peak()
+    });
     for minute in first..end {
         let m = match points.peek() {
             Some(p) if p.minute == minute => *points.next().unwrap_or(&MinuteMetrics::idle(minute)),
