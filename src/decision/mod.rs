@@ -541,6 +541,51 @@ pub fn decide(
     let due = now_ms >= state.next_due_ms;
     let rising = target > warm_now;
     let idle = target == 0 && warm_now == 0 && state.recent_peak() == 0.0;
+    let (pays, worth) = judge(policy, state, obs, target, interval_s);
+    let mut d = Decision {
+        action: Action::Nothing,
+        reason: Reason::NotDue,
+        forecast: forecast.mean,
+        raw_target: forecast.target,
+        target,
+        capped_by,
+        margin: state.forecaster.z,
+        next_due_ms: state.next_due_ms,
+        next_check_ms: 0,
+        worth,
+    };
+    if policy.mode == Mode::Observe {
+        d.reason = Reason::Observe;
+    } else if (due || rising) && !pays {
+        d.reason = Reason::NotWorthIt;
+    } else if due || rising {
+        start_warm(state, &mut d, obs, due, interval_s, now_ms);
+    }
+    // Never read (its first metrics read failed): nothing says it is idle,
+    // so it is looked at again at the next tick, not in half an hour.
+    state.worth = worth.filter(|_| d.reason == Reason::NotWorthIt);
+    d.next_check_ms = next_look(policy, state, obs, d.reason, idle, now_ms);
+    if let (Action::Warm { .. }, Some(reads)) = (d.action, obs.reads)
+        && let Some(r) = plan_run(state, reads, now_ms, interval_s, forecast.target)
+    {
+        d.next_check_ms = r.first_ms;
+        state.run = Some(r);
+    }
+    state.next_check_ms = d.next_check_ms;
+    remember(state, &d, now_ms);
+    d
+}
+
+/// Whether warming the target pays, and the figures once a day of minutes
+/// was seen. The policy's `min` is kept warm whatever it costs; with
+/// nothing to ping there is nothing to judge.
+fn judge(
+    policy: &Policy,
+    state: &FunctionState,
+    obs: &Observation,
+    target: u32,
+    interval_s: u32,
+) -> (bool, Option<Worth>) {
     let pings = target - busy_now(state, target);
     let worth = worth::estimate(
         policy,
@@ -554,55 +599,36 @@ pub fn decide(
             init_ms: state.init_ms,
         },
     );
-    let mut d = Decision {
-        action: Action::Nothing,
-        reason: Reason::NotDue,
-        forecast: forecast.mean,
-        raw_target: forecast.target,
-        target,
-        capped_by,
-        margin: state.forecaster.z,
-        next_due_ms: state.next_due_ms,
-        next_check_ms: 0,
-        worth,
-    };
-    // The policy's `min` is kept warm whatever it costs; with nothing to
-    // ping there is nothing to judge.
     let pays = policy.min > 0 || pings == 0 || worth.is_none_or(|w| w.pays());
-    if policy.mode == Mode::Observe {
-        d.reason = Reason::Observe;
-    } else if (due || rising) && !pays {
-        d.reason = Reason::NotWorthIt;
-    } else if due || rising {
-        start_warm(state, &mut d, obs, due, interval_s, now_ms);
-    }
+    (pays, worth)
+}
+
+/// When the function is next looked at, after a look that decided `reason`.
+fn next_look(
+    policy: &Policy,
+    state: &mut FunctionState,
+    obs: &Observation,
+    reason: Reason,
+    idle: bool,
+    now_ms: u64,
+) -> u64 {
     // Never read (its first metrics read failed): nothing says it is idle,
     // so it is looked at again at the next tick, not in half an hour.
-    state.worth = worth.filter(|_| d.reason == Reason::NotWorthIt);
-    let never_read = state.watermark_minute.is_none() && obs.metrics == MetricsStatus::Unavailable;
-    d.next_check_ms = if never_read {
-        now_ms + 60_000
-    } else if d.reason == Reason::NotWorthIt {
+    if state.watermark_minute.is_none() && obs.metrics == MetricsStatus::Unavailable {
+        return now_ms + 60_000;
+    }
+    if reason == Reason::NotWorthIt {
         // Left cold: nothing changes its judgement before new minutes, and
-        // those it reads only once an hour (a read costs what a few
-        // hours of its pings would).
+        // those it reads only once an hour (a read costs what a few hours
+        // of its pings would).
         state.read_every_minutes = READ_EVERY_MAX_MINUTES;
-        obs.reads
+        return obs
+            .reads
             .and_then(|r| next_read_ms(state, r))
             .unwrap_or(now_ms + IDLE_CHECK_MS)
-            .max(now_ms + 60_000)
-    } else {
-        next_check(policy, state, now_ms, idle, obs.reads)
-    };
-    if let (Action::Warm { .. }, Some(reads)) = (d.action, obs.reads)
-        && let Some(r) = plan_run(state, reads, now_ms, interval_s, forecast.target)
-    {
-        d.next_check_ms = r.first_ms;
-        state.run = Some(r);
+            .max(now_ms + 60_000);
     }
-    state.next_check_ms = d.next_check_ms;
-    remember(state, &d, now_ms);
-    d
+    next_check(policy, state, now_ms, idle, obs.reads)
 }
 
 /// This tick's slot of the stored plan, sent as planned, when one falls
@@ -1003,20 +1029,10 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         .peekable();
     let (mut colds, mut real_inv) = (0.0, 0.0);
     let mut held = true;
-    // Sandboxes real traffic used in the minutes before are alive for about
-    // the learned interval; before the first minute read, the last peak.
-    // A function read for the first time had its sandboxes before anyone
-    // watched: its first minutes' peaks are not cold starts to avoid (one
-    // cold start at the first call would otherwise weigh for days).
-    let life = (state.survival.interval_s(policy) as usize)
-        .div_ceil(60)
-        .max(1);
-    let mut alive = std::collections::VecDeque::with_capacity(life + 1);
-    alive.push_back(if state.watermark_minute.is_none() {
-        forecast::MAX_DEMAND
-    } else {
-        state.recent_peak()
-    });
+    let mut alive = worth::Alive::new(
+        state.survival.interval_s(policy),
+        state.watermark_minute.map(|_| state.recent_peak()),
+    );
     for minute in first..end {
         let m = match points.peek() {
             Some(p) if p.minute == minute => *points.next().unwrap_or(&MinuteMetrics::idle(minute)),
@@ -1031,25 +1047,9 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
             state.duration_ms += DURATION_WEIGHT * (d - state.duration_ms);
         }
         let demand = real.demand;
-        state
-            .avoidable
-            .add(demand, alive.iter().copied().fold(0.0, f64::max));
-        alive.push_back(demand);
-        if alive.len() > life {
-            alive.pop_front();
-        }
+        alive.see(&mut state.avoidable, demand);
         state.survival.settle(minute, m.concurrency_max, now_ms);
-        let busy = match real.busy {
-            Some(b) => {
-                if demand >= 1.0 {
-                    let share = (b / demand).clamp(0.0, 1.0);
-                    state.busy_share += BUSY_WEIGHT * (share - state.busy_share);
-                }
-                b
-            }
-            None => state.busy_share * demand,
-        };
-        state.busy += BUSY_WEIGHT * (busy - state.busy);
+        learn_busy(state, real.busy, demand);
         colds += m.cold_starts.unwrap_or(0.0).max(0.0);
         real_inv += m.invocations.unwrap_or(0.0).max(0.0);
         if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {
@@ -1061,20 +1061,7 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
     }
     state.survival.settled_until(end);
     if obs.detail {
-        // Pings are invocations too, but never report cold starts (the shims
-        // only report real ones), so the share is of real calls at worst low.
-        let pings: f64 = state
-            .warms
-            .iter()
-            .filter(|w| (first * 60_000..end * 60_000).contains(&w.at_ms))
-            .map(|w| w.n as f64)
-            .sum();
-        let real = (real_inv - pings).max(0.0);
-        if real > 0.0 {
-            let share = (colds / real).min(1.0);
-            state.cold_rate += COLD_RATE_WEIGHT * (share - state.cold_rate);
-        }
-        state.detail_minute = Some(end - 1);
+        learn_cold_rate(state, first..end, colds, real_inv);
     }
     state.read_every_minutes = if held {
         (state.read_every_minutes.max(1) * 2).min(READ_EVERY_MAX_MINUTES)
@@ -1082,6 +1069,46 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         0
     };
     state.watermark_minute = Some(end - 1);
+}
+
+/// The running real concurrency and, from a minute read with invocations
+/// and real demand, the share of its peak that is busy at a typical moment.
+fn learn_busy(state: &mut FunctionState, busy: Option<f64>, demand: f64) {
+    let busy = match busy {
+        Some(b) => {
+            if demand >= 1.0 {
+                let share = (b / demand).clamp(0.0, 1.0);
+                state.busy_share += BUSY_WEIGHT * (share - state.busy_share);
+            }
+            b
+        }
+        None => state.busy_share * demand,
+    };
+    state.busy += BUSY_WEIGHT * (busy - state.busy);
+}
+
+/// The share of real calls that started cold over the `minutes` of a
+/// detail read, into its running average.
+fn learn_cold_rate(
+    state: &mut FunctionState,
+    minutes: std::ops::Range<u64>,
+    colds: f64,
+    invocations: f64,
+) {
+    // Pings are invocations too, but never report cold starts (the shims
+    // only report real ones), so the share is of real calls at worst low.
+    let pings: f64 = state
+        .warms
+        .iter()
+        .filter(|w| (minutes.start * 60_000..minutes.end * 60_000).contains(&w.at_ms))
+        .map(|w| w.n as f64)
+        .sum();
+    let real = (invocations - pings).max(0.0);
+    if real > 0.0 {
+        let share = (colds / real).min(1.0);
+        state.cold_rate += COLD_RATE_WEIGHT * (share - state.cold_rate);
+    }
+    state.detail_minute = Some(minutes.end - 1);
 }
 
 /// Remembers one closed window's real peak beside what was warm when it

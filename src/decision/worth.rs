@@ -92,6 +92,37 @@ impl Avoidable {
     }
 }
 
+/// The highest real peak of the last minutes, whose sandboxes are still
+/// alive, as minutes are read in order.
+pub(crate) struct Alive {
+    life: usize,
+    peaks: std::collections::VecDeque<f64>,
+}
+
+impl Alive {
+    /// Sandboxes live for about `interval_s` after their last real call;
+    /// `last_peak` is the recent real peak before the first minute read,
+    /// `None` for a function read for the first time: it had its sandboxes
+    /// before anyone watched, so its first minutes' peaks are not cold
+    /// starts to avoid (one cold start at the first call would otherwise
+    /// weigh for days).
+    pub(crate) fn new(interval_s: u32, last_peak: Option<f64>) -> Self {
+        let life = (interval_s as usize).div_ceil(60).max(1);
+        let mut peaks = std::collections::VecDeque::with_capacity(life + 1);
+        peaks.push_back(last_peak.unwrap_or(f64::INFINITY));
+        Alive { life, peaks }
+    }
+
+    /// Folds the next minute's real `peak` into `avoidable`.
+    pub(crate) fn see(&mut self, avoidable: &mut Avoidable, peak: f64) {
+        avoidable.add(peak, self.peaks.iter().copied().fold(0.0, f64::max));
+        self.peaks.push_back(peak);
+        if self.peaks.len() > self.life {
+            self.peaks.pop_front();
+        }
+    }
+}
+
 /// What warming a function is worth against what it costs, USD per hour.
 /// Stored as `[value, cost]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
