@@ -330,13 +330,21 @@ impl FunctionState {
 
     /// Sandboxes believed warm at `at_ms`: what the latest warm before it
     /// reached, while those sandboxes are expected to survive; else none.
+    /// They are counted for the interval and the minute a warm due then
+    /// may take to go out, not at its end: the interval is a minute inside
+    /// the shortest gap seen to kill, so at the interval plus a minute the
+    /// sandboxes may be going. Counted up to and including the end, a
+    /// look a whole minute after the warm's due slot still found the pool
+    /// warm and did not warm it: on the bundled day `interval_s=240` had
+    /// 4,654 cold starts against 3,954 counted so, the learned interval
+    /// 4,244 against 3,868.
     pub fn pool_at(&self, policy: &Policy, at_ms: u64) -> u32 {
         let life_ms = (self.survival.interval_s(policy) as u64 + 60) * 1_000;
         self.warms
             .iter()
             .rev()
             .find(|w| w.at_ms <= at_ms)
-            .filter(|w| at_ms - w.at_ms <= life_ms)
+            .filter(|w| at_ms - w.at_ms < life_ms)
             .map_or(0, |w| w.reached)
     }
 }

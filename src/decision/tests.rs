@@ -553,3 +553,26 @@ fn cold_replies_teach_how_long_an_init_takes_and_timeouts_widen_the_wait() {
     apply_report(&p, &mut st, &warm_only, 5_000);
     assert_eq!(st.init_ms, 21_000);
 }
+
+#[test]
+fn a_pool_is_not_counted_warm_a_whole_minute_past_its_due_warm() {
+    // Warms every four minutes, the controller once a minute: a warm due at
+    // 4:00 goes out by 5:00 at the latest, and the interval is a minute
+    // inside the shortest gap seen to kill. At 5:00 the sandboxes may be
+    // going; a look then must warm rather than count them.
+    let policy = Policy {
+        interval: policy::Interval::Seconds(240),
+        ..Policy::default()
+    };
+    let mut state = FunctionState::new(&policy);
+    state.warms.push(WarmRecord {
+        at_ms: 0,
+        n: 3,
+        hold_ms: 300,
+        reached: 3,
+        busy: 0,
+    });
+    assert_eq!(state.pool_at(&policy, 240 * 1_000), 3);
+    assert_eq!(state.pool_at(&policy, 299 * 1_000), 3);
+    assert_eq!(state.pool_at(&policy, 300 * 1_000), 0);
+}
