@@ -149,10 +149,10 @@ fn state_line(i: &StateItem, now_ms: u64) -> String {
     // would cost, USD an hour.
     let worth = match (st.avoidable.judged(), st.worth) {
         (false, _) => "-".to_string(),
-        (true, None) => format!("{:.2}", st.avoidable.per_minute * 60.0),
+        (true, None) => format!("{:.2}", st.avoidable.per_hour()),
         (true, Some(w)) => format!(
             "{:.2} ${:.1e}<{:.1e}",
-            st.avoidable.per_minute * 60.0,
+            st.avoidable.per_hour(),
             w.value_usd_h,
             w.cost_usd_h
         ),

@@ -478,7 +478,7 @@ pub struct Decision {
     /// When the function should next be looked at, epoch ms.
     pub next_check_ms: u64,
     /// What warming is worth against what it costs, USD per hour, once a
-    /// day of the function's windows has been seen.
+    /// day of the function's minutes has been seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worth: Option<Worth>,
 }
@@ -565,12 +565,14 @@ pub fn decide(
     if policy.mode == Mode::Observe {
         d.reason = Reason::Observe;
     } else if (due || rising) && !pays {
+        // Left cold: nothing changes its judgement before new minutes, and
+        // those it reads only once an hour (a read costs what a few hours
+        // of its pings would).
         d.reason = Reason::NotWorthIt;
+        state.read_every_minutes = READ_EVERY_MAX_MINUTES;
     } else if due || rising {
         start_warm(state, &mut d, obs, due, interval_s, now_ms);
     }
-    // Never read (its first metrics read failed): nothing says it is idle,
-    // so it is looked at again at the next tick, not in half an hour.
     state.worth = worth.filter(|_| d.reason == Reason::NotWorthIt);
     d.next_check_ms = next_look(policy, state, obs, d.reason, idle, now_ms);
     if let (Action::Warm { .. }, Some(reads)) = (d.action, obs.reads)
@@ -614,7 +616,7 @@ fn judge(
 /// When the function is next looked at, after a look that decided `reason`.
 fn next_look(
     policy: &Policy,
-    state: &mut FunctionState,
+    state: &FunctionState,
     obs: &Observation,
     reason: Reason,
     idle: bool,
@@ -626,10 +628,7 @@ fn next_look(
         return now_ms + 60_000;
     }
     if reason == Reason::NotWorthIt {
-        // Left cold: nothing changes its judgement before new minutes, and
-        // those it reads only once an hour (a read costs what a few hours
-        // of its pings would).
-        state.read_every_minutes = READ_EVERY_MAX_MINUTES;
+        // Left cold: looked at when its next (hourly) read falls due.
         return obs
             .reads
             .and_then(|r| next_read_ms(state, r))

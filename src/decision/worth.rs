@@ -79,11 +79,17 @@ impl Avoidable {
     pub(crate) fn add(&mut self, peak: f64, alive_before: f64) {
         let cold = (peak.round() - alive_before.round()).max(0.0);
         // Counted up to a day only: past it the weight stays the same, and
-        // a constant stores in fewer bytes.
-        self.minutes = (self.minutes + 1).min(JUDGED_AFTER_MINUTES);
-        let weight = 1.0 / f64::from(self.minutes.min(JUDGED_AFTER_MINUTES));
+        // a constant stores in fewer bytes. A stored count is untrusted, so
+        // it saturates rather than overflows.
+        self.minutes = self.minutes.saturating_add(1).min(JUDGED_AFTER_MINUTES);
+        let weight = 1.0 / f64::from(self.minutes);
         let next = self.per_minute as f64 + weight * (cold - self.per_minute as f64);
         self.per_minute = if next.is_finite() { next as f32 } else { 0.0 };
+    }
+
+    /// The avoidable cold starts an hour.
+    pub fn per_hour(&self) -> f64 {
+        self.per_minute as f64 * 60.0
     }
 
     /// Whether a day of minutes has been seen.
@@ -157,8 +163,8 @@ impl Worth {
     }
 }
 
-/// What warming this function would cost and be worth now, `None` before a
-/// day of its windows has been seen.
+/// What warming a function now would take: its pings, their spacing and
+/// hold, its memory, the tick's read cadence and its INIT.
 pub(crate) struct Inputs {
     /// Pings each warm would send (the target less what real traffic holds).
     pub pings: u32,
@@ -175,7 +181,7 @@ pub(crate) struct Inputs {
 }
 
 /// The figures for `avoidable` under `policy`, at list prices (what the
-/// controller is billed).
+/// controller is billed); `None` before a day of minutes has been seen.
 pub(crate) fn estimate(policy: &Policy, avoidable: &Avoidable, i: &Inputs) -> Option<Worth> {
     if !avoidable.judged() {
         return None;
@@ -186,12 +192,15 @@ pub(crate) fn estimate(policy: &Policy, avoidable: &Avoidable, i: &Inputs) -> Op
     } else {
         i.init_ms as u64
     };
-    let value = avoidable.per_minute as f64 * 60.0 * policy.cold_start_worth_usd(init_ms);
+    let value = avoidable.per_hour() * policy.cold_start_worth_usd(init_ms);
     let warms_per_hour = 3_600.0 / i.interval_s.max(60) as f64;
-    let pings = i.pings as f64 * warms_per_hour;
     let memory = i.memory_mb.map_or(DEFAULT_MEMORY_MB, f64::from);
-    let pings_usd = pings * p.request_usd
-        + memory / 1_024.0 * pings * i.hold_ms as f64 / 1_000.0 * p.gb_second_usd;
+    let per_warm = p.pings_usd(
+        i.pings.into(),
+        memory,
+        f64::from(i.pings) * f64::from(i.hold_ms),
+    );
+    let pings_usd = per_warm * warms_per_hour;
     // Reads are not counted: a warmed function whose forecast holds is
     // read once an hour, as one left cold is. Counting a read every base
     // gap made warming look far dearer than it was: on the bundled day at
@@ -278,6 +287,17 @@ mod tests {
         assert!(none.cost_usd_h > 0.0, "reads and writes remain");
         let per_ping_set = more.cost_usd_h - w.cost_usd_h;
         assert!((w.cost_usd_h - none.cost_usd_h - per_ping_set).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_stored_count_at_its_limit_does_not_overflow() {
+        let mut a = Avoidable {
+            per_minute: 0.0,
+            minutes: u32::MAX,
+        };
+        a.add(1.0, 0.0);
+        assert_eq!(a.minutes, JUDGED_AFTER_MINUTES);
+        assert!(a.per_minute > 0.0);
     }
 
     #[test]
