@@ -104,6 +104,9 @@ const PROBE_STEP_S: u32 = 30;
 /// minute later.
 const DEATH_MARGIN_S: u32 = 60;
 const DAY_MS: u64 = 86_400_000;
+/// Real requests a warm's cold pings may have met however quiet the
+/// function was lately: one call can always arrive.
+const QUIET_CALLS: u32 = 1;
 /// Warms waiting for their minute's metrics (reads come every 15 minutes,
 /// warms every few: a handful, and an outage must not grow the state).
 const PENDING_KEPT: usize = 6;
@@ -115,7 +118,12 @@ impl Survival {
     /// `real_peak` bounds real concurrency from above (the recent real
     /// peak): cold pings beyond what even that much real traffic could
     /// explain are deaths at once, so a function whose pool has died is not
-    /// left on a killing interval until the next metrics read. `reached`
+    /// left on a killing interval until the next metrics read. The bound is
+    /// never below one request: a function quiet for the last hour can be
+    /// called at the moment of a warm (a scheduled job's one call), and a
+    /// lone cold ping beside it is no death. Read as one, a job run every
+    /// two hours whose call met a warm four times had its interval cut to
+    /// the 60 s floor, and was pinged every minute all day. `reached`
     /// is what the report's summary counts as reached (distinct sandboxes
     /// and anonymous replies): the next warm is judged against it.
     pub fn learn(
@@ -132,7 +140,8 @@ impl Survival {
                     real_peak.max(0.0).ceil().min(u32::MAX as f64) as u32
                 } else {
                     u32::MAX
-                };
+                }
+                .max(QUIET_CALLS);
                 if p.cold > bound {
                     Evidence::Died {
                         gap_s: p.gap_s,
@@ -192,13 +201,14 @@ impl Survival {
                 if self.survived_s.is_some_and(|s| s >= gap_s) {
                     // A gap that used to be survived now kills: reaping got
                     // faster (or is random, and this gap is at its edge).
-                    // What was learned goes; probing starts again from the
-                    // safe default, below the gap that killed.
+                    // What survived is forgotten; probing starts again from
+                    // the safe default. What killed is not: a shorter gap
+                    // that killed still bounds the probes (replaced by this
+                    // longer one, the learner probed back up to a gap it
+                    // had seen kill, and lost the pool there again).
                     self.survived_s = None;
-                    self.died_s = Some(gap_s);
-                } else {
-                    self.died_s = Some(self.died_s.map_or(gap_s, |d| d.min(gap_s)));
                 }
+                self.died_s = Some(self.died_s.map_or(gap_s, |d| d.min(gap_s)));
                 self.died_at_ms = now_ms;
             }
             Evidence::Nothing => {}
@@ -241,7 +251,7 @@ impl Survival {
             Judged::Later(Pending {
                 minute: report.sent_at_ms / 60_000,
                 gap_s,
-                pings: report.pings.len().min(u32::MAX as usize) as u32,
+                pings: at_once(report),
                 cold: cold - growth,
             })
         } else if idle_survivors > 0 {
@@ -264,6 +274,34 @@ impl Survival {
             .map_or(MAX_AUTO_INTERVAL_S, |d| d.saturating_sub(DEATH_MARGIN_S));
         probe.min(limit).clamp(MIN_INTERVAL_S, MAX_AUTO_INTERVAL_S)
     }
+}
+
+/// The most of a warm's answered pings that held their sandboxes at one
+/// moment: each from when it reached its sandbox (a cold one's INIT began
+/// then, as the adapters report it) until its INIT and hold were over. Only these are surely together in the minute's
+/// `ConcurrentExecutions` maximum. A hold shorter than the fan-out lets the
+/// first pings end before the last begin (85 pings 2 ms apart, held 120 ms:
+/// 61 at once); counting them all took real traffic beside them for less
+/// than it was, and its cold pings for deaths. A ping that did not answer
+/// with a start is not counted, which errs towards explaining cold pings.
+fn at_once(report: &WarmReport) -> u32 {
+    let hold = u64::from(report.delay_ms).max(1);
+    let mut edges: Vec<(u64, i64)> = report
+        .pings
+        .iter()
+        .filter(|p| p.failure.is_none() && p.instance.is_some())
+        .filter_map(|p| p.started_ms.map(|s| (s, p.init_ms.unwrap_or(0))))
+        .flat_map(|(at, init)| [(at, 1), (at.saturating_add(init).saturating_add(hold), -1)])
+        .collect();
+    // An end sorts before a start at the same moment: a hold that ends as
+    // the next ping begins did not overlap it.
+    edges.sort_unstable_by_key(|&(at, d)| (at, d));
+    let (mut now, mut most) = (0i64, 0i64);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 #[cfg(test)]
@@ -427,6 +465,101 @@ mod tests {
         );
         assert_eq!(s.survived_s, None, "the old survival is dropped");
         assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
+    }
+
+    #[test]
+    fn a_real_request_meeting_the_warm_of_a_quiet_function_is_no_death() {
+        // A job run every two hours: nothing in the last hour's peaks, one
+        // sandbox warm since 240 s ago. Its call runs on that sandbox when
+        // the warm comes, so the ping starts a new one. The replies look
+        // like a death; the minute's maximum (the call and the ping) says
+        // otherwise.
+        let p = Policy::default();
+        let mut s = Survival::default();
+        learn(&mut s, &warm_at(1, &cold(&["a"])), 0.0, 1_000);
+        learn(&mut s, &warm_at(241, &idle(&["a"])), 0.0, 241_000);
+        let before = s.interval_s(&p);
+        assert_eq!(
+            learn(&mut s, &warm_at(481, &cold(&["b"])), 0.0, 481_000),
+            Evidence::Nothing,
+            "a quiet hour does not rule out one call now"
+        );
+        assert_eq!(settle(&mut s, 481, 1, 1), Evidence::Nothing);
+        assert_eq!(s.died_s, None);
+        assert_eq!(s.interval_s(&p), before, "the interval stays");
+    }
+
+    #[test]
+    fn a_fall_back_keeps_the_shorter_gap_that_killed() {
+        // Reaping at random between 5 and 7 minutes: a 7-minute gap once
+        // survived, a 6-minute one killed, and now a 7-minute gap kills.
+        let p = Policy::default();
+        let mut s = Survival {
+            survived_s: Some(420),
+            died_s: Some(360),
+            died_at_ms: 1_000_000,
+            last_reached: 3,
+            last_warm_ms: 1_000_000,
+            ..Survival::default()
+        };
+        let e = learn(
+            &mut s,
+            &warm_at(1_420, &cold(&["x", "y", "z"])),
+            0.0,
+            1_420_000,
+        );
+        assert_eq!(
+            e,
+            Evidence::Died {
+                gap_s: 420,
+                missing: 2
+            }
+        );
+        assert_eq!(s.survived_s, None, "what survived is forgotten");
+        assert_eq!(s.died_s, Some(360), "what killed sooner is not");
+        // Probing again, the learner stops a margin inside the 6 minutes.
+        learn(
+            &mut s,
+            &warm_at(1_720, &idle(&["x", "y", "z"])),
+            0.0,
+            1_720_000,
+        );
+        assert_eq!(s.survived_s, Some(300));
+        assert_eq!(s.interval_s(&p), 300);
+    }
+
+    #[test]
+    fn pings_held_briefly_are_counted_as_many_as_ran_at_once() {
+        // 85 pings 2 ms apart, each held 120 ms: the first have ended before
+        // the last begin, so at most 60 were in the minute's maximum. Five
+        // started cold beside five real requests.
+        let mut s = Survival {
+            survived_s: Some(240),
+            last_reached: 85,
+            last_warm_ms: 1_000_000,
+            ..Survival::default()
+        };
+        let at = 1_240_000;
+        let report = WarmReport {
+            requested: 85,
+            delay_ms: 120,
+            sent_at_ms: at,
+            pings: (0..85u64)
+                .map(|i| {
+                    let cold = i >= 80;
+                    PingOutcome::answered(format!("s{i}").as_str(), cold, at + 2 * i)
+                        .with_init(cold.then_some(300))
+                })
+                .collect(),
+        };
+        assert_eq!(at_once(&report), 60);
+        assert_eq!(learn(&mut s, &report, 5.0, at), Evidence::Nothing);
+        assert_eq!(
+            s.settle(at / 60_000, Some(65.0), at + 180_000),
+            Evidence::Nothing,
+            "the maximum's 65 are 60 pings and the 5 real requests"
+        );
+        assert_eq!(s.died_s, None);
     }
 
     #[test]

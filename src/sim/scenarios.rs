@@ -446,3 +446,26 @@ fn a_rare_caller_is_warmed_where_its_cold_starts_are_worth_it_and_not_elsewhere(
         "{cheap_cold} cold, unwarmed {unwarmed}"
     );
 }
+
+#[test]
+fn a_timer_driven_function_whose_calls_meet_the_warms_keeps_its_interval() {
+    // A scheduled job: a call a minute for five minutes every two hours,
+    // half a minute each. Nothing is in the last hour's peaks when it comes,
+    // and its calls are running when a warm goes out, so pings start new
+    // sandboxes. That is real traffic, as the minute's maximum shows, not a
+    // death: the interval must not be cut for it.
+    let per_minute = (0..2 * DAY).map(|m| u32::from(m % 120 < 5)).collect();
+    let w = Workload {
+        per_minute,
+        duration_ms: 30_000.0,
+    };
+    let run = w.run("forewarm");
+    let gaps = warm_gaps(between(&run, 6 * 60, 2 * DAY));
+    let short = gaps.iter().filter(|&&g| g < 4).count();
+    assert!(gaps.len() > 100, "{} warms", gaps.len());
+    assert!(
+        short * 20 <= gaps.len(),
+        "{short} of {} warms under 4 minutes apart: {gaps:?}",
+        gaps.len()
+    );
+}
