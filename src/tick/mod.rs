@@ -613,10 +613,14 @@ fn set_aside_resting(
 ) {
     let now_ms = at.now_ms;
     let prev_tick = decision::run::previous_tick(at.last_tick_ms, now_ms);
-    // No decision plans a look further than the idle rest; a stored time
-    // beyond twice that is not the controller's, and resting on it would
-    // leave the function alone forever.
-    let planned = now_ms.saturating_add(2 * decision::IDLE_CHECK_MS);
+    // No decision plans a look further than an idle function's: the half
+    // hour at or after its next read, which is up to the longest read gap
+    // and the read lag away. A stored time beyond that and another half hour
+    // is not the controller's, and resting on it would leave the function
+    // alone forever. (Bounded by the idle rest alone, a function read an
+    // hour apart was loaded at every tick of the half hour before its look.)
+    let planned = now_ms
+        .saturating_add(decision::READ_EVERY_MAX_MINUTES * 60_000 + 2 * decision::IDLE_CHECK_MS);
     targets.retain(|t| {
         let rests = t.next_check_ms <= planned
             && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms);

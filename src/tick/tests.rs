@@ -520,6 +520,23 @@ fn a_look_planned_beyond_any_rest_is_taken_now() {
 }
 
 #[test]
+fn an_idle_function_read_an_hour_apart_rests_until_its_look() {
+    // Read an hour apart while its forecast holds, an idle function is
+    // next looked at on the half hour after its next read: 80 minutes away
+    // here. The ticks until then leave it alone (no state read).
+    let store = MemoryStore::new();
+    store.put_policy(&f("reports"), policy(&[]));
+    let mut st = FunctionState::new(&decision::Policy::default());
+    st.read_every_minutes = decision::READ_EVERY_MAX_MINUTES;
+    st.next_check_ms = NOW + 80 * 60_000;
+    block_on_ready(store.save(&f("reports"), Box::new(st), 0, "earlier")).unwrap();
+    let metrics = MemoryMetrics::steady(&[]);
+    let r = tick(&store, &metrics, &MemoryWarmer::default(), "run-1", NOW);
+    assert_eq!(r.resting, 1, "{r:?}");
+    assert!(r.functions.is_empty(), "{r:?}");
+}
+
+#[test]
 fn functions_that_ran_nothing_are_screened_not_read() {
     // Twelve functions that never run and one busy one, read at the base
     // cadence (15 minutes).
