@@ -278,11 +278,12 @@ impl Survival {
 
 /// The most of a warm's answered pings that held their sandboxes at one
 /// moment: each from when it reached its sandbox (a cold one's INIT began
-/// then, as the adapters report it) until its INIT and hold were over. Only these are surely together in the minute's
-/// `ConcurrentExecutions` maximum. A hold shorter than the fan-out lets the
-/// first pings end before the last begin (85 pings 2 ms apart, held 120 ms:
-/// 61 at once); counting them all took real traffic beside them for less
-/// than it was, and its cold pings for deaths. A ping that did not answer
+/// then, as the adapters report it) until its INIT and hold were over.
+/// Only these are surely together in the minute's `ConcurrentExecutions`
+/// maximum. A hold shorter than the fan-out lets the first pings end before
+/// the last begin (85 pings 2 ms apart, held 120 ms: 60 at once); counting
+/// them all took real traffic beside them for less than it was, and its
+/// cold pings for deaths. A ping that did not answer
 /// with a start is not counted, which errs towards explaining cold pings.
 fn at_once(report: &WarmReport) -> u32 {
     let hold = u64::from(report.delay_ms).max(1);
@@ -293,9 +294,9 @@ fn at_once(report: &WarmReport) -> u32 {
         .filter_map(|p| p.started_ms.map(|s| (s, p.init_ms.unwrap_or(0))))
         .flat_map(|(at, init)| [(at, 1), (at.saturating_add(init).saturating_add(hold), -1)])
         .collect();
-    // An end sorts before a start at the same moment: a hold that ends as
-    // the next ping begins did not overlap it.
-    edges.sort_unstable_by_key(|&(at, d)| (at, d));
+    // An end (-1) sorts before a start (+1) at the same moment: a hold that
+    // ends as the next ping begins did not overlap it.
+    edges.sort_unstable();
     let (mut now, mut most) = (0i64, 0i64);
     for (_, d) in edges {
         now += d;
