@@ -152,6 +152,15 @@ pub struct FunctionState {
     /// real traffic is using at a typical moment, which a ping cannot reach.
     #[serde(default, serialize_with = "short")]
     pub busy: f64,
+    /// The fewest sandboxes real traffic held in any minute of the last
+    /// read (Little's law per minute, as for [`FunctionState::busy`]): what
+    /// it surely holds at the moment of a warm. Pings are the target less
+    /// this, not less the running average: between the bursts of on/off
+    /// traffic nothing runs, and the average of a read that ended in a
+    /// burst left a third of a 100-sandbox target unpinged for the next
+    /// burst (a sandbox too many costs a ping; one too few, a cold start).
+    #[serde(default, serialize_with = "short")]
+    pub busy_low: f64,
     /// Running share of a minute's real peak that is busy on average
     /// ([`FunctionState::busy`] over the peak), learned from minutes read
     /// with their invocations: a routine read has only the concurrency
@@ -305,6 +314,7 @@ impl FunctionState {
             outcomes: Vec::new(),
             cold_rate: 0.0,
             busy: 0.0,
+            busy_low: 0.0,
             busy_share: 0.0,
             decisions: Vec::new(),
             last_error: None,
@@ -810,10 +820,11 @@ fn plan_run(
 }
 
 /// Real concurrency taken to be running now, in whole sandboxes, never more
-/// than the target: the running average, rounded down (at a typical moment
-/// about that many are busy; rounding down errs towards one ping more).
+/// than the target: the running average, but never more than the last
+/// read's quietest minute held ([`FunctionState::busy_low`]), rounded down
+/// (rounding down errs towards one ping more).
 fn busy_now(state: &FunctionState, target: u32) -> u32 {
-    let b = state.busy;
+    let b = state.busy.min(state.busy_low);
     if b.is_finite() && b > 0.0 {
         ((b + 0.01).floor().min(u32::MAX as f64) as u32).min(target)
     } else {
@@ -1035,6 +1046,7 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         .filter(|m| m.minute >= first && m.minute < end)
         .peekable();
     let (mut colds, mut real_inv) = (0.0, 0.0);
+    let mut busy_low = f64::INFINITY;
     let mut held = true;
     let mut alive = worth::Alive::new(
         state.survival.interval_s(policy),
@@ -1056,7 +1068,7 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         let demand = real.demand;
         alive.see(&mut state.avoidable, demand);
         state.survival.settle(minute, m.concurrency_max, now_ms);
-        learn_busy(state, real.busy, demand);
+        busy_low = busy_low.min(learn_busy(state, real.busy, demand));
         colds += m.cold_starts.unwrap_or(0.0).max(0.0);
         real_inv += m.invocations.unwrap_or(0.0).max(0.0);
         if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {
@@ -1067,6 +1079,7 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         held &= record_outcome(policy, state, w);
     }
     state.survival.settled_until(end);
+    state.busy_low = checked_busy(busy_low).unwrap_or(0.0);
     if obs.detail {
         learn_cold_rate(state, first..end, colds, real_inv);
     }
@@ -1080,7 +1093,8 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
 
 /// The running real concurrency and, from a minute read with invocations
 /// and real demand, the share of its peak that is busy at a typical moment.
-fn learn_busy(state: &mut FunctionState, busy: Option<f64>, demand: f64) {
+/// Returns the minute's busy figure.
+fn learn_busy(state: &mut FunctionState, busy: Option<f64>, demand: f64) -> f64 {
     let busy = match busy {
         Some(b) => {
             if demand >= 1.0 {
@@ -1092,6 +1106,7 @@ fn learn_busy(state: &mut FunctionState, busy: Option<f64>, demand: f64) {
         None => state.busy_share * demand,
     };
     state.busy += BUSY_WEIGHT * (busy - state.busy);
+    busy
 }
 
 /// The share of real calls that started cold over the `minutes` of a

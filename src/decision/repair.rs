@@ -85,6 +85,7 @@ impl FunctionState {
             Policy::default().quantile,
         );
         bound("busy", &mut self.busy, 0.0, MAX_DEMAND, 0.0);
+        bound("busy_low", &mut self.busy_low, 0.0, MAX_DEMAND, 0.0);
         bound("busy_share", &mut self.busy_share, 0.0, 1.0, 0.0);
         bound("cold_rate", &mut self.cold_rate, 0.0, 1.0, 0.0);
         bound(

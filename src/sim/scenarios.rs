@@ -469,3 +469,33 @@ fn a_timer_driven_function_whose_calls_meet_the_warms_keeps_its_interval() {
         gaps.len()
     );
 }
+
+#[test]
+fn between_bursts_the_whole_target_is_pinged() {
+    // Six busy minutes every half hour (400 six-second calls a minute,
+    // about 40 sandboxes busy), nothing in between, for two days. A warm
+    // between bursts meets no real traffic: every sandbox of its target
+    // needs a ping. Taken less the running average of a read that ended in
+    // a burst, the warms left sandboxes out that the next burst needed.
+    let per_minute = (0..2 * DAY)
+        .map(|m| if (20..26).contains(&(m % 30)) { 400 } else { 0 })
+        .collect();
+    let w = Workload {
+        per_minute,
+        duration_ms: 6_000.0,
+    };
+    let run = w.run("forewarm");
+    let quiet: Vec<(u32, u32)> = between(&run, DAY, 2 * DAY)
+        .windows(4)
+        .filter(|m| m.iter().all(|p| p.requests == 0) && m[3].pings > 0)
+        .map(|m| (m[3].pings, m[3].target))
+        .collect();
+    assert!(quiet.len() > 20, "{} warms between bursts", quiet.len());
+    let short: Vec<_> = quiet.iter().filter(|(n, t)| n < t).collect();
+    assert!(
+        short.is_empty(),
+        "{} of {} warms between bursts pinged less than the target (pings, target): {short:?}",
+        short.len(),
+        quiet.len()
+    );
+}
