@@ -198,19 +198,23 @@ pub mod dynamodb {
     }
 
     /// The account's state item (key `*`), which holds the run's claim,
-    /// the last tick's time and the pings the last runs sent to functions
-    /// sharing the account's pool (their stored text, empty: none); `owner`
-    /// is `None` once the claim is released.
-    pub fn run_item_bytes(owner: Option<(&str, u64)>, last_tick_ms: u64, pool_pings: &str) -> u64 {
+    /// the last tick's time, the pings the last runs sent to functions
+    /// sharing the account's pool and the account's reaping evidence (their
+    /// stored texts, empty: none); `owner` is `None` once the claim is
+    /// released.
+    pub fn run_item_bytes(
+        owner: Option<(&str, u64)>,
+        last_tick_ms: u64,
+        pool_pings: &str,
+        reaping: &str,
+    ) -> u64 {
+        let text = |name: &str, t: &str| if t.is_empty() { 0 } else { text_bytes(name, t) };
         text_bytes("pk", "*")
             + text_bytes("sk", "state")
             + "last_tick_ms".len() as u64
             + integer_bytes(last_tick_ms)
-            + if pool_pings.is_empty() {
-                0
-            } else {
-                text_bytes("pool_pings", pool_pings)
-            }
+            + text("pool_pings", pool_pings)
+            + text("reaping", reaping)
             + owner.map_or(0, |(o, until)| {
                 text_bytes("lease_owner", o) + "lease_until".len() as u64 + integer_bytes(until)
             })

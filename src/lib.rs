@@ -4,9 +4,10 @@
 //! # Layout
 //!
 //! * [`decision`]: the pure core. Policy, state, forecaster, feedback, delay
-//!   tuner, interval learner, caps and the warms planned ahead, joined by
-//!   `decide`: no I/O, `now` is an argument, decisions are data with a
-//!   reason.
+//!   tuner, interval learner (each function's deaths, and the idle gap the
+//!   whole account's warms taught, `reaping`), caps and the warms planned
+//!   ahead, joined by `decide`: no I/O, `now` is an argument, decisions are
+//!   data with a reason.
 //! * [`cost`]: the warming bill in six parts, the prices it is counted at,
 //!   and the CloudWatch and DynamoDB usage the ports count.
 //! * [`ports`]: the three seams between the tick and the world (state store,

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
+use forewarm::decision::Reaping;
 use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
 use forewarm::ports::{AdminStore, Claimed, FunctionRef, MetricsSource, PoolPings, WarmPlan};
@@ -226,22 +227,55 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     let mut pings = PoolPings::default();
     pings.add(100, 7);
     pings.add(101, 3);
-    store.release_run("probe", &pings).await.unwrap();
+    // And what the fleet's warms taught about idle reaping.
+    let reaping = Reaping::parse("60000;3.00;5:12.00/0.00/0.00,6:1.00/2.00/0.00").unwrap();
+    store.release_run("probe", &pings, &reaping).await.unwrap();
     assert_eq!(
         store.claim_run("probe", 1_600, 2_000).await.unwrap(),
         Claimed {
             last_tick_ms: Some(1_500),
-            pool_pings: pings
+            pool_pings: pings,
+            reaping: reaping.clone(),
+            reaping_unreadable: None,
         }
     );
     store
-        .release_run("probe", &PoolPings::default())
+        .release_run("probe", &PoolPings::default(), &reaping)
         .await
         .unwrap();
     let next = store.claim_run("probe", 1_700, 2_000).await.unwrap();
     assert_eq!(next.pool_pings, PoolPings::default(), "none left: {next:?}");
+    assert_eq!(next.reaping, reaping);
     store
-        .release_run("probe", &PoolPings::default())
+        .release_run("probe", &PoolPings::default(), &reaping)
+        .await
+        .unwrap();
+    // Evidence someone garbled is said so and learned afresh; the claim
+    // still holds.
+    {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        aws_sdk_dynamodb::Client::new(&stack.sdk)
+            .update_item()
+            .table_name(&stack.table)
+            .key("pk", A::S("*".into()))
+            .key("sk", A::S("state".into()))
+            .update_expression("SET reaping = :r")
+            .expression_attribute_values(":r", A::S("5:lots".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let garbled = store.claim_run("probe", 1_800, 2_000).await.unwrap();
+    assert_eq!(garbled.reaping, Reaping::default());
+    assert!(
+        garbled
+            .reaping_unreadable
+            .as_deref()
+            .is_some_and(|why| why.contains("5:lots")),
+        "{garbled:?}"
+    );
+    store
+        .release_run("probe", &PoolPings::default(), &Reaping::default())
         .await
         .unwrap();
 

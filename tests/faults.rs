@@ -654,8 +654,8 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
             let pk = item["pk"].as_s().unwrap();
             let sim = if pk == "*" {
                 let last = item["last_tick_ms"].as_n().unwrap().parse().unwrap();
-                let pings = item.get("pool_pings").map_or("", |p| p.as_s().unwrap());
-                run_item_bytes(None, last, pings)
+                let text = |k: &str| item.get(k).map_or("", |p| p.as_s().unwrap());
+                run_item_bytes(None, last, text("pool_pings"), text("reaping"))
             } else {
                 simulated_state_bytes(item)
             };

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::port_error;
 use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
 use crate::decision::run::Slots;
-use crate::decision::{FunctionState, checked_busy};
+use crate::decision::{FunctionState, Reaping, checked_busy};
 use crate::ports::{
     AdminStore, Claimed, ErrorKind, FunctionRef, PolicyItem, PoolPings, PortError, StateItem,
     StateStore, Stored, Target, Usage, stored,
@@ -383,6 +383,13 @@ impl AdminStore for DynamoStore {
         }))
     }
 
+    async fn reaping(&self) -> Result<Option<String>, PortError> {
+        let item = self
+            .get(DEFAULTS_PK, "state", "read the account's reaping evidence")
+            .await?;
+        Ok(item.and_then(|i| get_s(&i, "reaping").map(str::to_string)))
+    }
+
     /// Every function's state item (or one function's).
     async fn states(&self, only: Option<&str>) -> Result<Vec<StateItem>, PortError> {
         let items: Vec<Item> = match only {
@@ -557,10 +564,22 @@ impl StateStore for DynamoStore {
             })?;
         self.wrote(out.consumed_capacity());
         // The attributes as they were before: the last tick's time, if one
-        // claimed before and wrote a number, and the pool pings it left
-        // (untrusted text: what does not parse counts no pings).
+        // claimed before and wrote a number, the pool pings it left
+        // (untrusted text: what does not parse counts no pings) and the
+        // reaping evidence (untrusted: what does not parse starts afresh).
         let old = out.attributes();
         let attr = |k: &str| old.and_then(|o| o.get(k));
+        let (reaping, reaping_unreadable) = match attr("reaping").map(|v| v.as_s()) {
+            None => (Reaping::default(), None),
+            Some(Ok(t)) => match Reaping::parse(t) {
+                Ok(r) => (r, None),
+                Err(why) => (Reaping::default(), Some(why)),
+            },
+            Some(Err(_)) => (
+                Reaping::default(),
+                Some("reaping is not a string attribute".to_string()),
+            ),
+        };
         Ok(Claimed {
             last_tick_ms: attr("last_tick_ms")
                 .and_then(|v| v.as_n().ok())
@@ -569,10 +588,17 @@ impl StateStore for DynamoStore {
                 .and_then(|v| v.as_s().ok())
                 .map(|t| PoolPings::parse(t))
                 .unwrap_or_default(),
+            reaping,
+            reaping_unreadable,
         })
     }
 
-    async fn release_run(&self, owner: &str, pool_pings: &PoolPings) -> Result<(), PortError> {
+    async fn release_run(
+        &self,
+        owner: &str,
+        pool_pings: &PoolPings,
+        reaping: &Reaping,
+    ) -> Result<(), PortError> {
         let pings = pool_pings.text();
         let mut update = self
             .client
@@ -583,13 +609,15 @@ impl StateStore for DynamoStore {
             .expression_attribute_names("#lo", "lease_owner")
             .expression_attribute_names("#lu", "lease_until")
             .expression_attribute_names("#pp", "pool_pings")
-            .expression_attribute_values(":o", s(owner.to_string()));
+            .expression_attribute_names("#rp", "reaping")
+            .expression_attribute_values(":o", s(owner.to_string()))
+            .expression_attribute_values(":rp", s(reaping.text()));
         // DynamoDB refuses an empty string value: no pings is no attribute.
         update = if pings.is_empty() {
-            update.update_expression("REMOVE #lo, #lu, #pp")
+            update.update_expression("SET #rp = :rp REMOVE #lo, #lu, #pp")
         } else {
             update
-                .update_expression("SET #pp = :pp REMOVE #lo, #lu")
+                .update_expression("SET #pp = :pp, #rp = :rp REMOVE #lo, #lu")
                 .expression_attribute_values(":pp", s(pings))
         };
         let released = update

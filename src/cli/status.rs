@@ -73,6 +73,17 @@ async fn report<S: AdminStore>(
     if let Some(line) = claim.and_then(|c| claim_line(c, now_ms)) {
         writeln!(out, "{line}")?;
     }
+    // What the account's warms taught about idle reaping: the gap every
+    // function's interval starts from.
+    if let Some(text) = store.reaping().await? {
+        match crate::decision::Reaping::parse(&text) {
+            Ok(r) => writeln!(out, "account: {}", r.describe(now_ms))?,
+            Err(why) => writeln!(
+                out,
+                "account: reaping evidence unreadable ({why}); the next tick learns it afresh"
+            )?,
+        }
+    }
     writeln!(
         out,
         "{:<28} {:>8} {:>7} {:>7} {:>8} {:>7} {:>9} {:>9} {:>10} {:>16}  last error",
@@ -259,6 +270,24 @@ mod tests {
         let text = block_on_ready(report(&store, None, false, "t", 10_000)).unwrap();
         assert!(
             text.starts_with("a controller run is in progress: run-7, claim ends in 40 s"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_says_what_idle_gap_the_account_learned() {
+        use crate::ports::StateStore;
+        let store = MemoryStore::new();
+        block_on_ready(store.claim_run("run-1", 0, 50_000)).unwrap();
+        let learned =
+            crate::decision::Reaping::parse("0;40.00;5:300.00/0.00/0.00,6:20.00/20.00/0.00")
+                .unwrap();
+        block_on_ready(store.release_run("run-1", &Default::default(), &learned)).unwrap();
+        let text = block_on_ready(report(&store, None, false, "t", 0)).unwrap();
+        assert!(
+            text.starts_with(
+                "account: idle sandboxes survive 5 min (320 sandboxes seen survive it lately, 0.0 % died); 6 min killed 50 %"
+            ),
             "{text}"
         );
     }

@@ -18,7 +18,9 @@
 //!    the calibrated offset, in whole sandboxes;
 //! 3. **cap** it (`caps`): policy range, room for real traffic below
 //!    reserved or account concurrency, Lambda's scaling rate;
-//! 4. **warm** when due (the learned interval has passed, `survival`) or
+//! 4. **warm** when due (the learned interval has passed: the idle gap the
+//!    account's warms showed safe, `reaping`, inside the function's own
+//!    deaths, `survival`) or
 //!    when the target rose above what is warm now, with as many pings as the
 //!    target exceeds the sandboxes real traffic is using (a ping cannot land
 //!    on a busy sandbox: pinging the whole target would warm busy + target);
@@ -35,6 +37,7 @@ pub(crate) mod demand;
 pub(crate) mod forecast;
 pub mod pings;
 pub mod policy;
+mod reaping;
 mod repair;
 pub(crate) mod run;
 pub(crate) mod survival;
@@ -48,6 +51,7 @@ pub use forecast::Forecast;
 pub use forecast::Forecaster;
 pub use pings::{Failures, InstanceId, PingFailure, PingOutcome, ReportSummary, WarmReport};
 pub use policy::{Mode, Policy};
+pub use reaping::{Reaped, Reaping};
 pub use run::Run;
 pub use survival::{Evidence, Survival};
 pub use worth::{Avoidable, Worth};
@@ -348,8 +352,9 @@ impl FunctionState {
     /// warm and did not warm it: on the bundled day `interval_s=240` had
     /// 4,654 cold starts against 3,954 counted so, the learned interval
     /// 4,244 against 3,868.
-    pub fn pool_at(&self, policy: &Policy, at_ms: u64) -> u32 {
-        let life_ms = (self.survival.interval_s(policy) as u64 + 60) * 1_000;
+    /// `interval_s` is the interval in force ([`Survival::interval_s`]).
+    pub fn pool_at(&self, interval_s: u32, at_ms: u64) -> u32 {
+        let life_ms = (interval_s as u64 + 60) * 1_000;
         self.warms
             .iter()
             .rev()
@@ -396,6 +401,10 @@ pub struct Observation {
     /// next read. `None`: no run is planned, each warm is a look.
     #[serde(default)]
     pub reads: Option<ReadCadence>,
+    /// What the account's warms taught about idle reaping: the gap this
+    /// function's next warm may leave.
+    #[serde(default)]
+    pub reaped: Reaped,
 }
 
 /// How often the tick reads a function's metrics, to know when its next
@@ -544,10 +553,10 @@ pub fn decide(
     forget_warms(state, now_ms);
 
     let now_minute = now_ms / 60_000;
-    let interval_s = state.survival.interval_s(policy);
+    let interval_s = state.survival.interval_s(policy, obs.reaped);
     let horizon = interval_s.div_ceil(60);
     let forecast = cached_forecast(state, now_minute, horizon);
-    let warm_now = state.pool_at(policy, now_ms);
+    let warm_now = state.pool_at(interval_s, now_ms);
     let (target, capped_by) = caps::apply(
         policy,
         forecast.target,
@@ -744,7 +753,7 @@ fn planned_warm(
     r: &Run,
     now_ms: u64,
 ) -> Option<Decision> {
-    let warm_now = state.pool_at(policy, now_ms);
+    let warm_now = state.pool_at(state.survival.interval_s(policy, obs.reaped), now_ms);
     let (target, capped_by) = caps::apply(
         policy,
         r.reached,
@@ -1049,7 +1058,7 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
     let mut busy_low = f64::INFINITY;
     let mut held = true;
     let mut alive = worth::Alive::new(
-        state.survival.interval_s(policy),
+        state.survival.interval_s(policy, obs.reaped),
         state.watermark_minute.map(|_| state.recent_peak()),
     );
     for minute in first..end {
@@ -1072,11 +1081,11 @@ fn observe(policy: &Policy, state: &mut FunctionState, obs: &Observation, now_ms
         colds += m.cold_starts.unwrap_or(0.0).max(0.0);
         real_inv += m.invocations.unwrap_or(0.0).max(0.0);
         if let Some(w) = state.forecaster.observe_minute(minute, demand, alpha) {
-            held &= record_outcome(policy, state, w);
+            held &= record_outcome(policy, state, obs.reaped, w);
         }
     }
     if let Some(w) = state.forecaster.close_before(end, alpha) {
-        held &= record_outcome(policy, state, w);
+        held &= record_outcome(policy, state, obs.reaped, w);
     }
     state.survival.settled_until(end);
     state.busy_low = checked_busy(busy_low).unwrap_or(0.0);
@@ -1138,9 +1147,14 @@ fn learn_cold_rate(
 /// to spare it cold starts).
 /// Returns whether the forecast held for the window: its peak within the
 /// target forecast for it (or, where none was issued, within the pool).
-fn record_outcome(policy: &Policy, state: &mut FunctionState, w: forecast::ClosedWindow) -> bool {
+fn record_outcome(
+    policy: &Policy,
+    state: &mut FunctionState,
+    reaped: Reaped,
+    w: forecast::ClosedWindow,
+) -> bool {
     let window_start_ms = w.index * policy::WINDOW_MINUTES as u64 * 60_000;
-    let warmed = state.pool_at(policy, window_start_ms);
+    let warmed = state.pool_at(state.survival.interval_s(policy, reaped), window_start_ms);
     let covered = w.missed.map_or(w.peak <= warmed as f64, |m| !m);
     state.outcomes.push(WindowOutcome {
         index: w.index,
@@ -1213,9 +1227,9 @@ fn is_zero(x: &u32) -> bool {
 /// on the old replies are dropped, and the next falls due by the interval
 /// learned from the new ones (sandboxes that died sooner than the planned
 /// spacing must not wait for it).
-pub fn replan(policy: &Policy, state: &mut FunctionState, sent_ms: u64) {
+pub fn replan(policy: &Policy, state: &mut FunctionState, reaped: Reaped, sent_ms: u64) {
     state.run = None;
-    let due = sent_ms + state.survival.interval_s(policy) as u64 * 1_000;
+    let due = sent_ms + state.survival.interval_s(policy, reaped) as u64 * 1_000;
     state.next_due_ms = state.next_due_ms.min(due);
     // Looked at when that warm falls due (or sooner, as already planned),
     // but not before the next tick.

@@ -20,15 +20,17 @@
 //!   real traffic from above at the moment they ran. A warm with cold pings is
 //!   therefore judged when its minute is read ([`Survival::settle`]).
 //!
-//! The interval probes upward from [`DEFAULT_INTERVAL_S`] one step past the
-//! longest survived gap and stays `DEATH_MARGIN_S` inside the shortest gap
-//! that killed. A death at a gap that used to survive means the platform
-//! changed: what was learned is dropped and the interval falls back at once.
+//! What the replies prove goes to the account's pooled evidence
+//! ([`super::reaping`]), which says the idle gap every function may leave
+//! (and which warms scout a minute further). A function's own deaths still
+//! bound its own interval: it stays `DEATH_MARGIN_S` inside the shortest gap
+//! that killed its sandboxes, for a day.
 
 use serde::{Deserialize, Serialize};
 
 use super::pings::WarmReport;
 use super::policy::{Interval, Policy};
+use super::reaping::{Reaped, Sighting};
 
 /// What the interval learner knows about sandbox survival.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -48,6 +50,10 @@ pub struct Survival {
     /// Warms with cold pings, waiting for their minute's metrics.
     #[serde(default)]
     pub pending: Vec<Pending>,
+    /// What the replies and reads showed since the tick last took it, for
+    /// the account's evidence (never stored with the function).
+    #[serde(skip)]
+    pub(crate) seen: Vec<Sighting>,
 }
 
 /// A warm whose cold pings are judged once its minute's metrics are read.
@@ -85,7 +91,7 @@ pub enum Evidence {
 }
 
 enum Judged {
-    Survived { gap_s: u32 },
+    Survived { gap_s: u32, sandboxes: u32 },
     Later(Pending),
     Nothing,
 }
@@ -97,8 +103,6 @@ pub(crate) const DEFAULT_INTERVAL_S: u32 = 240;
 pub(crate) const MAX_AUTO_INTERVAL_S: u32 = 840;
 /// The learner never warms more often than the controller runs.
 pub(crate) const MIN_INTERVAL_S: u32 = 60;
-/// How far past the longest survived gap the next warm probes.
-const PROBE_STEP_S: u32 = 30;
 /// Stay this far inside the shortest gap that killed sandboxes: the
 /// controller runs once a minute, so a warm due at `t` goes out up to a
 /// minute later.
@@ -133,8 +137,12 @@ impl Survival {
         real_peak: f64,
         now_ms: u64,
     ) -> Evidence {
+        self.seen.push(Sighting::Warmed);
         let evidence = match self.judge(report) {
-            Judged::Survived { gap_s } => Evidence::Survived { gap_s },
+            Judged::Survived { gap_s, sandboxes } => {
+                self.seen.push(Sighting::Survived { gap_s, sandboxes });
+                Evidence::Survived { gap_s }
+            }
             Judged::Later(p) => {
                 let bound = if real_peak.is_finite() {
                     real_peak.max(0.0).ceil().min(u32::MAX as f64) as u32
@@ -143,14 +151,23 @@ impl Survival {
                 }
                 .max(QUIET_CALLS);
                 if p.cold > bound {
+                    self.seen.push(Sighting::Died {
+                        gap_s: p.gap_s,
+                        sandboxes: p.cold - bound,
+                    });
                     Evidence::Died {
                         gap_s: p.gap_s,
                         missing: p.cold - bound,
                     }
                 } else {
+                    self.seen.push(Sighting::Waiting {
+                        gap_s: p.gap_s,
+                        sandboxes: p.cold,
+                    });
                     self.pending.push(p);
                     let extra = self.pending.len().saturating_sub(PENDING_KEPT);
-                    self.pending.drain(..extra);
+                    let dropped: Vec<Pending> = self.pending.drain(..extra).collect();
+                    self.forget(&dropped);
                     Evidence::Nothing
                 }
             }
@@ -171,6 +188,7 @@ impl Survival {
         };
         let p = self.pending.remove(i);
         let Some(max) = concurrency_max.filter(|m| m.is_finite()) else {
+            self.forget(&[p]);
             return Evidence::Nothing;
         };
         let real = (max - p.pings as f64).max(0.0).ceil().min(u32::MAX as f64) as u32;
@@ -183,13 +201,34 @@ impl Survival {
         } else {
             Evidence::Nothing
         };
+        // The deaths before the wait ends: between the two, the gap would
+        // look safe to the account for a moment.
+        if missing > 0 {
+            self.seen.push(Sighting::Died {
+                gap_s: p.gap_s,
+                sandboxes: missing,
+            });
+        }
+        self.forget(&[p]);
         self.record(evidence, now_ms);
         evidence
     }
 
     /// Drops pending warms whose minute was read without a datapoint.
     pub fn settled_until(&mut self, minute: u64) {
-        self.pending.retain(|p| p.minute >= minute);
+        let (gone, kept) = self.pending.iter().partition(|p| p.minute < minute);
+        self.pending = kept;
+        self.forget(&gone);
+    }
+
+    /// Tells the account's evidence that these waiting cold pings are
+    /// waiting no more (whatever became of them).
+    fn forget(&mut self, gone: &[Pending]) {
+        self.seen.extend(gone.iter().map(|p| Sighting::Judged {
+            gap_s: p.gap_s,
+            sandboxes: p.cold,
+            since_ms: p.minute * 60_000,
+        }));
     }
 
     fn record(&mut self, evidence: Evidence, now_ms: u64) {
@@ -255,24 +294,29 @@ impl Survival {
                 cold: cold - growth,
             })
         } else if idle_survivors > 0 {
-            Judged::Survived { gap_s }
+            Judged::Survived {
+                gap_s,
+                sandboxes: idle_survivors,
+            }
         } else {
             Judged::Nothing
         }
     }
 
-    /// Seconds until the next warm is due.
-    pub fn interval_s(&self, policy: &Policy) -> u32 {
+    /// Seconds until the next warm is due: the gap the account's evidence
+    /// says is safe (a minute more for a scout), never past a minute inside
+    /// the shortest gap that killed this function's sandboxes lately.
+    pub fn interval_s(&self, policy: &Policy, reaped: Reaped) -> u32 {
         if let Interval::Seconds(s) = policy.interval {
             return s;
         }
-        let probe = self.survived_s.map_or(DEFAULT_INTERVAL_S, |s| {
-            s.saturating_add(PROBE_STEP_S).max(DEFAULT_INTERVAL_S)
-        });
         let limit = self
             .died_s
             .map_or(MAX_AUTO_INTERVAL_S, |d| d.saturating_sub(DEATH_MARGIN_S));
-        probe.min(limit).clamp(MIN_INTERVAL_S, MAX_AUTO_INTERVAL_S)
+        reaped
+            .gap_s()
+            .min(limit)
+            .clamp(MIN_INTERVAL_S, MAX_AUTO_INTERVAL_S)
     }
 }
 
@@ -347,15 +391,28 @@ mod tests {
         s.settle(at_s / 60, Some((pings + real) as f64), at_s * 1_000)
     }
 
+    /// The account's lesson: `safe_s` safe, not scouting.
+    fn safe(safe_s: u32) -> Reaped {
+        Reaped {
+            safe_s,
+            scout: false,
+        }
+    }
+
     #[test]
-    fn survival_is_probed_upward_and_capped_by_deaths() {
+    fn the_account_gap_is_kept_inside_the_functions_own_deaths() {
         let p = Policy::default();
         let mut s = Survival::default();
-        assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
+        assert_eq!(s.interval_s(&p, Reaped::default()), DEFAULT_INTERVAL_S);
+        assert_eq!(s.interval_s(&p, safe(420)), 420);
+        let scout = Reaped {
+            safe_s: 300,
+            scout: true,
+        };
+        assert_eq!(s.interval_s(&p, scout), 360, "a scout tries a minute more");
         learn(&mut s, &warm_at(1, &cold(&["a", "b", "c"])), 0.0, 1_000);
         learn(&mut s, &warm_at(241, &idle(&["a", "b", "c"])), 0.0, 241_000);
         assert_eq!(s.survived_s, Some(240));
-        assert_eq!(s.interval_s(&p), 270, "probes 30 s further");
         // After a 6-minute gap only new sandboxes answer; three real
         // requests could have held the old ones, so the minute decides:
         // nothing real ran beside them, they died.
@@ -368,8 +425,39 @@ mod tests {
                 missing: 3
             }
         );
-        assert_eq!(s.interval_s(&p), 270, "a minute inside the death");
-        // A day later the death is forgotten and probing resumes.
+        assert_eq!(
+            s.interval_s(&p, safe(420)),
+            300,
+            "a minute inside the death"
+        );
+        // What the account is told: a warm, three survivals at 4 minutes;
+        // a warm, three cold pings waiting at 6, then judged, all died.
+        assert_eq!(
+            s.seen,
+            vec![
+                Sighting::Warmed,
+                Sighting::Warmed,
+                Sighting::Survived {
+                    gap_s: 240,
+                    sandboxes: 3
+                },
+                Sighting::Warmed,
+                Sighting::Waiting {
+                    gap_s: 360,
+                    sandboxes: 3
+                },
+                Sighting::Died {
+                    gap_s: 360,
+                    sandboxes: 3
+                },
+                Sighting::Judged {
+                    gap_s: 360,
+                    sandboxes: 3,
+                    since_ms: 600_000
+                },
+            ]
+        );
+        // A day later the death is forgotten.
         learn(
             &mut s,
             &warm_at(90_000, &idle(&["x", "y", "z"])),
@@ -448,7 +536,7 @@ mod tests {
             last_warm_ms: 1_000_000,
             ..Survival::default()
         };
-        assert_eq!(s.interval_s(&p), 570);
+        assert_eq!(s.interval_s(&p, safe(540)), 540);
         // Reaping got faster: the next 540 s gap kills.
         let e = learn(
             &mut s,
@@ -465,7 +553,15 @@ mod tests {
             "more cold pings than any real traffic explains: judged at once"
         );
         assert_eq!(s.survived_s, None, "the old survival is dropped");
-        assert_eq!(s.interval_s(&p), DEFAULT_INTERVAL_S);
+        assert_eq!(
+            s.interval_s(&p, safe(540)),
+            480,
+            "a minute inside the death, whatever the account says"
+        );
+        assert!(s.seen.contains(&Sighting::Died {
+            gap_s: 540,
+            sandboxes: 4
+        }));
     }
 
     #[test]
@@ -479,7 +575,7 @@ mod tests {
         let mut s = Survival::default();
         learn(&mut s, &warm_at(1, &cold(&["a"])), 0.0, 1_000);
         learn(&mut s, &warm_at(241, &idle(&["a"])), 0.0, 241_000);
-        let before = s.interval_s(&p);
+        let before = s.interval_s(&p, Reaped::default());
         assert_eq!(
             learn(&mut s, &warm_at(481, &cold(&["b"])), 0.0, 481_000),
             Evidence::Nothing,
@@ -487,7 +583,11 @@ mod tests {
         );
         assert_eq!(settle(&mut s, 481, 1, 1), Evidence::Nothing);
         assert_eq!(s.died_s, None);
-        assert_eq!(s.interval_s(&p), before, "the interval stays");
+        assert_eq!(
+            s.interval_s(&p, Reaped::default()),
+            before,
+            "the interval stays"
+        );
     }
 
     #[test]
@@ -518,7 +618,8 @@ mod tests {
         );
         assert_eq!(s.survived_s, None, "what survived is forgotten");
         assert_eq!(s.died_s, Some(360), "what killed sooner is not");
-        // Probing again, the learner stops a margin inside the 6 minutes.
+        // Whatever the account allows, the function stays a margin inside
+        // the 6 minutes.
         learn(
             &mut s,
             &warm_at(1_720, &idle(&["x", "y", "z"])),
@@ -526,7 +627,7 @@ mod tests {
             1_720_000,
         );
         assert_eq!(s.survived_s, Some(300));
-        assert_eq!(s.interval_s(&p), 300);
+        assert_eq!(s.interval_s(&p, safe(420)), 300);
     }
 
     #[test]
@@ -569,6 +670,6 @@ mod tests {
             interval: Interval::Seconds(600),
             ..Policy::default()
         };
-        assert_eq!(Survival::default().interval_s(&p), 600);
+        assert_eq!(Survival::default().interval_s(&p, safe(300)), 600);
     }
 }

@@ -386,7 +386,7 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
     let named = report.summary().distinct;
     assert!(named <= 3);
     assert_eq!(
-        state.pool_at(&l.policy, now),
+        state.pool_at(state.survival.interval_s(&l.policy, Reaped::default()), now),
         named + busy,
         "only the sandboxes named in replies, beside the {busy} real traffic holds, are warm"
     );
@@ -572,7 +572,25 @@ fn a_pool_is_not_counted_warm_a_whole_minute_past_its_due_warm() {
         reached: 3,
         busy: 0,
     });
-    assert_eq!(state.pool_at(&policy, 240 * 1_000), 3);
-    assert_eq!(state.pool_at(&policy, 299 * 1_000), 3);
-    assert_eq!(state.pool_at(&policy, 300 * 1_000), 0);
+    assert_eq!(
+        state.pool_at(
+            state.survival.interval_s(&policy, Reaped::default()),
+            240 * 1_000
+        ),
+        3
+    );
+    assert_eq!(
+        state.pool_at(
+            state.survival.interval_s(&policy, Reaped::default()),
+            299 * 1_000
+        ),
+        3
+    );
+    assert_eq!(
+        state.pool_at(
+            state.survival.interval_s(&policy, Reaped::default()),
+            300 * 1_000
+        ),
+        0
+    );
 }

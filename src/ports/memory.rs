@@ -13,7 +13,7 @@ use std::future::{Future, ready};
 use std::sync::Mutex;
 
 use crate::decision::policy::{Policy, PolicyDoc};
-use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
+use crate::decision::{FunctionState, Limits, MinuteMetrics, Reaping, WarmReport};
 use crate::ports::{
     AdminStore, Claimed, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PolicyItem,
     PoolPings, PortError, StateItem, StateStore, Stored, Target, WarmPlan, Warmer,
@@ -134,6 +134,8 @@ pub(crate) struct ClaimRules {
     pub(crate) last_tick_ms: Option<u64>,
     /// What the last release left.
     pub(crate) pool_pings: PoolPings,
+    /// The reaping evidence the last release left.
+    pub(crate) reaping: Reaping,
 }
 
 impl ClaimRules {
@@ -157,15 +159,18 @@ impl ClaimRules {
         Ok(Claimed {
             last_tick_ms: self.last_tick_ms.replace(now_ms),
             pool_pings: self.pool_pings.clone(),
+            reaping: self.reaping.clone(),
+            reaping_unreadable: None,
         })
     }
 
-    /// Releases `owner`'s claim, leaving `pool_pings`; someone else's
-    /// claim stays, and so does what it left.
-    pub(crate) fn release(&mut self, owner: &str, pool_pings: &PoolPings) {
+    /// Releases `owner`'s claim, leaving `pool_pings` and `reaping`;
+    /// someone else's claim stays, and so does what it left.
+    pub(crate) fn release(&mut self, owner: &str, pool_pings: &PoolPings, reaping: &Reaping) {
         if self.run.as_ref().is_some_and(|(o, _)| o == owner) {
             self.run = None;
             self.pool_pings = pool_pings.clone();
+            self.reaping = reaping.clone();
         }
     }
 }
@@ -381,6 +386,11 @@ impl AdminStore for MemoryStore {
     fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send {
         ready(Ok(self.lock().claim.run.clone()))
     }
+
+    fn reaping(&self) -> impl Future<Output = Result<Option<String>, PortError>> + Send {
+        let g = self.lock();
+        ready(Ok(g.claim.last_tick_ms.map(|_| g.claim.reaping.text())))
+    }
 }
 
 impl StateStore for MemoryStore {
@@ -428,12 +438,13 @@ impl StateStore for MemoryStore {
         &self,
         owner: &str,
         pool_pings: &PoolPings,
+        reaping: &Reaping,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut g = self.lock();
         if let Some(e) = Self::injected(&mut g, "release_run") {
             return ready(Err(e));
         }
-        g.claim.release(owner, pool_pings);
+        g.claim.release(owner, pool_pings, reaping);
         ready(Ok(()))
     }
 

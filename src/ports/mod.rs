@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::cost::Usage;
 use crate::decision::policy::{Parsed, PolicyDoc, PolicyError};
-use crate::decision::{FunctionState, Limits, MinuteMetrics, WarmReport};
+use crate::decision::{FunctionState, Limits, MinuteMetrics, Reaping, WarmReport};
 
 /// A function and the qualifier its traffic uses (alias or version; none for
 /// the unqualified function). Pings must hit the qualifier real traffic hits,
@@ -260,7 +260,7 @@ pub struct Stored {
 }
 
 /// What a claim finds on the account's item, left by the runs before it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claimed {
     /// When the run before claimed, if one did and wrote a number: the
     /// slots of planned warms up to it were that run's to send
@@ -269,6 +269,11 @@ pub struct Claimed {
     /// The pings the last runs sent to functions drawing on the account's
     /// pool, per minute.
     pub pool_pings: PoolPings,
+    /// What every function's warms taught about idle reaping, as the last
+    /// run left it: afresh when there was none or it could not be read.
+    pub reaping: Reaping,
+    /// Why the stored reaping evidence could not be read, when it could not.
+    pub reaping_unreadable: Option<String>,
 }
 
 /// Pings sent to functions drawing on the account's unreserved pool, per
@@ -354,12 +359,13 @@ pub trait StateStore {
     ) -> impl Future<Output = Result<Claimed, PortError>> + Send;
 
     /// Ends `owner`'s claim (a claim of another owner stays), so the next
-    /// tick need not wait for it to expire, and leaves `pool_pings` for it
-    /// in the same write.
+    /// tick need not wait for it to expire, and leaves `pool_pings` and
+    /// `reaping` for it in the same write.
     fn release_run(
         &self,
         owner: &str,
         pool_pings: &PoolPings,
+        reaping: &Reaping,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Reads a function's state, consistently: under the run's claim no
@@ -460,6 +466,10 @@ pub trait AdminStore {
     /// (epoch ms; an expired claim stays recorded until the next tick
     /// takes it).
     fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send;
+
+    /// The account's reaping evidence as the last run stored it (text, to
+    /// be read with [`Reaping::parse`]), if any run stored it.
+    fn reaping(&self) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
 }
 
 /// One function's metrics request: the minutes `from..until` (epoch minutes).

@@ -31,7 +31,7 @@ use crate::cost::dynamodb::{
 use crate::decision::pings::{INIT_LIMIT_MS, TIMEOUT_MARGIN_MS, ping_timeout_ms};
 use crate::decision::policy::{Parsed, Policy};
 use crate::decision::{
-    FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, WarmReport,
+    FunctionState, InstanceId, Limits, MinuteMetrics, PingFailure, PingOutcome, Reaping, WarmReport,
 };
 use crate::ports::memory::{ClaimRules, ItemRules};
 use crate::ports::{
@@ -142,9 +142,9 @@ impl StateStore for SimStore {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let run_item = {
             let claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
-            claim
-                .last_tick_ms
-                .map_or(0, |t| run_item_bytes(None, t, &claim.pool_pings.text()))
+            claim.last_tick_ms.map_or(0, |t| {
+                run_item_bytes(None, t, &claim.pool_pings.text(), &claim.reaping.text())
+            })
         };
         let bytes: u64 = slots.iter().map(|s| s.bytes).sum::<u64>() + self.policy_bytes + run_item;
         self.charge(scan_units(bytes), 0.0);
@@ -174,14 +174,15 @@ impl StateStore for SimStore {
         // Billed as the conditional write it is on the small account item.
         let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
         let pings = claim.pool_pings.text();
+        let reaping = claim.reaping.text();
         let before = claim
             .last_tick_ms
-            .map_or(0, |t| run_item_bytes(None, t, &pings));
+            .map_or(0, |t| run_item_bytes(None, t, &pings, &reaping));
         self.charge(
             0.0,
             write_units(
                 before,
-                run_item_bytes(Some((owner, until_ms)), now_ms, &pings),
+                run_item_bytes(Some((owner, until_ms)), now_ms, &pings, &reaping),
             ),
         );
         ready(claim.claim(owner, now_ms, until_ms))
@@ -191,6 +192,7 @@ impl StateStore for SimStore {
         &self,
         owner: &str,
         pool_pings: &PoolPings,
+        reaping: &Reaping,
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
         let t = claim.last_tick_ms.unwrap_or(0);
@@ -198,11 +200,11 @@ impl StateStore for SimStore {
         self.charge(
             0.0,
             write_units(
-                run_item_bytes(held, t, &claim.pool_pings.text()),
-                run_item_bytes(None, t, &pool_pings.text()),
+                run_item_bytes(held, t, &claim.pool_pings.text(), &claim.reaping.text()),
+                run_item_bytes(None, t, &pool_pings.text(), &reaping.text()),
             ),
         );
-        claim.release(owner, pool_pings);
+        claim.release(owner, pool_pings, reaping);
         ready(Ok(()))
     }
 

@@ -45,6 +45,13 @@ impl Workload {
         self.run_on("lambda-2021", None, spec)
     }
 
+    /// `n` functions with this workload each, in one account; the timeline
+    /// is the first one's.
+    fn run_fleet(&self, n: usize, spec: &str) -> PolicyRun {
+        let model = Model::load("lambda-2021").expect("bundled model");
+        self.run_many(n, model, None, INIT_LIMIT_MS, spec)
+    }
+
     /// On another platform model, optionally changing its reaping mid-run.
     fn run_on(
         &self,
@@ -81,21 +88,33 @@ impl Workload {
         init_allowance_ms: u64,
         spec: &str,
     ) -> PolicyRun {
+        self.run_many(1, model, reaping_change, init_allowance_ms, spec)
+    }
+
+    fn run_many(
+        &self,
+        n: usize,
+        model: Model,
+        reaping_change: Option<(usize, (f64, f64))>,
+        init_allowance_ms: u64,
+        spec: &str,
+    ) -> PolicyRun {
+        let function = |i: usize| FunctionTrace {
+            id: if n == 1 { "f".into() } else { format!("f{i}") },
+            active: self
+                .per_minute
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(m, n)| (m as u32, *n))
+                .collect(),
+            duration_ms: self.duration_ms,
+            memory_mb: 512,
+            duration_percentiles: None,
+            timer: false,
+        };
         let trace = Trace {
-            functions: vec![FunctionTrace {
-                id: "f".into(),
-                active: self
-                    .per_minute
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(m, n)| (m as u32, *n))
-                    .collect(),
-                duration_ms: self.duration_ms,
-                memory_mb: 512,
-                duration_percentiles: None,
-                timer: false,
-            }],
+            functions: (0..n).map(function).collect(),
             minutes: self.per_minute.len(),
         };
         let cfg = RunConfig {
@@ -497,5 +516,22 @@ fn between_bursts_the_whole_target_is_pinged() {
         "{} of {} warms between bursts pinged less than the target (pings, target): {short:?}",
         short.len(),
         quiet.len()
+    );
+}
+
+#[test]
+fn a_fleet_learns_the_idle_gap_together_and_few_of_its_warms_probe_past_it() {
+    // Forty functions called twice a minute, on the 5-7 minute platform.
+    // Each learning alone, each probed a minute past the gap it had seen
+    // survive, and lost half its pool there, day after day. Pooled, a few
+    // scouts an hour try 6 minutes for the whole account.
+    let run = Workload::steady(2, 3 * DAY, 1_000.0).run_fleet(40, "forewarm");
+    let gaps = warm_gaps(between(&run, DAY, 3 * DAY));
+    let long = gaps.iter().filter(|&&g| g > 5).count();
+    assert!(gaps.len() > 300, "{} warms", gaps.len());
+    assert!(
+        long <= 2,
+        "{long} of one function's {} warms probed past 5 minutes: {gaps:?}",
+        gaps.len()
     );
 }

@@ -357,7 +357,15 @@ where
         Ok(Claimed {
             last_tick_ms,
             mut pool_pings,
+            mut reaping,
+            reaping_unreadable,
         }) => {
+            if let Some(why) = reaping_unreadable {
+                tracing::warn!(
+                    error = %why,
+                    "the account's reaping evidence is unreadable: learning it afresh"
+                );
+            }
             let mut budget = Budget {
                 clock,
                 end: cfg.deadline_ms.map_or(until, |d| d.min(until)),
@@ -369,9 +377,13 @@ where
                 last_tick_ms,
             };
             let ports = (store, metrics, warmer);
-            run_stages(ports, &mut budget, cfg, at, &mut pool_pings, &mut report).await;
+            let account = Account {
+                pool_pings: &mut pool_pings,
+                reaping: &mut reaping,
+            };
+            run_stages(ports, &mut budget, cfg, at, account, &mut report).await;
             if !cfg.dry_run
-                && let Err(e) = store.release_run(&cfg.owner, &pool_pings).await
+                && let Err(e) = store.release_run(&cfg.owner, &pool_pings, &reaping).await
             {
                 // It expires on its own within `lease_ms`.
                 tracing::warn!(error = %e, "cannot release the run's claim");
@@ -384,6 +396,14 @@ where
     report.cost.cloudwatch = cloudwatch;
     report.cost.dynamodb = dynamodb;
     report
+}
+
+/// What the tick carries on the account's item from run to run.
+struct Account<'a> {
+    /// Pings sent into the account's unreserved pool, per minute.
+    pool_pings: &'a mut PoolPings,
+    /// What the fleet's warms taught about idle reaping.
+    reaping: &'a mut decision::Reaping,
 }
 
 /// The tick's time and the one before it.
@@ -400,7 +420,7 @@ async fn run_stages<S, M, W, C>(
     budget: &mut Budget<'_, C>,
     cfg: &TickConfig,
     at: Times,
-    pool_pings: &mut PoolPings,
+    account: Account<'_>,
     report: &mut TickReport,
 ) where
     S: StateStore,
@@ -420,15 +440,37 @@ async fn run_stages<S, M, W, C>(
     let mut aside = RealAside::default();
     let mut work = take_on(store, budget, cfg, at, targets, &mut aside, report).await;
     observe_all(store, metrics, cfg, now_ms, fleet, &mut work).await;
+    for w in &mut work {
+        w.obs.reaped = account
+            .reaping
+            .reaped(scout_key(&w.function, now_ms), now_ms);
+    }
     let mut work = decide_all(store, warmer, budget, cfg, now_ms, work, report).await;
     if let Some(need) = pool_need(&work, &aside) {
-        let seen = pool_seen(metrics, cfg, now_ms, &need, pool_pings).await;
+        let seen = pool_seen(metrics, cfg, now_ms, &need, account.pool_pings).await;
         share_account_pool(now_ms, &mut work, need, seen);
     }
     warm_all(store, warmer, budget, cfg, now_ms, &mut work).await;
-    pool_pings.add(now_ms / 60_000, pool_pings_sent(&work));
+    account
+        .pool_pings
+        .add(now_ms / 60_000, pool_pings_sent(&work));
+    for w in &mut work {
+        for s in w.state.survival.seen.drain(..) {
+            account.reaping.see(s, now_ms);
+        }
+    }
     report.cost.pings = pings_usd(&work);
     save_all(store, cfg, now_ms, work, report).await;
+}
+
+/// Picks the warms that scout past the account's safe gap: a hash of the
+/// function and the minute, so a tick's choice is the same wherever it runs.
+fn scout_key(f: &FunctionRef, now_ms: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    f.to_string().hash(&mut h);
+    (now_ms / 60_000).hash(&mut h);
+    h.finish()
 }
 
 /// A failure that concerns the whole tick (its claim, or the policy list).
@@ -1232,7 +1274,7 @@ async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
                 let s = decision::apply_report(&w.policy, &mut w.state, &rep, now_ms);
                 if decision::run::news(&s, w.decision.map_or(0, |d| d.pings())) {
                     // A planned run rests on the replies being as before.
-                    decision::replan(&w.policy, &mut w.state, now_ms);
+                    decision::replan(&w.policy, &mut w.state, w.obs.reaped, now_ms);
                     w.news = true;
                 }
                 tracing::info!(
