@@ -154,6 +154,12 @@ impl Reaping {
 
     fn fade(&mut self, now_ms: u64) {
         if now_ms <= self.at_ms {
+            // A clock a little behind the last run's (another machine's
+            // `forewarm tick`) fades nothing; a stored time an hour or more
+            // ahead is no run's, and would keep the figures from ever fading.
+            if self.at_ms - now_ms >= HALF_LIFE_MS as u64 {
+                self.at_ms = now_ms;
+            }
             return;
         }
         let f = fade(now_ms - self.at_ms);
@@ -495,6 +501,14 @@ mod tests {
             .filter(|k| r.reaped(k * 7_919, 3_600_000).scout)
             .count();
         assert!(scouts > 0 && scouts < 1_000, "{scouts}");
+    }
+
+    #[test]
+    fn a_stored_time_far_ahead_does_not_stop_the_fading() {
+        let mut r = Reaping::parse("999999999999999;0;5:100/0/0").unwrap();
+        survive(&mut r, 300, 1, 0);
+        survive(&mut r, 300, 1, 24 * 60 * MIN);
+        assert!(r.survivals(5) < 2.0, "{r:?}");
     }
 
     #[test]
