@@ -132,9 +132,12 @@ pub struct Policy {
     /// bucket. About the last five samples of a bucket matter: quick enough to
     /// follow a trend within days, slow enough to shrug off one odd day.
     pub alpha: f64,
-    /// `interval_s` (default `auto`): seconds between warms. `auto` learns how
-    /// long idle sandboxes survive (10 min in 2019–20, 5–7 min since 2021) and
-    /// warms just inside it.
+    /// `interval_s` (default `auto`): seconds between warms. `auto` warms at
+    /// the idle gap the whole account's warms show safe (10 min in 2019–20,
+    /// 5–7 min since 2021), never within a minute of a gap that killed this
+    /// function's sandboxes in the last day; a fixed number is for a
+    /// function known to live on another rule (its warms still teach the
+    /// account).
     pub interval: Interval,
     /// `delay_ms_min` (default 50): the shortest hold the delay tuner may
     /// choose. Below ~50 ms, network jitter alone breaks the overlap.
