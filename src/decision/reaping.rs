@@ -354,9 +354,27 @@ mod tests {
 
     const MIN: u64 = 60_000;
 
-    /// `n` warms of `pool` sandboxes each at `gap_s`, all survived.
+    /// `sandboxes` proven to have survived `gap_s`, seen at `at_ms`.
     fn survive(r: &mut Reaping, gap_s: u32, sandboxes: u32, at_ms: u64) {
         r.see(Sighting::Survived { gap_s, sandboxes }, at_ms);
+    }
+
+    fn die(r: &mut Reaping, gap_s: u32, sandboxes: u32, at_ms: u64) {
+        r.see(Sighting::Died { gap_s, sandboxes }, at_ms);
+    }
+
+    fn wait(r: &mut Reaping, gap_s: u32, sandboxes: u32, at_ms: u64) {
+        r.see(Sighting::Waiting { gap_s, sandboxes }, at_ms);
+    }
+
+    /// The cold pings a warm at `since_ms` left waiting, judged at `at_ms`.
+    fn judge(r: &mut Reaping, gap_s: u32, sandboxes: u32, since_ms: u64, at_ms: u64) {
+        let s = Sighting::Judged {
+            gap_s,
+            sandboxes,
+            since_ms,
+        };
+        r.see(s, at_ms);
     }
 
     #[test]
@@ -371,58 +389,27 @@ mod tests {
 
     #[test]
     fn a_gap_is_used_once_survivals_show_it_and_not_while_deaths_wait() {
-        let mut r = Reaping::default();
-        survive(&mut r, 300, 10, MIN);
-        assert_eq!(r.safe_s(), 300);
-        // Scouts at 6 minutes: half survive at once, half are cold pings
-        // waiting for their minute's metrics.
-        survive(&mut r, 360, 5, 2 * MIN);
-        r.see(
-            Sighting::Waiting {
-                gap_s: 360,
-                sandboxes: 5,
-            },
-            2 * MIN,
-        );
-        assert_eq!(r.safe_s(), 300, "deaths not read yet hold the fleet");
+        // 5 minutes survived; scouts at 6: half survive at once, half are
+        // cold pings waiting for their minute's metrics.
+        let scouted = || {
+            let mut r = Reaping::default();
+            survive(&mut r, 300, 10, MIN);
+            assert_eq!(r.safe_s(), 300);
+            survive(&mut r, 360, 5, 2 * MIN);
+            wait(&mut r, 360, 5, 2 * MIN);
+            assert_eq!(r.safe_s(), 300, "deaths not read yet hold the fleet");
+            r
+        };
         // Read: they were deaths (told before the wait ends, as
         // `Survival::settle` tells it).
-        r.see(
-            Sighting::Died {
-                gap_s: 360,
-                sandboxes: 5,
-            },
-            5 * MIN,
-        );
-        r.see(
-            Sighting::Judged {
-                gap_s: 360,
-                sandboxes: 5,
-                since_ms: 2 * MIN,
-            },
-            5 * MIN,
-        );
+        let mut r = scouted();
+        die(&mut r, 360, 5, 5 * MIN);
+        judge(&mut r, 360, 5, 2 * MIN, 5 * MIN);
         assert_eq!(r.safe_s(), 300, "{r:?}");
         // Explained by real traffic instead, 6 minutes would have been safe.
-        let mut r2 = Reaping::default();
-        survive(&mut r2, 300, 10, MIN);
-        survive(&mut r2, 360, 5, 2 * MIN);
-        r2.see(
-            Sighting::Waiting {
-                gap_s: 360,
-                sandboxes: 5,
-            },
-            2 * MIN,
-        );
-        r2.see(
-            Sighting::Judged {
-                gap_s: 360,
-                sandboxes: 5,
-                since_ms: 2 * MIN,
-            },
-            5 * MIN,
-        );
-        assert_eq!(r2.safe_s(), 360);
+        let mut r = scouted();
+        judge(&mut r, 360, 5, 2 * MIN, 5 * MIN);
+        assert_eq!(r.safe_s(), 360);
     }
 
     #[test]
@@ -437,13 +424,7 @@ mod tests {
         let mut r = Reaping::default();
         survive(&mut r, 300, 2_000, MIN);
         for _ in 0..20 {
-            r.see(
-                Sighting::Died {
-                    gap_s: 60,
-                    sandboxes: 2,
-                },
-                MIN,
-            );
+            die(&mut r, 60, 2, MIN);
         }
         assert_eq!(r.safe_s(), 300);
     }
@@ -453,13 +434,7 @@ mod tests {
         let mut r = Reaping::default();
         survive(&mut r, 540, 30, MIN);
         assert_eq!(r.safe_s(), 540);
-        r.see(
-            Sighting::Died {
-                gap_s: 540,
-                sandboxes: 3,
-            },
-            2 * MIN,
-        );
+        die(&mut r, 540, 3, 2 * MIN);
         assert_eq!(r.safe_s(), DEFAULT_INTERVAL_S);
     }
 
@@ -467,13 +442,7 @@ mod tests {
     fn evidence_fades_so_an_old_death_stops_holding_the_fleet() {
         let mut r = Reaping::default();
         survive(&mut r, 300, 100, 0);
-        r.see(
-            Sighting::Died {
-                gap_s: 360,
-                sandboxes: 10,
-            },
-            0,
-        );
+        die(&mut r, 360, 10, 0);
         assert_eq!(r.safe_s(), 300);
         // A day later, with survivals at 6 minutes since.
         survive(&mut r, 360, 10, 24 * 60 * MIN);
@@ -487,13 +456,7 @@ mod tests {
             r.see(Sighting::Warmed, i * 225);
         }
         survive(&mut r, 300, 10_000, 3_600_000);
-        r.see(
-            Sighting::Died {
-                gap_s: 360,
-                sandboxes: 500,
-            },
-            3_600_000,
-        );
+        die(&mut r, 360, 500, 3_600_000);
         let share = r.scout_share(3_600_000);
         // About 11,000 warms stand faded for the last hour and a half.
         assert!(share > 0.0 && share < 0.001, "{share}");
@@ -516,13 +479,7 @@ mod tests {
         let mut r = Reaping::default();
         survive(&mut r, 300, 12, 5 * MIN);
         r.see(Sighting::Warmed, 5 * MIN);
-        r.see(
-            Sighting::Died {
-                gap_s: 360,
-                sandboxes: 3,
-            },
-            5 * MIN,
-        );
+        die(&mut r, 360, 3, 5 * MIN);
         let text = r.text();
         assert_eq!(text, "300000;1.00;5:12.00/0.00/0.00,6:0.00/3.00/0.00");
         assert_eq!(Reaping::parse(&text), Ok(r));
