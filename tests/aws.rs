@@ -230,6 +230,13 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     // And what the fleet's warms taught about idle reaping.
     let reaping = Reaping::parse("60000;3.00;5:12.00/0.00/0.00,6:1.00/2.00/0.00").unwrap();
     store.release_run("probe", &pings, &reaping).await.unwrap();
+    // A dry run reads what the claim would find, and claims nothing.
+    let peeked = store.peek_run().await.unwrap();
+    assert_eq!(
+        (peeked.last_tick_ms, &peeked.pool_pings, &peeked.reaping),
+        (Some(1_500), &pings, &reaping)
+    );
+    assert_eq!(stack.store().run_claim().await.unwrap().map(|c| c.0), None);
     assert_eq!(
         store.claim_run("probe", 1_600, 2_000).await.unwrap(),
         Claimed {

@@ -94,6 +94,36 @@ fn get_u64(item: &Item, k: &str) -> Option<u64> {
 /// longer exact.
 const MAX_VERSION: u64 = 1 << 53;
 
+/// What the account's item holds for the next run: the last tick's time, if
+/// one claimed before and wrote a number, the pool pings it left (untrusted
+/// text: what does not parse counts no pings) and the reaping evidence
+/// (untrusted: what does not parse starts afresh, and says why).
+fn claimed(old: Option<&Item>) -> Claimed {
+    let attr = |k: &str| old.and_then(|o| o.get(k));
+    let (reaping, reaping_unreadable) = match attr("reaping").map(|v| v.as_s()) {
+        None => (Reaping::default(), None),
+        Some(Ok(t)) => match Reaping::parse(t) {
+            Ok(r) => (r, None),
+            Err(why) => (Reaping::default(), Some(why)),
+        },
+        Some(Err(_)) => (
+            Reaping::default(),
+            Some("reaping is not a string attribute".to_string()),
+        ),
+    };
+    Claimed {
+        last_tick_ms: attr("last_tick_ms")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
+        pool_pings: attr("pool_pings")
+            .and_then(|v| v.as_s().ok())
+            .map(|t| PoolPings::parse(t))
+            .unwrap_or_default(),
+        reaping,
+        reaping_unreadable,
+    }
+}
+
 /// An item's `version`: absent is 0; anything but a whole number from 0 to
 /// [`MAX_VERSION`] is refused, saying what it was, because a save matches it
 /// exactly and would never succeed.
@@ -563,34 +593,15 @@ impl StateStore for DynamoStore {
                 pe
             })?;
         self.wrote(out.consumed_capacity());
-        // The attributes as they were before: the last tick's time, if one
-        // claimed before and wrote a number, the pool pings it left
-        // (untrusted text: what does not parse counts no pings) and the
-        // reaping evidence (untrusted: what does not parse starts afresh).
-        let old = out.attributes();
-        let attr = |k: &str| old.and_then(|o| o.get(k));
-        let (reaping, reaping_unreadable) = match attr("reaping").map(|v| v.as_s()) {
-            None => (Reaping::default(), None),
-            Some(Ok(t)) => match Reaping::parse(t) {
-                Ok(r) => (r, None),
-                Err(why) => (Reaping::default(), Some(why)),
-            },
-            Some(Err(_)) => (
-                Reaping::default(),
-                Some("reaping is not a string attribute".to_string()),
-            ),
-        };
-        Ok(Claimed {
-            last_tick_ms: attr("last_tick_ms")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok()),
-            pool_pings: attr("pool_pings")
-                .and_then(|v| v.as_s().ok())
-                .map(|t| PoolPings::parse(t))
-                .unwrap_or_default(),
-            reaping,
-            reaping_unreadable,
-        })
+        // The attributes as they were before the claim.
+        Ok(claimed(out.attributes()))
+    }
+
+    async fn peek_run(&self) -> Result<Claimed, PortError> {
+        let item = self
+            .get(DEFAULTS_PK, "state", "read the run's item")
+            .await?;
+        Ok(claimed(item.as_ref()))
     }
 
     async fn release_run(

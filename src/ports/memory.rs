@@ -164,6 +164,16 @@ impl ClaimRules {
         })
     }
 
+    /// What a claim would hand back now, without claiming.
+    pub(crate) fn peek(&self) -> Claimed {
+        Claimed {
+            last_tick_ms: self.last_tick_ms,
+            pool_pings: self.pool_pings.clone(),
+            reaping: self.reaping.clone(),
+            reaping_unreadable: None,
+        }
+    }
+
     /// Releases `owner`'s claim, leaving `pool_pings` and `reaping`;
     /// someone else's claim stays, and so does what it left.
     pub(crate) fn release(&mut self, owner: &str, pool_pings: &PoolPings, reaping: &Reaping) {
@@ -432,6 +442,10 @@ impl StateStore for MemoryStore {
             return ready(Err(e));
         }
         ready(g.claim.claim(owner, now_ms, until_ms))
+    }
+
+    fn peek_run(&self) -> impl Future<Output = Result<Claimed, PortError>> + Send {
+        ready(Ok(self.lock().claim.peek()))
     }
 
     fn release_run(

@@ -358,6 +358,11 @@ pub trait StateStore {
         until_ms: u64,
     ) -> impl Future<Output = Result<Claimed, PortError>> + Send;
 
+    /// What a claim would find on the account's item, without claiming:
+    /// a dry run decides with it (the last tick's time, the pool pings, the
+    /// reaping evidence) and writes nothing.
+    fn peek_run(&self) -> impl Future<Output = Result<Claimed, PortError>> + Send;
+
     /// Ends `owner`'s claim (a claim of another owner stays), so the next
     /// tick need not wait for it to expire, and leaves `pool_pings` and
     /// `reaping` for it in the same write.

@@ -188,6 +188,15 @@ impl StateStore for SimStore {
         ready(claim.claim(owner, now_ms, until_ms))
     }
 
+    fn peek_run(&self) -> impl Future<Output = Result<Claimed, PortError>> + Send {
+        let claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
+        let t = claim.last_tick_ms.unwrap_or(0);
+        let held = claim.run.as_ref().map(|(o, until)| (o.as_str(), *until));
+        let bytes = run_item_bytes(held, t, &claim.pool_pings.text(), &claim.reaping.text());
+        self.charge(consistent_read_units(bytes), 0.0);
+        ready(Ok(claim.peek()))
+    }
+
     fn release_run(
         &self,
         owner: &str,

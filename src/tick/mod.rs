@@ -347,9 +347,15 @@ where
     let before = store.usage().plus(&metrics.usage());
     let asked = clock.now_ms();
     let until = asked.saturating_add(cfg.lease_ms);
-    // A dry run writes nothing, the claim included.
+    // A dry run writes nothing, the claim included; it reads what a claim
+    // would find, so that it decides as the next tick would (with the
+    // account's idle gap, not the first interval). Unreadable, it decides
+    // from nothing rather than not at all.
     let claim = if cfg.dry_run {
-        Ok(Claimed::default())
+        Ok(store.peek_run().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the run's item: deciding without it");
+            Claimed::default()
+        }))
     } else {
         store.claim_run(&cfg.owner, asked, until).await
     };

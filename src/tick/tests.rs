@@ -284,6 +284,27 @@ fn a_missing_function_is_reported_and_skipped() {
     assert!(block_on_ready(store.claim_run("run-2", NOW + 1, NOW + 2)).is_ok());
 }
 
+/// A tick that decides and writes nothing (`forewarm tick --dry-run`).
+fn dry_tick(
+    store: &MemoryStore,
+    metrics: &MemoryMetrics,
+    lambda: &MemoryWarmer,
+    now: u64,
+) -> TickReport {
+    let cfg = TickConfig {
+        dry_run: true,
+        ..TickConfig::new("dry")
+    };
+    block_on_ready(run_tick(
+        store,
+        metrics,
+        lambda,
+        &FixedClock(now),
+        &cfg,
+        now,
+    ))
+}
+
 #[test]
 fn a_dry_run_decides_but_neither_pings_nor_saves() {
     let store = MemoryStore::new();
@@ -292,21 +313,31 @@ fn a_dry_run_decides_but_neither_pings_nor_saves() {
         MemoryMetrics::steady(&[("orders", 5.0)]),
         MemoryWarmer::default(),
     );
-    let cfg = TickConfig {
-        dry_run: true,
-        ..TickConfig::new("dry")
-    };
-    let r = block_on_ready(run_tick(
-        &store,
-        &metrics,
-        &lambda,
-        &FixedClock(NOW),
-        &cfg,
-        NOW,
-    ));
+    let r = dry_tick(&store, &metrics, &lambda, NOW);
     assert!(r.functions[0].decision.unwrap().target >= 5);
     assert!(lambda.sent.lock().unwrap().is_empty());
     assert_eq!(store.get(&f("orders")).1, 0);
+}
+
+#[test]
+fn a_dry_run_decides_with_the_idle_gap_the_account_learned() {
+    // The last run left the lesson that idle sandboxes survive 7 minutes:
+    // a dry run must decide as the next tick would, not from 4 minutes.
+    let store = MemoryStore::new();
+    store.put_policy(&f("orders"), policy(&[]));
+    let learned = crate::decision::Reaping::parse("0;0;7:100/0/0").unwrap();
+    block_on_ready(store.claim_run("run-0", NOW - 60_000, NOW - 1)).unwrap();
+    block_on_ready(store.release_run("run-0", &Default::default(), &learned)).unwrap();
+    let (metrics, lambda) = (
+        MemoryMetrics::steady(&[("orders", 5.0)]),
+        MemoryWarmer::default(),
+    );
+    let r = dry_tick(&store, &metrics, &lambda, NOW);
+    let d = r.functions[0].decision.unwrap();
+    assert_eq!(d.reason, Reason::Due, "{d:?}");
+    assert_eq!(d.next_due_ms - NOW, 420_000, "{d:?}");
+    assert_eq!(store.get(&f("orders")).1, 0, "nothing saved");
+    assert_eq!(store.run_claim(), None, "nothing claimed");
 }
 
 #[test]
@@ -636,6 +667,10 @@ impl StateStore for SlowStore<'_> {
     ) -> impl Future<Output = Result<crate::ports::Claimed, PortError>> + Send {
         self.claims.lock().unwrap().push((now_ms, until_ms));
         self.inner.claim_run(owner, now_ms, until_ms)
+    }
+
+    fn peek_run(&self) -> impl Future<Output = Result<crate::ports::Claimed, PortError>> + Send {
+        self.inner.peek_run()
     }
 
     fn release_run(
