@@ -162,7 +162,7 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         "no lease on the state item"
     );
     assert_eq!(
-        stack.store().run_claim().await.unwrap(),
+        stack.store().run_item().await.unwrap().claim,
         None,
         "the run's claim released"
     );
@@ -236,7 +236,10 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         (peeked.last_tick_ms, &peeked.pool_pings, &peeked.reaping),
         (Some(1_500), &pings, &reaping)
     );
-    assert_eq!(stack.store().run_claim().await.unwrap().map(|c| c.0), None);
+    assert_eq!(
+        stack.store().run_item().await.unwrap().claim.map(|c| c.0),
+        None
+    );
     assert_eq!(
         store.claim_run("probe", 1_600, 2_000).await.unwrap(),
         Claimed {

@@ -42,8 +42,8 @@ use crate::decision::policy::{Policy, PolicyDoc, PolicyError, Scalar};
 use crate::decision::run::Slots;
 use crate::decision::{FunctionState, Reaping, checked_busy};
 use crate::ports::{
-    AdminStore, Claimed, ErrorKind, FunctionRef, PolicyItem, PoolPings, PortError, StateItem,
-    StateStore, Stored, Target, Usage, stored,
+    AdminStore, Claimed, ErrorKind, FunctionRef, PolicyItem, PoolPings, PortError, RunItem,
+    StateItem, StateStore, Stored, Target, Usage, stored,
 };
 
 /// The `pk` of the account-wide defaults item.
@@ -399,25 +399,15 @@ impl AdminStore for DynamoStore {
         Ok(out)
     }
 
-    /// The run's claim, when one is recorded: its owner and until when
-    /// (epoch ms; an expired claim stays recorded until the next tick takes it).
-    async fn run_claim(&self) -> Result<Option<(String, u64)>, PortError> {
+    async fn run_item(&self) -> Result<RunItem, PortError> {
         let item = self
-            .get(DEFAULTS_PK, "state", "read the run's claim")
+            .get(DEFAULTS_PK, "state", "read the run's item")
             .await?;
-        Ok(item.and_then(|i| {
-            Some((
-                get_s(&i, "lease_owner")?.to_string(),
-                get_u64(&i, "lease_until").unwrap_or(0),
-            ))
+        Ok(item.map_or_else(RunItem::default, |i| RunItem {
+            claim: get_s(&i, "lease_owner")
+                .map(|o| (o.to_string(), get_u64(&i, "lease_until").unwrap_or(0))),
+            reaping: get_s(&i, "reaping").map(str::to_string),
         }))
-    }
-
-    async fn reaping(&self) -> Result<Option<String>, PortError> {
-        let item = self
-            .get(DEFAULTS_PK, "state", "read the account's reaping evidence")
-            .await?;
-        Ok(item.and_then(|i| get_s(&i, "reaping").map(str::to_string)))
     }
 
     /// Every function's state item (or one function's).

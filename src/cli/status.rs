@@ -51,7 +51,7 @@ async fn report<S: AdminStore>(
     now_ms: u64,
 ) -> anyhow::Result<String> {
     let items = store.states(function).await?;
-    let claim = store.run_claim().await?;
+    let run = store.run_item().await?;
     if let Some(f) = function
         && items.is_empty()
     {
@@ -70,12 +70,12 @@ async fn report<S: AdminStore>(
             .collect();
         return Ok(serde_json::to_string_pretty(&v)?);
     }
-    if let Some(line) = claim.and_then(|c| claim_line(c, now_ms)) {
+    if let Some(line) = run.claim.and_then(|c| claim_line(c, now_ms)) {
         writeln!(out, "{line}")?;
     }
     // What the account's warms taught about idle reaping: the gap every
     // function's interval starts from.
-    if let Some(text) = store.reaping().await? {
+    if let Some(text) = run.reaping {
         match crate::decision::Reaping::parse(&text) {
             Ok(r) => writeln!(out, "account: {}", r.describe(now_ms))?,
             Err(why) => writeln!(

@@ -22,7 +22,7 @@
 //! pings still waiting for their minute's metrics count as deaths there, so
 //! the fleet does not move on to a gap whose deaths are not read yet.
 
-use super::survival::{DEFAULT_INTERVAL_S, MAX_AUTO_INTERVAL_S, MIN_INTERVAL_S};
+use super::survival::{DEFAULT_INTERVAL_S, MAX_AUTO_INTERVAL_S};
 
 /// Whole minutes of idle gap tracked: 1 to 14 (the longest interval).
 const BUCKETS: usize = (MAX_AUTO_INTERVAL_S / 60) as usize + 1;
@@ -100,7 +100,7 @@ impl Reaped {
     /// The gap this warm may leave before the next: the safe gap, or a
     /// minute more for a scout.
     pub fn gap_s(&self) -> u32 {
-        (self.safe_s + if self.scout { 60 } else { 0 }).clamp(MIN_INTERVAL_S, MAX_AUTO_INTERVAL_S)
+        self.safe_s.saturating_add(if self.scout { 60 } else { 0 })
     }
 }
 
@@ -240,12 +240,7 @@ impl Reaping {
         // Faded warms stand for about an hour and a half of them
         // (half-life / ln 2); read at `now_ms`, as `see` would fade them.
         let warms = self.warms * fade(now_ms.saturating_sub(self.at_ms));
-        let per_hour_now = warms * std::f64::consts::LN_2;
-        if per_hour_now <= per_hour {
-            1.0
-        } else {
-            per_hour / per_hour_now
-        }
+        (per_hour / (warms * std::f64::consts::LN_2)).min(1.0)
     }
 
     /// The lesson for a function warmed at `now_ms`: the safe gap, and

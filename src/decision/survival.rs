@@ -138,9 +138,10 @@ impl Survival {
         now_ms: u64,
     ) -> Evidence {
         self.seen.push(Sighting::Warmed);
+        let mut survivors = 0;
         let evidence = match self.judge(report) {
             Judged::Survived { gap_s, sandboxes } => {
-                self.seen.push(Sighting::Survived { gap_s, sandboxes });
+                survivors = sandboxes;
                 Evidence::Survived { gap_s }
             }
             Judged::Later(p) => {
@@ -151,10 +152,6 @@ impl Survival {
                 }
                 .max(QUIET_CALLS);
                 if p.cold > bound {
-                    self.seen.push(Sighting::Died {
-                        gap_s: p.gap_s,
-                        sandboxes: p.cold - bound,
-                    });
                     Evidence::Died {
                         gap_s: p.gap_s,
                         missing: p.cold - bound,
@@ -173,7 +170,7 @@ impl Survival {
             }
             Judged::Nothing => Evidence::Nothing,
         };
-        self.record(evidence, now_ms);
+        self.record(evidence, survivors, now_ms);
         self.last_reached = reached;
         self.last_warm_ms = report.sent_at_ms;
         evidence
@@ -203,14 +200,8 @@ impl Survival {
         };
         // The deaths before the wait ends: between the two, the gap would
         // look safe to the account for a moment.
-        if missing > 0 {
-            self.seen.push(Sighting::Died {
-                gap_s: p.gap_s,
-                sandboxes: missing,
-            });
-        }
+        self.record(evidence, 0, now_ms);
         self.forget(&[p]);
-        self.record(evidence, now_ms);
         evidence
     }
 
@@ -231,7 +222,20 @@ impl Survival {
         }));
     }
 
-    fn record(&mut self, evidence: Evidence, now_ms: u64) {
+    /// Keeps what a warm or a read proved, and tells the account's evidence
+    /// (`survivors`: the sandboxes a survived gap was proven on).
+    fn record(&mut self, evidence: Evidence, survivors: u32, now_ms: u64) {
+        match evidence {
+            Evidence::Survived { gap_s } => self.seen.push(Sighting::Survived {
+                gap_s,
+                sandboxes: survivors,
+            }),
+            Evidence::Died { gap_s, missing } => self.seen.push(Sighting::Died {
+                gap_s,
+                sandboxes: missing,
+            }),
+            Evidence::Nothing => {}
+        }
         match evidence {
             Evidence::Survived { gap_s } => {
                 self.survived_s = Some(self.survived_s.map_or(gap_s, |s| s.max(gap_s)));

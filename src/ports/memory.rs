@@ -16,7 +16,7 @@ use crate::decision::policy::{Policy, PolicyDoc};
 use crate::decision::{FunctionState, Limits, MinuteMetrics, Reaping, WarmReport};
 use crate::ports::{
     AdminStore, Claimed, ErrorKind, FunctionRef, MetricsRequest, MetricsSource, PolicyItem,
-    PoolPings, PortError, StateItem, StateStore, Stored, Target, WarmPlan, Warmer,
+    PoolPings, PortError, RunItem, StateItem, StateStore, Stored, Target, WarmPlan, Warmer,
 };
 
 /// A state attribute as the table can hold it.
@@ -393,13 +393,12 @@ impl AdminStore for MemoryStore {
         ready(Ok(out))
     }
 
-    fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send {
-        ready(Ok(self.lock().claim.run.clone()))
-    }
-
-    fn reaping(&self) -> impl Future<Output = Result<Option<String>, PortError>> + Send {
+    fn run_item(&self) -> impl Future<Output = Result<RunItem, PortError>> + Send {
         let g = self.lock();
-        ready(Ok(g.claim.last_tick_ms.map(|_| g.claim.reaping.text())))
+        ready(Ok(RunItem {
+            claim: g.claim.run.clone(),
+            reaping: g.claim.last_tick_ms.map(|_| g.claim.reaping.text()),
+        }))
     }
 }
 

@@ -467,14 +467,20 @@ pub trait AdminStore {
         only: Option<&str>,
     ) -> impl Future<Output = Result<Vec<StateItem>, PortError>> + Send;
 
+    /// The account's item, in one read.
+    fn run_item(&self) -> impl Future<Output = Result<RunItem, PortError>> + Send;
+}
+
+/// The account's item as people's commands show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunItem {
     /// The run's claim, when one is recorded: its owner and until when
     /// (epoch ms; an expired claim stays recorded until the next tick
     /// takes it).
-    fn run_claim(&self) -> impl Future<Output = Result<Option<(String, u64)>, PortError>> + Send;
-
+    pub claim: Option<(String, u64)>,
     /// The account's reaping evidence as the last run stored it (text, to
     /// be read with [`Reaping::parse`]), if any run stored it.
-    fn reaping(&self) -> impl Future<Output = Result<Option<String>, PortError>> + Send;
+    pub reaping: Option<String>,
 }
 
 /// One function's metrics request: the minutes `from..until` (epoch minutes).

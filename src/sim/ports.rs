@@ -137,6 +137,13 @@ fn index(f: &FunctionRef) -> Result<usize, PortError> {
         .map_err(|_| PortError::new(ErrorKind::NotFound, format!("no simulated function {f}")))
 }
 
+/// The account's item as it stands, the claim held or not.
+fn held_item_bytes(claim: &ClaimRules) -> u64 {
+    let held = claim.run.as_ref().map(|(o, until)| (o.as_str(), *until));
+    let t = claim.last_tick_ms.unwrap_or(0);
+    run_item_bytes(held, t, &claim.pool_pings.text(), &claim.reaping.text())
+}
+
 impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,10 +197,7 @@ impl StateStore for SimStore {
 
     fn peek_run(&self) -> impl Future<Output = Result<Claimed, PortError>> + Send {
         let claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
-        let t = claim.last_tick_ms.unwrap_or(0);
-        let held = claim.run.as_ref().map(|(o, until)| (o.as_str(), *until));
-        let bytes = run_item_bytes(held, t, &claim.pool_pings.text(), &claim.reaping.text());
-        self.charge(consistent_read_units(bytes), 0.0);
+        self.charge(consistent_read_units(held_item_bytes(&claim)), 0.0);
         ready(Ok(claim.peek()))
     }
 
@@ -205,11 +209,10 @@ impl StateStore for SimStore {
     ) -> impl Future<Output = Result<(), PortError>> + Send {
         let mut claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
         let t = claim.last_tick_ms.unwrap_or(0);
-        let held = claim.run.as_ref().map(|(o, until)| (o.as_str(), *until));
         self.charge(
             0.0,
             write_units(
-                run_item_bytes(held, t, &claim.pool_pings.text(), &claim.reaping.text()),
+                held_item_bytes(&claim),
                 run_item_bytes(None, t, &pool_pings.text(), &reaping.text()),
             ),
         );
