@@ -92,16 +92,19 @@ pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
 /// Minutes between detail reads (invocations, duration and the shims' cold
 /// starts, on top of concurrency). They move slowly: the busy share and the
 /// average duration only scale the sandboxes real traffic holds, and the
-/// cold-start share only gates narrowing the forecast band. Twelve hours,
-/// measured with `forewarm simulate` once warms were planned ahead, against
-/// three and six: on the bundled day (seeds 1 and 2) within 1 % of three
-/// hours' cold starts (4,663 and 4,681 against 4,625 and 4,655) for 12 %
-/// less, and on synthetic fleets (500 × 4 days seed 3, 300 × 3 seed 7,
-/// 300 × 7 seed 11) 1 %, 18 % and 11 % fewer cold starts for 2-4 % less;
-/// six hours was between them on cost but not monotone on cold starts. The
-/// fleets' gain comes with 5-7 % more pings: a cold share learned over
-/// longer spans lets the band narrow less often.
-pub const DETAIL_EVERY_MINUTES: u64 = 720;
+/// cold-start share only gates narrowing the forecast band. A day: a detail
+/// read asks for four metrics where a routine read asks for one, so at
+/// twelve hours they were a quarter of the CloudWatch bill. Measured with
+/// `forewarm simulate` against twelve hours (the previous cadence, itself
+/// chosen against three and six): on the bundled day CloudWatch 0.693 to
+/// 0.652 USD, cold starts 3,712 against 3,711 (mean over seeds 1-4), and
+/// within 1 % with `--ttl 10m`, vpc-2018 and lambda-2019; on synthetic
+/// fleets 0.8 % more cold starts on 300 × 3 days (seed 7), 12-14 % fewer on
+/// 300 × 7 (seed 11) and 500 × 4 (seed 3), 2 % fewer over three seeds of
+/// 1,000 × 3 (seed 11). The fleets' gain comes with 1-8 % more pings and is
+/// the cold-start gate's doing: a cold share learned from fewer reads lets
+/// the band narrow less often.
+pub const DETAIL_EVERY_MINUTES: u64 = 1_440;
 /// The longest a function whose forecast keeps holding goes between reads.
 /// A read in which every closed window held (its real peak within the target
 /// forecast for it) doubles the gap, from the base cadence up to this; one
