@@ -12,7 +12,9 @@ use forewarm::aws::{CloudWatchMetrics, DynamoStore, LambdaWarmer, WarmerConfig};
 use forewarm::decision::Reaping;
 use forewarm::decision::delay::tune_delay;
 use forewarm::decision::policy::{Policy, PolicyDoc, Scalar};
-use forewarm::ports::{AdminStore, Claimed, FunctionRef, MetricsSource, PoolPings, WarmPlan};
+use forewarm::ports::{
+    AdminStore, Claimed, ErrorKind, FunctionRef, MetricsSource, PoolPings, WarmPlan,
+};
 use serde_json::Value;
 use support::{LambdaWatch, Moto, Within};
 
@@ -135,8 +137,8 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     // the detail series (the simulator bills the same request the same).
     // DynamoDB's units are what the service reports (`ReturnConsumedCapacity`,
     // which the front door answers by DynamoDB's rules): the scan half a
-    // unit and the state's consistent read one; the claim, the save and the
-    // release one write each (every item is under a kilobyte).
+    // unit, and no read of the state (the scan found none); the claim, the
+    // save and the release one write each (every item is under a kilobyte).
     let first_read = forewarm::ports::MetricsRequest {
         function: forewarm::ports::FunctionRef::unqualified(FUNCTION),
         from_minute: 0,
@@ -149,7 +151,7 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         "{report:#}"
     );
     assert_eq!(report["usage"]["write_units"], 3.0, "{report:#}");
-    assert_eq!(report["usage"]["read_units"], 1.5, "{report:#}");
+    assert_eq!(report["usage"]["read_units"], 0.5, "{report:#}");
     let cloudwatch = report["cost"]["cloudwatch"].as_f64().unwrap();
     assert!((cloudwatch - 4.0 * 0.000_01).abs() < 1e-12, "{report:#}");
 
@@ -198,7 +200,7 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
     assert_eq!(t.real_busy, Some(2.75));
     let mut unplanned = st.clone();
     unplanned.run = None;
-    store
+    let v = store
         .save(&f, Box::new(unplanned), v, "probe")
         .await
         .unwrap();
@@ -208,6 +210,35 @@ async fn a_tick_warms_the_forecast_and_saves_state() {
         .find(|t| &*t.function.name == FUNCTION)
         .unwrap();
     assert_eq!(t.slots, None);
+    // The look's load hands over the state the scan read (paid for by the
+    // scan, so no second read). Saved by someone else since, that copy is
+    // refused at its save, never written over the newer state, and the
+    // next load reads the item afresh.
+    let newer = store
+        .save(&f, Box::new(st.clone()), v, "someone else")
+        .await
+        .unwrap();
+    let before = store.usage().read_units;
+    let scanned = store.load(&f).await.unwrap();
+    assert_eq!(
+        store.usage().read_units,
+        before,
+        "no read for a scanned item"
+    );
+    assert_eq!(scanned.version, v);
+    assert_eq!(scanned.state.as_ref().map(|s| s.run), Some(None));
+    let refused = store
+        .save(&f, scanned.state.unwrap(), scanned.version, "probe")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Conflict, "{refused:?}");
+    let afresh = store.load(&f).await.unwrap();
+    assert_eq!(afresh.version, newer);
+    assert_eq!(
+        store.usage().read_units,
+        before + 1.0,
+        "one consistent read"
+    );
     let store = stack.store();
     let first = store.claim_run("probe", 1_000, 2_000).await.unwrap();
     assert!(

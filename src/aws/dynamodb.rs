@@ -60,6 +60,23 @@ pub struct DynamoStore {
     /// Units consumed, as DynamoDB reported them (`ReturnConsumedCapacity`),
     /// in thousandths: (read, write).
     units: Arc<(AtomicU64, AtomicU64)>,
+    /// The state items the last [`StateStore::targets`] scan read, by `pk`,
+    /// each handed to the first [`StateStore::load`] of its function.
+    scanned: Arc<std::sync::Mutex<Scanned>>,
+}
+
+/// What the tick's scan read of the functions' state items. A Scan is
+/// billed for every byte of every item it reads, whatever it keeps, so the
+/// state of a function it listed is already paid for: a second, consistent
+/// read at the look (one unit per function per warm, a third of the
+/// bundled day's DynamoDB bill) would pay for it twice.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// State items, by `pk`.
+    states: HashMap<String, Item>,
+    /// Functions listed with a policy, whether they had a state item or not:
+    /// one without had none when the scan ran.
+    listed: std::collections::HashSet<String>,
 }
 
 /// Thousandths of a unit, so that half read units add up exactly.
@@ -189,6 +206,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             units: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+            scanned: Arc::default(),
         }
     }
 
@@ -465,6 +483,8 @@ impl StateStore for DynamoStore {
     }
 
     async fn targets(&self) -> Result<Vec<Target>, PortError> {
+        // A failed scan leaves nothing of an older one behind.
+        *self.scanned.lock().unwrap_or_else(|e| e.into_inner()) = Scanned::default();
         let items = self.scan_all().await?;
         let mut defaults = None;
         let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
@@ -495,6 +515,16 @@ impl StateStore for DynamoStore {
                 _ => {}
             }
         }
+        let states = items
+            .into_iter()
+            .filter(|i| get_s(i, "sk") == Some("state"))
+            .filter_map(|i| Some((get_s(&i, "pk")?.to_string(), i)))
+            .filter(|(pk, _)| policies.contains_key(pk))
+            .collect();
+        *self.scanned.lock().unwrap_or_else(|e| e.into_inner()) = Scanned {
+            states,
+            listed: policies.keys().cloned().collect(),
+        };
         Ok(policies
             .into_iter()
             .map(|(pk, doc)| {
@@ -526,7 +556,14 @@ impl StateStore for DynamoStore {
 
     async fn load(&self, f: &FunctionRef) -> Result<Stored, PortError> {
         let pk = f.to_string();
-        let item = self.get(&pk, "state", "read state of").await?;
+        let scanned = {
+            let mut sc = self.scanned.lock().unwrap_or_else(|e| e.into_inner());
+            sc.listed.remove(&pk).then(|| sc.states.remove(&pk))
+        };
+        let item = match scanned {
+            Some(item) => item,
+            None => self.get(&pk, "state", "read state of").await?,
+        };
         if let Some(i) = item.as_ref()
             && let Err(why) = version_of(i)
         {

@@ -373,8 +373,13 @@ pub trait StateStore {
         reaping: &Reaping,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Reads a function's state, consistently: under the run's claim no
-    /// other run writes it, and a save must match the version read.
+    /// A function's state and the version a save must match: as this
+    /// tick's [`StateStore::targets`] read it, for the first load of each
+    /// function it listed (the scan reads, and is billed for, whole items),
+    /// else read consistently. Under the run's claim no other run writes
+    /// it, and the last run's writes are a minute old when the scan runs; a
+    /// copy older than that fails its save's version check, and the look is
+    /// discarded, never saved over newer state.
     fn load(&self, f: &FunctionRef) -> impl Future<Output = Result<Stored, PortError>> + Send;
 
     /// Writes the state if the item is still at `version` (0: no state was

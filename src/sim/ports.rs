@@ -92,6 +92,9 @@ struct Slot {
     /// The target in force for each window, as the saved states carried
     /// it ([`NO_FORECAST`] where none was issued); empty unless recording.
     forecasts: Vec<u32>,
+    /// Whether this tick's scan read the item and no load has taken it
+    /// yet: the load is then free, as the DynamoDB adapter's is.
+    scanned: bool,
 }
 
 /// A window for which the controller issued no forecast.
@@ -146,7 +149,10 @@ fn held_item_bytes(claim: &ClaimRules) -> u64 {
 
 impl StateStore for SimStore {
     fn targets(&self) -> impl Future<Output = Result<Vec<Target>, PortError>> + Send {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for s in slots.iter_mut() {
+            s.scanned = true;
+        }
         let run_item = {
             let claim = self.claim.lock().unwrap_or_else(|e| e.into_inner());
             claim.last_tick_ms.map_or(0, |t| {
@@ -224,7 +230,9 @@ impl StateStore for SimStore {
         let r = index(f).map(|i| {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = &mut slots[i];
-            self.charge(consistent_read_units(slot.bytes), 0.0);
+            if !std::mem::take(&mut slot.scanned) {
+                self.charge(consistent_read_units(slot.bytes), 0.0);
+            }
             // Handed over, not copied: the tick saves it back. Except during
             // a run: a planned warm sent as planned is not saved, and the
             // stored state must stay as it was.
