@@ -273,6 +273,10 @@ struct Budget<'c, C> {
     /// request a function too, so the saves to come take about as long.
     load_ms: u64,
     loads: u64,
+    /// Time the run's claim took: a conditional write, as a save is. The
+    /// saves' pace is at least this, since the loads of states the scan
+    /// already read take no time at all.
+    claim_ms: u64,
 }
 
 /// Time kept for the stages between the state reads and the saves (the
@@ -298,12 +302,13 @@ impl<C: Clock> Budget<'_, C> {
         self.clock.now_ms() < self.end
     }
 
-    /// The time one state read took on average: a save's time too.
+    /// The time one save will take: a state read's on average, and no less
+    /// than the claim's write.
     fn pace_ms(&self) -> u64 {
-        self.load_ms / self.loads.max(1)
+        (self.load_ms / self.loads.max(1)).max(self.claim_ms)
     }
 
-    /// The time `saves` saves will take, by the loads' pace.
+    /// The time `saves` saves will take, at [`Budget::pace_ms`].
     fn saves_ms(&self, saves: usize) -> u64 {
         self.pace_ms().saturating_mul(saves as u64)
     }
@@ -323,11 +328,12 @@ impl<C: Clock> Budget<'_, C> {
 /// asked for, and the tick's time ends with it or at
 /// [`TickConfig::deadline_ms`], whichever comes first. Within it: a
 /// function is taken on only while its read, the saves of all taken on
-/// (at the reads' pace) and [`WARM_RESERVE_MS`] still fit, longest waiting
-/// first; a warm is sent only if its
-/// pings can hold and be answered before the end (less the time the saves
-/// will take), and its answers are awaited no longer; a function left out
-/// is untouched and reported (`late`), for the next tick.
+/// (at the reads' pace, and no faster than the claim's write: the reads of
+/// states the scan brought take no time) and [`WARM_RESERVE_MS`] still fit,
+/// longest waiting first; a warm is sent only if its pings can hold and be
+/// answered before the end (less the time the saves will take), and its
+/// answers are awaited no longer; a function left out is untouched and
+/// reported (`late`), for the next tick.
 pub async fn run_tick<S, M, W, C>(
     store: &S,
     metrics: &M,
@@ -359,6 +365,7 @@ where
     } else {
         store.claim_run(&cfg.owner, asked, until).await
     };
+    let claim_ms = clock.now_ms().saturating_sub(asked);
     match claim {
         Ok(Claimed {
             last_tick_ms,
@@ -377,6 +384,7 @@ where
                 end: cfg.deadline_ms.map_or(until, |d| d.min(until)),
                 load_ms: 0,
                 loads: 0,
+                claim_ms,
             };
             let at = Times {
                 now_ms,

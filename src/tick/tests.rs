@@ -638,6 +638,9 @@ struct SlowStore<'c> {
     inner: MemoryStore,
     clock: &'c Stepping,
     call_ms: u64,
+    /// A state read's time: `call_ms`, or nothing where the tick's scan
+    /// already read the item (as the DynamoDB adapter's loads do).
+    load_ms: u64,
     saves_at: Mutex<Vec<u64>>,
     claims: Mutex<Vec<(u64, u64)>>,
 }
@@ -648,9 +651,15 @@ impl<'c> SlowStore<'c> {
             inner: MemoryStore::new(),
             clock,
             call_ms,
+            load_ms: call_ms,
             saves_at: Mutex::default(),
             claims: Mutex::default(),
         }
+    }
+
+    /// Loads that take no time: the scan read every state already.
+    fn with_scanned_states(self) -> Self {
+        SlowStore { load_ms: 0, ..self }
     }
 }
 
@@ -666,6 +675,7 @@ impl StateStore for SlowStore<'_> {
         until_ms: u64,
     ) -> impl Future<Output = Result<crate::ports::Claimed, PortError>> + Send {
         self.claims.lock().unwrap().push((now_ms, until_ms));
+        self.clock.pass(self.call_ms);
         self.inner.claim_run(owner, now_ms, until_ms)
     }
 
@@ -686,7 +696,7 @@ impl StateStore for SlowStore<'_> {
         &self,
         f: &FunctionRef,
     ) -> impl Future<Output = Result<crate::ports::Stored, PortError>> + Send {
-        self.clock.pass(self.call_ms);
+        self.clock.pass(self.load_ms);
         self.inner.load(f)
     }
 
@@ -780,6 +790,33 @@ fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_clai
     assert!(
         !saved.contains(&first.function.to_string()),
         "a function left last time goes first: {r2:#?}"
+    );
+}
+
+#[test]
+fn loads_the_scan_already_read_still_leave_time_for_the_saves() {
+    // The same twelve functions and 4 s writes, but their states came with
+    // the scan, so loading them takes no time: the saves' pace is the
+    // claim's write, not the loads'. Paced by the loads, all twelve were
+    // taken on, and their saves ran 14 s past the claim.
+    let clock = Stepping::at(NOW);
+    let store = SlowStore::new(&clock, 4_000).with_scanned_states();
+    let names: Vec<String> = (0..12).map(|i| format!("fn-{i:02}")).collect();
+    for n in &names {
+        store.inner.put_policy(&f(n), policy(&[("max", 50.0)]));
+    }
+    let pairs: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 6.0)).collect();
+    let (metrics, lambda) = (MemoryMetrics::steady(&pairs), MemoryWarmer::default());
+    let cfg = TickConfig::new("run-1");
+    let r = block_on_ready(run_tick(&store, &metrics, &lambda, &clock, &cfg, NOW));
+
+    let until = NOW + cfg.lease_ms;
+    let saves = store.saves_at.lock().unwrap().clone();
+    assert!(!saves.is_empty(), "some are handled: {r:#?}");
+    assert!(r.late > 0, "the rest are left for the next tick: {r:#?}");
+    assert!(
+        saves.iter().all(|&t| t <= until),
+        "every save before the claim ends ({until}): {saves:?}"
     );
 }
 
