@@ -152,8 +152,9 @@ pub fn ping_cost_usd(pings: u32, memory_mb: u32, delay_ms: u32) -> f64 {
 
 /// One Embedded Metric Format line for the whole tick: one metric,
 /// `TickCostUsd` (each custom metric is billed about $0.30 a month, so the
-/// parts and the usage they are priced from ride along as properties that
-/// CloudWatch Logs Insights can query for free).
+/// parts and the usage they are priced from, and the account's safe idle
+/// gap, ride along as properties that CloudWatch Logs Insights can query
+/// for free).
 pub fn emf_cost_line(report: &TickReport, now_ms: u64) -> String {
     let c = &report.cost;
     json!({
@@ -168,6 +169,7 @@ pub fn emf_cost_line(report: &TickReport, now_ms: u64) -> String {
         "TickCostUsd": c.total(),
         "CostParts": c,
         "Usage": report.usage,
+        "IdleGapS": report.idle_gap_s,
     })
     .to_string()
 }
@@ -244,6 +246,18 @@ pub fn emf_lines(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_tick_line_carries_the_idle_gap_as_a_free_property() {
+        let report = TickReport {
+            idle_gap_s: Some(360),
+            ..TickReport::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&emf_cost_line(&report, 5)).unwrap();
+        assert_eq!(v["IdleGapS"], 360);
+        let metrics = &v["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+        assert_eq!(metrics.as_array().map(Vec::len), Some(1), "{v}");
+    }
 
     #[test]
     fn decision_metrics_are_aggregated_unless_asked() {

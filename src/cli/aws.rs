@@ -116,6 +116,12 @@ pub(super) fn tick(args: TickArgs) -> anyhow::Result<()> {
             );
         }
         println!("{} functions resting (not due for a look)", report.resting);
+        if let Some(gap) = report.idle_gap_s {
+            println!(
+                "account: idle sandboxes taken to survive {} s (the warms' interval, inside each function's own deaths)",
+                gap
+            );
+        }
         if report.late > 0 {
             println!(
                 "{} functions left for the next tick: this tick ran out of time",

@@ -175,6 +175,11 @@ pub struct TickReport {
     /// INIT of sandboxes the pings created are not known here; the Lambda
     /// adds its own duration as `controller`.
     pub cost: CostParts,
+    /// The account's safe idle gap, seconds, as this tick's replies left
+    /// it: the interval the fleet's warms go out at, each kept inside its
+    /// function's own deaths (see `decision::reaping`). `None` when the
+    /// tick did not run (the claim was refused or failed).
+    pub idle_gap_s: Option<u32>,
 }
 
 impl TickReport {
@@ -396,6 +401,7 @@ where
                 reaping: &mut reaping,
             };
             run_stages(ports, &mut budget, cfg, at, account, &mut report).await;
+            report.idle_gap_s = Some(reaping.safe_s());
             if !cfg.dry_run
                 && let Err(e) = store.release_run(&cfg.owner, &pool_pings, &reaping).await
             {

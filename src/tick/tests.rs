@@ -125,6 +125,7 @@ fn a_tick_while_another_run_holds_the_claim_does_nothing() {
     );
     assert!(lambda.sent.lock().unwrap().is_empty(), "warmed by A only");
     assert_eq!(store.get(&f("orders")).1, 0, "nothing written");
+    assert_eq!(r.idle_gap_s, None, "B learned nothing of the account");
     // After A's claim expires, B may run; it releases its own claim at the end.
     let r = tick(&store, &metrics, &lambda, "run-B", NOW + 60_000);
     assert!(r.functions[0].saved);
@@ -336,6 +337,8 @@ fn a_dry_run_decides_with_the_idle_gap_the_account_learned() {
     let d = r.functions[0].decision.unwrap();
     assert_eq!(d.reason, Reason::Due, "{d:?}");
     assert_eq!(d.next_due_ms - NOW, 420_000, "{d:?}");
+    // And the report says the lesson (`tick --json`, the controller's log).
+    assert_eq!(r.idle_gap_s, Some(420), "{r:?}");
     assert_eq!(store.get(&f("orders")).1, 0, "nothing saved");
     assert_eq!(store.run_claim(), None, "nothing claimed");
 }
