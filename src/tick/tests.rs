@@ -461,6 +461,57 @@ fn five_in_a_pool_of_80(
     (sent, store, metrics)
 }
 
+/// `batch` ran 30 at once for five minutes 50 minutes ago and one since;
+/// every other function runs one.
+fn burst_an_hour_ago(f: &FunctionRef, minute: u64) -> crate::decision::MinuteMetrics {
+    let ago = (NOW / 60_000).saturating_sub(minute);
+    let c = if &*f.name == "batch" && (46..=50).contains(&ago) {
+        30.0
+    } else {
+        1.0
+    };
+    crate::decision::MinuteMetrics {
+        minute,
+        concurrency_max: Some(c),
+        invocations: Some(c * 60.0),
+        duration_avg_ms: Some(500.0),
+        ..crate::decision::MinuteMetrics::default()
+    }
+}
+
+#[test]
+fn a_burst_its_function_no_longer_forecasts_does_not_crowd_out_the_others() {
+    // An unreserved pool of 40. `batch` burst to 30 within the hour, and
+    // its forecast for the next window is far below that; five functions
+    // run one each. Reserving room for the burst (the hourly peak) left 2
+    // of the 40 for pings, and every small function lost its warm: the
+    // room kept is for what each function's forecast expects next.
+    let store = MemoryStore::new();
+    let small = ["a", "b", "c", "d", "e"];
+    for n in small.iter().chain(&["batch"]) {
+        store.put_policy(&f(n), policy(&[]));
+    }
+    let metrics = MemoryMetrics {
+        shape: Some(burst_an_hour_ago),
+        ..MemoryMetrics::default()
+    };
+    let lambda = MemoryWarmer {
+        unreserved: Some(40),
+        ..MemoryWarmer::default()
+    };
+    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    let batch = r.functions.iter().find(|o| &*o.function.name == "batch");
+    let d = batch.and_then(|o| o.decision).expect("batch decided");
+    assert!(d.raw_target < 30, "its forecast is below the burst: {d:?}");
+    for o in r.functions.iter().filter(|o| &*o.function.name != "batch") {
+        let d = o.decision.expect("decided");
+        assert!(d.pings() > 0, "{}: {d:?}", o.function);
+        assert_eq!(d.capped_by, None, "{}: {d:?}", o.function);
+    }
+    let sent: u32 = lambda.sent.lock().unwrap().iter().map(|p| p.n).sum();
+    assert!(sent <= 40 - 5, "{sent} pings: {r:#?}");
+}
+
 #[test]
 fn the_accounts_own_series_narrows_the_pool_less_the_pings_it_counted() {
     use crate::ports::PoolPings;
