@@ -783,13 +783,13 @@ impl StateStore for SlowStore<'_> {
     }
 }
 
-#[test]
-fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_claim() {
-    // Twelve functions; each state read and each save takes 4 s; the run's
-    // claim lasts 50 s. Handling all twelve would take 96 s, and another
-    // run may take the claim after 50 s and warm them again.
-    let clock = Stepping::at(NOW);
-    let store = SlowStore::new(&clock, 4_000);
+/// Twelve functions (`fn-00` to `fn-11`) running six each, and a first
+/// tick over them: its report, the claim's end, the names, the metrics and
+/// the warmer it used.
+fn twelve_ticked(
+    store: &SlowStore<'_>,
+    clock: &Stepping,
+) -> (TickReport, u64, Vec<String>, MemoryMetrics, MemoryWarmer) {
     let names: Vec<String> = (0..12).map(|i| format!("fn-{i:02}")).collect();
     for n in &names {
         store.inner.put_policy(&f(n), policy(&[("max", 50.0)]));
@@ -797,9 +797,18 @@ fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_clai
     let pairs: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 6.0)).collect();
     let (metrics, lambda) = (MemoryMetrics::steady(&pairs), MemoryWarmer::default());
     let cfg = TickConfig::new("run-1");
-    let r = block_on_ready(run_tick(&store, &metrics, &lambda, &clock, &cfg, NOW));
+    let r = block_on_ready(run_tick(store, &metrics, &lambda, clock, &cfg, NOW));
+    (r, NOW + cfg.lease_ms, names, metrics, lambda)
+}
 
-    let until = NOW + cfg.lease_ms;
+#[test]
+fn a_slow_table_leaves_functions_for_the_next_tick_and_nothing_outlasts_the_claim() {
+    // Twelve functions; each state read and each save takes 4 s; the run's
+    // claim lasts 50 s. Handling all twelve would take 96 s, and another
+    // run may take the claim after 50 s and warm them again.
+    let clock = Stepping::at(NOW);
+    let store = SlowStore::new(&clock, 4_000);
+    let (r, until, names, metrics, lambda) = twelve_ticked(&store, &clock);
     assert_eq!(*store.claims.lock().unwrap(), vec![(NOW, until)]);
     let saved: Vec<String> = r
         .functions
@@ -855,16 +864,7 @@ fn loads_the_scan_already_read_still_leave_time_for_the_saves() {
     // taken on, and their saves ran 14 s past the claim.
     let clock = Stepping::at(NOW);
     let store = SlowStore::new(&clock, 4_000).with_scanned_states();
-    let names: Vec<String> = (0..12).map(|i| format!("fn-{i:02}")).collect();
-    for n in &names {
-        store.inner.put_policy(&f(n), policy(&[("max", 50.0)]));
-    }
-    let pairs: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 6.0)).collect();
-    let (metrics, lambda) = (MemoryMetrics::steady(&pairs), MemoryWarmer::default());
-    let cfg = TickConfig::new("run-1");
-    let r = block_on_ready(run_tick(&store, &metrics, &lambda, &clock, &cfg, NOW));
-
-    let until = NOW + cfg.lease_ms;
+    let (r, until, ..) = twelve_ticked(&store, &clock);
     let saves = store.saves_at.lock().unwrap().clone();
     assert!(!saves.is_empty(), "some are handled: {r:#?}");
     assert!(r.late > 0, "the rest are left for the next tick: {r:#?}");
