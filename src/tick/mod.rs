@@ -1096,11 +1096,11 @@ struct PoolNeed {
 /// traffic. Reserved for the rest of the hour, one function's burst
 /// left the pool full on paper while the account's series saw a tenth of
 /// it in use, and the shared room, a few sandboxes, went to the functions
-/// first in line: on the bundled day (`forewarm simulate --json`, seeds
-/// 1-4) hundreds of one-sandbox functions went unwarmed for two hours
-/// after the 04:00 burst, and taking the forecast cut cold starts from
-/// 3,711 to 3,359 (mean), with as many real requests throttled (577
-/// against 583). `None` when no function draws on the pool.
+/// first in line: on the bundled day (`forewarm simulate --json`, the
+/// bundled seed and seeds 2-6) hundreds of one-sandbox functions went
+/// unwarmed for two hours after the 04:00 burst, and taking the forecast
+/// cut cold starts from 3,726 to 3,382 (mean), with as many real requests
+/// throttled (551 against 554). `None` when no function draws on the pool.
 fn pool_need(work: &[Work], aside: &RealAside) -> Option<PoolNeed> {
     let shared: Vec<usize> = (0..work.len()).filter(|&i| shares_pool(&work[i])).collect();
     let pool = shared
