@@ -489,38 +489,39 @@ impl StateStore for DynamoStore {
         let mut defaults = None;
         let mut policies: BTreeMap<String, PolicyDoc> = BTreeMap::new();
         let mut next_check: HashMap<String, (u64, Option<Slots>, Option<f64>)> = HashMap::new();
-        for item in &items {
-            let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) else {
+        let mut states: HashMap<String, Item> = HashMap::new();
+        for item in items {
+            let (Some(pk), Some(sk)) = (get_s(&item, "pk"), get_s(&item, "sk")) else {
                 continue;
             };
+            let pk = pk.to_string();
             match sk {
-                "policy" if pk == DEFAULTS_PK => defaults = Some(policy_doc(item)),
+                "policy" if pk == DEFAULTS_PK => defaults = Some(policy_doc(&item)),
                 "policy" => {
-                    policies.insert(pk.to_string(), policy_doc(item));
+                    policies.insert(pk, policy_doc(&item));
                 }
                 // The account's state item holds the run's claim, nothing to check.
                 "state" if pk == DEFAULTS_PK => {}
                 "state" => {
                     // Absent or not numbers: no run, the function is
                     // looked at by its `next_check_ms` alone.
-                    let slots = match (get_u64(item, "run_every_ms"), get_u64(item, "run_until_ms"))
-                    {
+                    let slots = match (
+                        get_u64(&item, "run_every_ms"),
+                        get_u64(&item, "run_until_ms"),
+                    ) {
                         (Some(every_ms), Some(until_ms)) => Some(Slots { every_ms, until_ms }),
                         _ => None,
                     };
-                    let at = get_u64(item, "next_check_ms").unwrap_or(0);
-                    let real = get_f64(item, "real_busy").and_then(checked_busy);
-                    next_check.insert(pk.to_string(), (at, slots, real));
+                    let at = get_u64(&item, "next_check_ms").unwrap_or(0);
+                    let real = get_f64(&item, "real_busy").and_then(checked_busy);
+                    next_check.insert(pk.clone(), (at, slots, real));
+                    states.insert(pk, item);
                 }
                 _ => {}
             }
         }
-        let states = items
-            .into_iter()
-            .filter(|i| get_s(i, "sk") == Some("state"))
-            .filter_map(|i| Some((get_s(&i, "pk")?.to_string(), i)))
-            .filter(|(pk, _)| policies.contains_key(pk))
-            .collect();
+        // Kept for the looks only where a policy lists the function.
+        states.retain(|pk, _| policies.contains_key(pk));
         *self.scanned.lock().unwrap_or_else(|e| e.into_inner()) = Scanned {
             states,
             listed: policies.keys().cloned().collect(),

@@ -118,8 +118,7 @@ pub(super) fn tick(args: TickArgs) -> anyhow::Result<()> {
         println!("{} functions resting (not due for a look)", report.resting);
         if let Some(gap) = report.idle_gap_s {
             println!(
-                "account: idle sandboxes taken to survive {} s (the warms' interval, inside each function's own deaths)",
-                gap
+                "account: idle sandboxes taken to survive {gap} s (the warms' interval, inside each function's own deaths)"
             );
         }
         if report.late > 0 {

@@ -98,10 +98,10 @@ pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
 /// `forewarm simulate` against twelve hours (the previous cadence, itself
 /// chosen against three and six): on the bundled day CloudWatch 0.693 to
 /// 0.652 USD, cold starts 3,727 against 3,726 (mean over the bundled seed
-/// and seeds 2-6), and within 1 % with `--ttl 10m`, vpc-2018 and lambda-2019; on synthetic
-/// fleets 0.8 % more cold starts on 300 × 3 days (seed 7), 12-14 % fewer on
-/// 300 × 7 (seed 11) and 500 × 4 (seed 3), 2 % fewer over three seeds of
-/// 1,000 × 3 (seed 11). The fleets' gain comes with 1-8 % more pings and is
+/// and seeds 2-6), and within 1 % with `--ttl 10m`, vpc-2018 and
+/// lambda-2019; on synthetic fleets 0.8 % more cold starts on 300 × 3 days
+/// (seed 7), 12-14 % fewer on 300 × 7 (seed 11) and 500 × 4 (seed 3), 2 %
+/// fewer over three seeds of 1,000 × 3 (seed 11). The fleets' gain comes with 1-8 % more pings and is
 /// the cold-start gate's doing: a cold share learned from fewer reads lets
 /// the band narrow less often.
 pub const DETAIL_EVERY_MINUTES: u64 = 1_440;

@@ -1110,9 +1110,10 @@ fn pool_need(work: &[Work], aside: &RealAside) -> Option<PoolNeed> {
     let (mut average, mut spread2) = (aside.average, 0.0);
     for &i in &shared {
         let st = &work[i].state;
-        let expected = work[i].decision.map(|d| f64::from(d.raw_target));
-        let busy = st.busy;
-        let peak = expected.map_or(st.recent_peak(), |e| st.recent_peak().min(e.max(busy)));
+        let (busy, recent) = (st.busy, st.recent_peak());
+        let peak = work[i]
+            .decision
+            .map_or(recent, |d| recent.min(f64::from(d.raw_target).max(busy)));
         if busy.is_finite() && peak.is_finite() {
             average += busy.max(0.0);
             spread2 += (peak - busy).max(0.0).powi(2);
