@@ -211,6 +211,15 @@ pub struct ReportSummary {
     pub spread_ms: u64,
     /// Hold asked for, ms.
     pub delay_ms: u32,
+    /// Warm replies from sandboxes none of the last warms reached: made by
+    /// real traffic since (see `FunctionState::known`). Counted when the
+    /// report is applied; 0 when nothing was known to compare with.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub strangers: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Failed pings of one warm, by kind.
@@ -313,6 +322,7 @@ impl WarmReport {
             failures,
             spread_ms: hi.saturating_sub(lo.min(hi)),
             delay_ms: self.delay_ms,
+            strangers: 0,
         }
     }
 }

@@ -116,13 +116,22 @@ impl FunctionState {
             p.2 = p.2.min(MAX_DEMAND as u32);
         }
 
-        if self.read_every_minutes > super::READ_EVERY_MAX_MINUTES {
+        if self.read_every_minutes > super::READ_EVERY_MAX_CHEAP_MINUTES {
             fixed.push(format!(
                 "read_every_minutes ({}) above {}",
                 self.read_every_minutes,
-                super::READ_EVERY_MAX_MINUTES
+                super::READ_EVERY_MAX_CHEAP_MINUTES
             ));
             self.read_every_minutes = 0;
+        }
+        if self.known.len() > super::KNOWN_MAX {
+            fixed.push(format!(
+                "known: {} sandbox ids, above {}",
+                self.known.len(),
+                super::KNOWN_MAX
+            ));
+            // Too many to be one warm's: none is safer than a wrong few.
+            self.known.clear();
         }
         if self.init_ms as u64 > super::pings::MAX_INIT_WAIT_MS {
             fixed.push(format!(
@@ -232,6 +241,7 @@ mod tests {
         st.forecaster.recent = f64::NAN;
         st.forecaster.active_share = 7.0;
         st.avoidable.per_minute = f32::NAN;
+        st.known = vec![7; 9];
         // A plan whose slots never end (or come every 0 ms).
         st.run = Some(crate::decision::Run {
             first_ms: NOW,
@@ -243,8 +253,9 @@ mod tests {
             busy: 0,
         });
         let fixed = st.repair(NOW).unwrap();
-        assert_eq!(fixed.len(), 6, "{fixed:?}");
+        assert_eq!(fixed.len(), 7, "{fixed:?}");
         assert_eq!(st.run, None);
+        assert!(st.known.is_empty());
         assert_eq!(st.avoidable.per_minute, 0.0);
         assert_eq!(st.forecaster.active_share, 1.0);
         assert_eq!(st.next_check_ms, NOW);

@@ -512,6 +512,85 @@ fn reads_stretch_while_the_forecast_holds_and_a_cold_warm_brings_them_back() {
 }
 
 #[test]
+fn a_forecast_holds_while_its_misses_are_what_its_quantile_allows() {
+    // At 0.95 a window in twenty misses by design.
+    assert!(forecast_held(0.95, 3, 0));
+    assert!(forecast_held(0.95, 3, 1), "one miss in a 15-minute read");
+    assert!(!forecast_held(0.95, 3, 2), "two of three: 0.7 % likely");
+    assert!(forecast_held(0.95, 48, 5), "four hours, five misses: 9 %");
+    assert!(!forecast_held(0.95, 48, 6), "six: 3 %");
+    assert!(!forecast_held(0.95, 2, 3), "more misses than windows");
+    assert!(!forecast_held(f64::NAN, 3, 1));
+    assert!(forecast_held(f64::NAN, 3, 0));
+}
+
+/// A warm at minute `m` whose pings reached these sandboxes, `*` marking
+/// one the ping made.
+fn warm_of(m: u64, ids: &[&str]) -> WarmReport {
+    let at = m * 60_000;
+    WarmReport {
+        requested: ids.len() as u32,
+        delay_ms: 300,
+        sent_at_ms: at,
+        pings: ids
+            .iter()
+            .map(|id| match id.strip_prefix('*') {
+                Some(made) => PingOutcome::answered(made, true, at),
+                None => PingOutcome::answered(*id, false, at),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_warm_reply_from_a_sandbox_no_warm_reached_calls_for_a_read_at_once() {
+    let p = Policy::default();
+    let mut st = FunctionState::new(&p);
+    let until = 10_000;
+    st.watermark_minute = Some(until - 1);
+    st.detail_minute = Some(until - 1);
+    st.read_every_minutes = READ_EVERY_MAX_MINUTES;
+    let strangers = |st: &mut FunctionState, m: u64, ids: &[&str]| {
+        apply_report(&p, st, &warm_of(m, ids), m * 60_000).strangers
+    };
+    assert_eq!(
+        strangers(&mut st, until + 5, &["a", "b"]),
+        0,
+        "none known yet"
+    );
+    assert_eq!(strangers(&mut st, until + 10, &["b", "a"]), 0);
+    assert_eq!(
+        strangers(&mut st, until + 15, &["a", "*c"]),
+        0,
+        "the ping made c"
+    );
+    assert_eq!(
+        read_plan(&st, until + 20, 15, 180).map(|r| r.from_minute),
+        Some(until),
+        "a cold ping: read"
+    );
+    st.watermark_minute = Some(until + 20);
+    assert_eq!(strangers(&mut st, until + 25, &["c", "b"]), 0);
+    assert_eq!(
+        read_plan(&st, until + 40, 15, 180),
+        None,
+        "the same sandboxes: no news"
+    );
+    // Real traffic made d since: it needed more than was warm.
+    assert_eq!(strangers(&mut st, until + 30, &["d", "a"]), 1);
+    assert!(
+        read_plan(&st, until + 36, 15, 180).is_some(),
+        "read at the base cadence"
+    );
+    // Warms that reach more than a few keep no ids: they reach a different
+    // few each time.
+    strangers(&mut st, until + 35, &["a", "b", "c", "d", "e"]);
+    assert!(st.known.is_empty());
+    assert_eq!(strangers(&mut st, until + 40, &["f", "g"]), 0);
+    assert_eq!(st.known.len(), 2);
+}
+
+#[test]
 fn cold_replies_teach_how_long_an_init_takes_and_timeouts_widen_the_wait() {
     let p = Policy::default();
     let mut st = FunctionState::new(&p);

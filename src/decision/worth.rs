@@ -202,7 +202,9 @@ pub(crate) fn estimate(policy: &Policy, avoidable: &Avoidable, i: &Inputs) -> Op
     );
     let pings_usd = per_warm * warms_per_hour;
     // Reads are not counted: a warmed function whose forecast holds is
-    // read once an hour, as one left cold is. Counting a read every base
+    // read once an hour, as one left cold is, or less often when it is
+    // cheap to warm (`READ_EVERY_MAX_CHEAP_MINUTES`), so leaving it cold
+    // saves no read. Counting a read every base
     // gap made warming look far dearer than it was: on the bundled day at
     // `wait_usd_per_s = 0.001` the estimates of the 562 functions left cold
     // summed to $0.024 an hour, and leaving them cold saved $0.06 over the

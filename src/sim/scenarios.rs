@@ -291,11 +291,12 @@ fn a_faster_reaping_is_followed_within_fifteen_minutes() {
 #[test]
 fn a_forecast_that_holds_is_read_rarely_and_a_jump_is_read_at_once() {
     // Two one-second calls a minute for ten hours, then three hundred: the
-    // steady hours need few reads, each of two series (concurrency and
-    // invocations) but for the hourly detail. The jump is warmed by its own
-    // traffic (the pings still find idle sandboxes, so no warm comes back
-    // cold to call for a read at once); it must be read within the longest
-    // read gap, plus CloudWatch's lag and a look.
+    // steady hours need few reads. The jump is warmed by its own traffic:
+    // the pings still find idle sandboxes, so no warm comes back cold, but
+    // they find sandboxes the jump's traffic made, which no warm had
+    // reached. That calls for a read at once, so the jump is read within
+    // the hourly gap (not the four hours its two sandboxes allow), plus
+    // CloudWatch's lag and a look.
     let mut work = Workload::steady(2, 14 * 60, 1_000.0);
     let jump = 10 * 60;
     for m in jump..14 * 60 {
@@ -318,6 +319,33 @@ fn a_forecast_that_holds_is_read_rarely_and_a_jump_is_read_at_once() {
     assert!(
         after.iter().any(|&t| t >= 4),
         "targets in the {within} minutes after the jump: {after:?}"
+    );
+}
+
+/// Routine reads of one function over a run (detail reads count as one).
+fn reads(run: &PolicyRun) -> f64 {
+    let model = Model::load("lambda-2021").expect("bundled model");
+    run.report.warm_cost_parts.cloudwatch / model.prices.metric_request_usd
+}
+
+#[test]
+fn a_function_cheap_to_warm_is_read_every_four_hours_and_a_busy_one_every_hour() {
+    // Two one-second calls a minute keep a sandbox or two warm: an hour of
+    // their pings costs less than one read, so while the forecast holds
+    // they are read up to four hours apart. Sixty calls a minute keep ten,
+    // whose hour of pings is worth more than a read: at least hourly.
+    let cheap = reads(&Workload::steady(2, 2 * DAY, 1_000.0).run("forewarm"));
+    let busy = reads(&Workload::steady(60, 2 * DAY, 1_000.0).run("forewarm"));
+    // Hourly, as every function was read before, the cheap one asked for
+    // 74 metrics in the two days (48 hours, the first hours' shorter gaps
+    // and two detail reads of four). Its forecast moves between two and
+    // three sandboxes, and its third sandbox is often reaped between warms:
+    // a cold ping, or three to warm, reads within the hour, so it is read
+    // about every 70 minutes, not every four hours (55 metrics).
+    assert!(cheap <= 60.0, "{cheap:.0} metrics for the cheap function");
+    assert!(
+        busy >= 48.0 + 6.0,
+        "{busy:.0} metrics for the busy function"
     );
 }
 
@@ -423,11 +451,13 @@ fn now_and_then(days: usize) -> Workload {
     }
 }
 
-/// Pings and real cold starts from the second day's second hour on: a
+/// Pings and real cold starts from the second day's third hour on: a
 /// function is judged once a day of its minutes has been read, at the first
-/// read after the first day (reads lag and are spaced by up to an hour).
+/// read after the first day (reads lag and are spaced by up to two hours
+/// for a function cheap to warm).
 fn after_the_first_day(run: &PolicyRun) -> (u32, u32) {
-    let p = between(run, DAY + 60, run.timeline.len());
+    let from = DAY + crate::decision::READ_EVERY_MAX_CHEAP_MINUTES as usize;
+    let p = between(run, from, run.timeline.len());
     (
         p.iter().map(|m| m.pings).sum(),
         p.iter().map(|m| m.cold_starts).sum(),

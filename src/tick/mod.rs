@@ -54,7 +54,9 @@ pub struct TickConfig {
     pub first_history_minutes: u64,
     /// The base gap between reads of a function's metrics, minutes: one read
     /// per this many minutes, stretched up to
-    /// [`decision::READ_EVERY_MAX_MINUTES`] while its forecast holds.
+    /// [`decision::READ_EVERY_MAX_MINUTES`] while its forecast holds (up to
+    /// [`decision::READ_EVERY_MAX_CHEAP_MINUTES`] for a function cheap to
+    /// warm).
     /// GetMetricData bills per metric requested, whatever the span, so
     /// reading every window would cost three times as much for a forecast
     /// that learns the same windows, only later.
@@ -681,8 +683,9 @@ fn set_aside_resting(
     // is not the controller's, and resting on it would leave the function
     // alone forever. (Bounded by the idle rest alone, a function read an
     // hour apart was loaded at every tick of the half hour before its look.)
-    let planned = now_ms
-        .saturating_add(decision::READ_EVERY_MAX_MINUTES * 60_000 + 2 * decision::IDLE_CHECK_MS);
+    let planned = now_ms.saturating_add(
+        decision::READ_EVERY_MAX_CHEAP_MINUTES * 60_000 + 2 * decision::IDLE_CHECK_MS,
+    );
     targets.retain(|t| {
         let rests = t.next_check_ms <= planned
             && decision::run::rests(t.next_check_ms, t.slots, prev_tick, now_ms);
