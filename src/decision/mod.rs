@@ -138,10 +138,10 @@ pub const READ_EVERY_MAX_MINUTES: u64 = 60;
 /// gap): CloudWatch 41 % less on the bundled day (0.650 to 0.386 USD, mean
 /// of the bundled seed and seeds 2-6) and 35-50 % less on every other run
 /// tried; cold starts 4.8 % fewer on the bundled day at the same pings,
-/// 5-7 % fewer with `--ttl 10m` and lambda-2019 and 3 % fewer on 300 × 3
-/// days (seed 7) at 3-6 % more pings, level with vpc-2018 at 8 % more
-/// pings, and 1-3 % more on 300 × 7 (seed 11), 500 × 4 (seed 3) and
-/// 1,000 × 3 (seed 11) at 0-27 % fewer pings.
+/// 5-7 % fewer with `--ttl 10m` and lambda-2019 at 3-6 % more pings,
+/// level with vpc-2018 at 8 % more, 3 % fewer on 300 × 3 days (seed 7)
+/// at 17 % fewer pings, and 1-3 % more on 300 × 7 (seed 11), 500 × 4
+/// (seed 3) and 1,000 × 3 (seed 11) at 0-27 % fewer pings.
 pub const READ_EVERY_MAX_CHEAP_MINUTES: u64 = 240;
 /// The most sandboxes a function may keep warm and count as cheap to warm:
 /// two sandboxes pinged every five minutes are 24 pings an hour, about
