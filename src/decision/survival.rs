@@ -111,11 +111,20 @@ const DAY_MS: u64 = 86_400_000;
 /// Real requests a warm's cold pings may have met however quiet the
 /// function was lately: one call can always arrive.
 const QUIET_CALLS: u32 = 1;
-/// Warms waiting for their minute's metrics (reads come every 15 minutes,
-/// warms every few: a handful, and an outage must not grow the state).
+/// Warms waiting for their minute's metrics (reads come every 15 minutes
+/// to four hours, warms every few: a handful, and an outage must not grow
+/// the state; a read falls due before they overflow, see
+/// [`Survival::pending_full`]).
 const PENDING_KEPT: usize = 6;
 
 impl Survival {
+    /// Whether one more warm with cold pings to judge would drop the
+    /// oldest waiting: the function's read is due, so that no evidence is
+    /// lost to a long read gap.
+    pub fn pending_full(&self) -> bool {
+        self.pending.len() + 1 >= PENDING_KEPT
+    }
+
     /// Learns what a warm's replies prove at once, and keeps cold pings
     /// that need the warm minute's metrics to be judged.
     ///

@@ -564,22 +564,18 @@ fn a_warm_reply_from_a_sandbox_no_warm_reached_calls_for_a_read_at_once() {
         0,
         "the ping made c"
     );
-    assert_eq!(
-        read_plan(&st, until + 20, 15, 180).map(|r| r.from_minute),
-        Some(until),
-        "a cold ping: read"
-    );
+    let due = |st: &FunctionState, m: u64| read_plan(st, m, 15, 180).map(|r| r.from_minute);
+    assert_eq!(due(&st, until + 20), None, "one sandbox reaped: no news");
+    assert_eq!(strangers(&mut st, until + 20, &["*e", "*f"]), 0);
+    assert_eq!(due(&st, until + 25), Some(until), "two cold pings: read");
     st.watermark_minute = Some(until + 20);
-    assert_eq!(strangers(&mut st, until + 25, &["c", "b"]), 0);
-    assert_eq!(
-        read_plan(&st, until + 40, 15, 180),
-        None,
-        "the same sandboxes: no news"
-    );
+    assert_eq!(strangers(&mut st, until + 25, &["c", "e"]), 0);
+    assert_eq!(due(&st, until + 40), None, "the same sandboxes: no news");
     // Real traffic made d since: it needed more than was warm.
     assert_eq!(strangers(&mut st, until + 30, &["d", "a"]), 1);
-    assert!(
-        read_plan(&st, until + 36, 15, 180).is_some(),
+    assert_eq!(
+        due(&st, until + 36),
+        Some(until + 21),
         "read at the base cadence"
     );
     // Warms that reach more than a few keep no ids: they reach a different
@@ -588,6 +584,47 @@ fn a_warm_reply_from_a_sandbox_no_warm_reached_calls_for_a_read_at_once() {
     assert!(st.known.is_empty());
     assert_eq!(strangers(&mut st, until + 40, &["f", "g"]), 0);
     assert_eq!(st.known.len(), 2);
+}
+
+#[test]
+fn survival_evidence_about_to_be_dropped_calls_for_a_read() {
+    let mut st = FunctionState::new(&Policy::default());
+    let until = 10_000;
+    st.watermark_minute = Some(until - 1);
+    st.detail_minute = Some(until - 1);
+    st.read_every_minutes = READ_EVERY_MAX_MINUTES;
+    let waiting = |minute| crate::decision::survival::Pending {
+        minute,
+        gap_s: 300,
+        pings: 1,
+        cold: 1,
+    };
+    st.survival.pending = (0..4).map(|k| waiting(until + 5 * k)).collect();
+    assert_eq!(read_plan(&st, until + 20, 15, 180), None, "room for more");
+    st.survival.pending.push(waiting(until + 20));
+    assert!(
+        read_plan(&st, until + 20, 15, 180).is_some(),
+        "the next cold warm would drop the oldest"
+    );
+}
+
+#[test]
+fn detail_reads_wait_for_warming_and_come_every_two_days_for_a_cheap_function() {
+    let mut st = FunctionState::new(&Policy::default());
+    let until = 10_000;
+    st.watermark_minute = Some(until - 1);
+    st.detail_minute = Some(until - 1 - DETAIL_EVERY_MINUTES);
+    st.busy = 0.5;
+    let decided = |target| DecisionRecord::from((0, Reason::Due, 1.0, target, target));
+    st.decisions.push(decided(0));
+    let plan = |st: &FunctionState| read_plan(st, until + 15, 15, 180).map(|r| r.detail);
+    assert_eq!(plan(&st), Some(false), "left cold: no detail");
+    st.decisions.push(decided(5));
+    assert_eq!(plan(&st), Some(true), "warmed: a day since the last");
+    st.decisions.push(decided(2));
+    assert_eq!(plan(&st), Some(false), "cheap to warm: two days");
+    st.detail_minute = Some(until - 1 - DETAIL_EVERY_CHEAP_MINUTES + 15);
+    assert_eq!(plan(&st), Some(true));
 }
 
 #[test]
