@@ -55,6 +55,15 @@ pub struct WarmRecord {
     pub busy: u32,
 }
 
+impl WarmRecord {
+    /// Whether a minute of this warm (its pings, held, and the minute its
+    /// last one may start in) comes at or after `read_until_ms`, the end
+    /// of the minutes read: its pings are still to be taken out of a read.
+    pub(crate) fn unread(&self, read_until_ms: u64) -> bool {
+        self.at_ms + self.hold_ms as u64 + 62_000 > read_until_ms
+    }
+}
+
 impl From<(u64, u32, u32, u32, u32)> for WarmRecord {
     fn from((at_ms, n, hold_ms, reached, busy): (u64, u32, u32, u32, u32)) -> Self {
         WarmRecord {

@@ -1102,7 +1102,7 @@ fn unread_warms(state: &FunctionState, w: u64) -> usize {
     let kept = state
         .warms
         .iter()
-        .filter(|x| x.at_ms + x.hold_ms as u64 + 62_000 > read_until_ms)
+        .filter(|x| x.unread(read_until_ms))
         .count();
     let planned = state.run.map_or(0, |r| {
         (r.until_ms.saturating_sub(r.first_ms)).div_ceil(r.every_ms.max(1)) as usize
@@ -1145,9 +1145,9 @@ pub fn screened_until(plan: &ReadPlan, until_minute: u64, screen_minute: u64) ->
 /// every minute they touched already read.
 fn forget_warms(state: &mut FunctionState, now_ms: u64) {
     let read_until_ms = state.watermark_minute.map_or(0, |w| (w + 1) * 60_000);
-    state.warms.retain(|w| {
-        w.at_ms + WARMS_KEPT_MS > now_ms || w.at_ms + w.hold_ms as u64 + 62_000 > read_until_ms
-    });
+    state
+        .warms
+        .retain(|w| w.at_ms + WARMS_KEPT_MS > now_ms || w.unread(read_until_ms));
     let extra = state.warms.len().saturating_sub(WARMS_KEPT_MAX);
     state.warms.drain(..extra);
 }
@@ -1389,13 +1389,8 @@ fn meet_sandboxes(state: &mut FunctionState, report: &WarmReport) -> u32 {
     if met.len() > KNOWN_MAX {
         state.known.clear();
     } else {
-        let older: Vec<u32> = state
-            .known
-            .iter()
-            .copied()
-            .filter(|k| !met.contains(k))
-            .collect();
-        met.extend(older);
+        state.known.retain(|k| !met.contains(k));
+        met.append(&mut state.known);
         met.truncate(KNOWN_MAX);
         state.known = met;
     }

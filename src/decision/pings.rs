@@ -214,12 +214,8 @@ pub struct ReportSummary {
     /// Warm replies from sandboxes none of the last warms reached: made by
     /// real traffic since (see `FunctionState::known`). Counted when the
     /// report is applied; 0 when nothing was known to compare with.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub strangers: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// Failed pings of one warm, by kind.
