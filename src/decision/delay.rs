@@ -79,6 +79,37 @@ pub fn tune_delay(policy: &Policy, current_ms: u32, s: &ReportSummary) -> (u32, 
     }
 }
 
+/// The start-to-start gap of a warm's pings, µs: its measured start spread
+/// over its identified pings less one. `None` from fewer than two.
+pub(crate) fn fan_out_us(s: &ReportSummary) -> Option<u32> {
+    let identified = s.ok - s.anonymous;
+    (identified >= 2).then(|| {
+        let us = s.spread_ms.saturating_mul(1_000) / u64::from(identified - 1);
+        us.min(u64::from(FAN_OUT_MAX_US)) as u32
+    })
+}
+
+/// Largest fan-out gap believed, µs: a second between two pings' starts is
+/// no fan-out but a stall, and a corrupted state must not hold pings long.
+pub(crate) const FAN_OUT_MAX_US: u32 = 1_000_000;
+
+/// The hold a warm of `n` pings asks for: the tuned hold, or longer when
+/// `n` pings at the measured fan-out (`fan_out_us`, 0 when not measured)
+/// spread further than the warm the hold was tuned on. The tuner learns
+/// from the last warm only, so a function warmed one sandbox at a time for
+/// hours had tuned its hold down to the policy's floor; its first warm of
+/// 100 then spread over 200 ms, its pings met the sandboxes the first ones
+/// had freed, and a quarter of the target was warmed.
+pub(crate) fn hold_for(policy: &Policy, tuned_ms: u32, fan_out_us: u32, n: u32) -> u32 {
+    let spread_ms = f64::from(fan_out_us) / 1_000.0 * f64::from(n.saturating_sub(1));
+    let need = spread_ms * SPREAD_FACTOR + SPREAD_SLACK_MS;
+    (f64::from(tuned_ms)
+        .max(need)
+        .round()
+        .min(f64::from(u32::MAX)) as u32)
+        .clamp(policy.delay_ms_min, policy.delay_ms_max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +174,21 @@ mod tests {
             cur = tune_delay(&Policy::default(), cur, &report(20, 20, 100, cur).summary()).0;
         }
         assert_eq!(cur, 155, "settles at 1.25 x spread + 30 ms");
+    }
+
+    #[test]
+    fn a_larger_warm_holds_for_its_own_fan_out_within_the_policy() {
+        let p = Policy::default();
+        // 20 pings spread over 95 ms: 5 ms from one start to the next.
+        let us = fan_out_us(&report(20, 20, 95, 150).summary());
+        assert_eq!(us, Some(5_000));
+        assert_eq!(fan_out_us(&report(1, 1, 0, 150).summary()), None);
+        // A warm of 100 spreads over 495 ms: 1.25 x that + 30 ms.
+        assert_eq!(hold_for(&p, 150, 5_000, 100), 649);
+        assert_eq!(hold_for(&p, 150, 5_000, 3), 150, "the tuned hold covers it");
+        assert_eq!(hold_for(&p, 150, 0, 100), 150, "fan-out not measured");
+        assert_eq!(hold_for(&p, 150, FAN_OUT_MAX_US, 1_000), p.delay_ms_max);
+        assert_eq!(hold_for(&p, 0, 0, 1), p.delay_ms_min);
     }
 
     #[test]

@@ -202,8 +202,13 @@ pub struct FunctionState {
     pub watermark_minute: Option<u64>,
     /// The forecaster's memory.
     pub forecaster: Forecaster,
-    /// The hold the next warm asks for, ms.
+    /// The hold the delay tuner set on the last warm's replies, ms; a
+    /// larger warm holds longer (see `delay::hold_for`).
     pub delay_ms: u32,
+    /// The start-to-start gap of a warm's pings, µs, as the last warm of
+    /// two or more identified pings measured. 0: not measured yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fan_out_us: u32,
     /// When the next warm is due, epoch ms.
     pub next_due_ms: u64,
     /// When the controller should next look at the function, epoch ms.
@@ -404,6 +409,7 @@ impl FunctionState {
             detail_minute: None,
             duration_ms: 0.0,
             init_ms: 0,
+            fan_out_us: 0,
             known: Vec::new(),
             run: None,
             avoidable: Avoidable::default(),
@@ -669,7 +675,7 @@ pub fn decide(
         d.reason = Reason::NotWorthIt;
         state.read_every_minutes = READ_EVERY_MAX_MINUTES;
     } else if due || rising {
-        start_warm(state, &mut d, obs, due, interval_s, now_ms);
+        start_warm(policy, state, &mut d, obs, due, interval_s, now_ms);
     }
     state.worth = worth.filter(|_| d.reason == Reason::NotWorthIt);
     d.next_check_ms = next_look(policy, state, obs, d.reason, idle, now_ms);
@@ -701,7 +707,7 @@ fn judge(
         &worth::Inputs {
             pings,
             interval_s,
-            hold_ms: state.delay_ms,
+            hold_ms: delay::hold_for(policy, state.delay_ms, state.fan_out_us, pings),
             memory_mb: obs.limits.memory_mb,
             reads: obs.reads,
             init_ms: state.init_ms,
@@ -770,6 +776,7 @@ fn planned_slot(
 /// from now, and the pings go to the sandboxes the target wants that real
 /// traffic is not holding.
 fn start_warm(
+    policy: &Policy,
     state: &mut FunctionState,
     d: &mut Decision,
     obs: &Observation,
@@ -793,16 +800,17 @@ fn start_warm(
         } else {
             Reason::Rising
         };
+        let hold_ms = delay::hold_for(policy, state.delay_ms, state.fan_out_us, n);
         d.action = Action::Warm {
             n,
-            delay_ms: state.delay_ms,
+            delay_ms: hold_ms,
         };
         // Recorded now, before the pings go out: their minutes must be
         // corrected even if the report never comes back.
         state.warms.push(WarmRecord {
             at_ms: now_ms,
             n,
-            hold_ms: state.delay_ms,
+            hold_ms,
             reached: d.target,
             busy,
         });
@@ -1340,6 +1348,9 @@ pub fn apply_report(
     let summary = report.summary();
     let (delay, _) = delay::tune_delay(policy, state.delay_ms, &summary);
     state.delay_ms = delay;
+    if let Some(us) = delay::fan_out_us(&summary) {
+        state.fan_out_us = us;
+    }
     let real_peak = state.recent_peak();
     state.survival.learn(
         report,

@@ -141,6 +141,14 @@ impl FunctionState {
             ));
             self.init_ms = super::pings::MAX_INIT_WAIT_MS as u32;
         }
+        if self.fan_out_us > super::delay::FAN_OUT_MAX_US {
+            fixed.push(format!(
+                "fan_out_us ({}) above {}",
+                self.fan_out_us,
+                super::delay::FAN_OUT_MAX_US
+            ));
+            self.fan_out_us = super::delay::FAN_OUT_MAX_US;
+        }
         if self.run.is_some_and(|r| !r.is_sane()) {
             fixed.push("run: spacing or end out of range".into());
             self.run = None;
@@ -242,6 +250,7 @@ mod tests {
         st.forecaster.active_share = 7.0;
         st.avoidable.per_minute = f32::NAN;
         st.known = vec![7; 9];
+        st.fan_out_us = u32::MAX;
         // A plan whose slots never end (or come every 0 ms).
         st.run = Some(crate::decision::Run {
             first_ms: NOW,
@@ -253,8 +262,9 @@ mod tests {
             busy: 0,
         });
         let fixed = st.repair(NOW).unwrap();
-        assert_eq!(fixed.len(), 7, "{fixed:?}");
+        assert_eq!(fixed.len(), 8, "{fixed:?}");
         assert_eq!(st.run, None);
+        assert_eq!(st.fan_out_us, crate::decision::delay::FAN_OUT_MAX_US);
         assert!(st.known.is_empty());
         assert_eq!(st.avoidable.per_minute, 0.0);
         assert_eq!(st.forecaster.active_share, 1.0);

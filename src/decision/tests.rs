@@ -395,6 +395,30 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
 }
 
 #[test]
+fn a_large_warm_after_small_ones_holds_long_enough_for_its_own_fan_out() {
+    // Two sandboxes for six hours, then a hundred. The loop's pings start
+    // 10 ms apart, so the warms of a few tuned the hold to a few tens of ms
+    // of spread; held that long, the later pings of a warm of 100 (spread
+    // over a second) would meet sandboxes the first had just freed.
+    let mut l = Loop::new(Series(std::sync::Arc::new(|m| {
+        if m < 360 { 2.0 } else { 100.0 }
+    })));
+    l.run_minutes(420);
+    let small = l.sent.iter().rfind(|&&(m, ..)| m < 360).copied();
+    let (_, small_n, small_hold) = small.expect("warms before the jump");
+    assert!(small_n <= 5 && small_hold < 200, "{small:?}");
+    let large: Vec<_> = l.sent.iter().filter(|&&(_, n, _)| n >= 50).collect();
+    assert!(!large.is_empty(), "no large warm: {:?}", l.sent);
+    for &&(m, n, hold) in &large {
+        let spread_ms = f64::from(n - 1) * 10.0;
+        assert!(
+            f64::from(hold) >= spread_ms,
+            "minute {m}: {n} pings spread over {spread_ms} ms held {hold} ms"
+        );
+    }
+}
+
+#[test]
 fn reads_of_concurrency_alone_keep_the_pings_off_the_busy_sandboxes() {
     // Half of a steady peak of 10 is busy at a typical moment; a detail read
     // shows it, and the routine reads after it have only the peaks.
