@@ -1452,6 +1452,20 @@ pub fn warm_resized(state: &mut FunctionState, at_ms: u64, n: u32) {
     }
 }
 
+/// Brings the function's next warm `early_ms` forward, but not to before
+/// the next tick and never later than it was, and its next look with it;
+/// returns when the warm now falls due. For a warm the tick cut to share
+/// the account's pool: see the tick's `share_account_pool`.
+pub fn warm_sooner(state: &mut FunctionState, early_ms: u64, now_ms: u64) -> u64 {
+    let due = state
+        .next_due_ms
+        .saturating_sub(early_ms)
+        .max(now_ms + run::MIN_EVERY_MS);
+    state.next_due_ms = state.next_due_ms.min(due);
+    state.next_check_ms = state.next_check_ms.min(state.next_due_ms);
+    state.next_due_ms
+}
+
 /// Forgets a warm that never went out (the invoke failed as a whole), so its
 /// pings are not subtracted from real demand.
 pub fn warm_failed(state: &mut FunctionState, at_ms: u64) {

@@ -402,13 +402,9 @@ fn every_port_failure_has_a_recovery() {
     assert_eq!(error_policy(Stage::Claim, Unavailable), Recovery::Abort);
 }
 
-#[test]
-fn functions_sharing_the_account_pool_share_its_room() {
-    // Five functions peaking at 10 real each (5 on average), none reserved,
-    // in an account whose unreserved pool is 60. Together they run about
-    // 5 x 5 + sqrt(5 x 5^2) = 36.2 at once; with headroom 5, 18 sandboxes
-    // are left for pings between them, however much each would warm alone
-    // (each alone sees room for 45).
+/// Five functions peaking at 10 real each (5 on average), none reserved,
+/// in an account whose unreserved pool is 60, ticked at `at`.
+fn five_in_a_pool_of_60(at: u64) -> (MemoryStore, MemoryWarmer, TickReport) {
     let store = MemoryStore::new();
     let names = ["a", "b", "c", "d", "e"];
     for n in names {
@@ -419,16 +415,62 @@ fn functions_sharing_the_account_pool_share_its_room() {
         unreserved: Some(60),
         ..MemoryWarmer::default()
     };
-    let r = tick(&store, &metrics, &lambda, "run-1", NOW);
+    let r = tick(&store, &metrics, &lambda, "run-1", at);
+    (store, lambda, r)
+}
+
+/// The functions whose warm the tick cut to share the pool, and when each
+/// next warm falls due as saved.
+fn cut_and_due(store: &MemoryStore, r: &TickReport) -> Vec<(FunctionRef, u64)> {
+    r.functions
+        .iter()
+        .filter(|o| {
+            o.decision
+                .is_some_and(|d| d.capped_by == Some(crate::decision::Cap::Concurrency))
+        })
+        .map(|o| {
+            let (state, ..) = store.get(&o.function);
+            (o.function.clone(), state.expect("saved").next_due_ms)
+        })
+        .collect()
+}
+
+#[test]
+fn functions_sharing_the_account_pool_share_its_room() {
+    // Together they run about 5 x 5 + sqrt(5 x 5^2) = 36.2 at once; with
+    // headroom 5, 18 sandboxes are left for pings between them, however
+    // much each would warm alone (each alone sees room for 45).
+    let (store, lambda, r) = five_in_a_pool_of_60(NOW);
     let sent: u32 = lambda.sent.lock().unwrap().iter().map(|p| p.n).sum();
     assert!(sent <= 60 - 37 - 5, "{sent} pings: {r:#?}");
     assert!(sent > 0, "the room left is used");
-    assert!(
-        r.functions
-            .iter()
-            .filter_map(|o| o.decision)
-            .any(|d| d.capped_by == Some(crate::decision::Cap::Concurrency))
-    );
+    // The tick starts a forecast window, where looks and warms gather: a
+    // cut function's next warm comes 1 to 4 minutes early, by its own
+    // phase, off this tick (the first interval is 4 minutes).
+    let cut = cut_and_due(&store, &r);
+    assert!(!cut.is_empty());
+    let interval = u64::from(crate::decision::survival::DEFAULT_INTERVAL_S) * 1_000;
+    for (function, due) in &cut {
+        assert!(
+            (NOW + 60_000..=NOW + interval - 60_000).contains(due),
+            "{function} due {} s after the tick",
+            (due - NOW) / 1_000
+        );
+    }
+}
+
+#[test]
+fn a_warm_cut_off_the_window_grid_keeps_its_interval() {
+    // Where the pool is full at every tick, moving every cut warm forward
+    // only adds warms to the crowd.
+    let at = NOW + 60_000;
+    let (store, _, r) = five_in_a_pool_of_60(at);
+    let cut = cut_and_due(&store, &r);
+    assert!(!cut.is_empty());
+    let interval = u64::from(crate::decision::survival::DEFAULT_INTERVAL_S) * 1_000;
+    for (function, due) in &cut {
+        assert_eq!(*due, at + interval, "{function}");
+    }
 }
 
 /// Five functions peaking at 10 real each, in an account whose unreserved
