@@ -35,8 +35,7 @@ const SPREAD_SLACK_MS: f64 = 30.0;
 /// spread plus margin; a collapse (two pings on one sandbox) raises the hold by
 /// half at once, slack lowers it by a fifth per warm, so it settles from above.
 pub fn tune_delay(policy: &Policy, current_ms: u32, s: &ReportSummary) -> (u32, DelayChange) {
-    // Answered pings that named their sandbox.
-    let identified = s.ok - s.anonymous;
+    let identified = identified(s);
     let clamp = |x: f64| (x.round() as u32).clamp(policy.delay_ms_min, policy.delay_ms_max);
     if identified < 2 || identified * 2 < s.ok {
         return (
@@ -44,7 +43,7 @@ pub fn tune_delay(policy: &Policy, current_ms: u32, s: &ReportSummary) -> (u32, 
             DelayChange::NoEvidence,
         );
     }
-    let target = s.spread_ms as f64 * SPREAD_FACTOR + SPREAD_SLACK_MS;
+    let target = covering(s.spread_ms as f64);
     let current = current_ms as f64;
     if s.distinct < identified {
         let next = clamp((current * 1.5).max(target));
@@ -79,10 +78,20 @@ pub fn tune_delay(policy: &Policy, current_ms: u32, s: &ReportSummary) -> (u32, 
     }
 }
 
+/// Answered pings that named their sandbox.
+fn identified(s: &ReportSummary) -> u32 {
+    s.ok - s.anonymous
+}
+
+/// The hold that covers a start spread of `spread_ms`, with its margins.
+fn covering(spread_ms: f64) -> f64 {
+    spread_ms * SPREAD_FACTOR + SPREAD_SLACK_MS
+}
+
 /// The start-to-start gap of a warm's pings, µs: its measured start spread
 /// over its identified pings less one. `None` from fewer than two.
 pub(crate) fn fan_out_us(s: &ReportSummary) -> Option<u32> {
-    let identified = s.ok - s.anonymous;
+    let identified = identified(s);
     (identified >= 2).then(|| {
         let us = s.spread_ms.saturating_mul(1_000) / u64::from(identified - 1);
         us.min(u64::from(FAN_OUT_MAX_US)) as u32
@@ -102,7 +111,7 @@ pub(crate) const FAN_OUT_MAX_US: u32 = 1_000_000;
 /// had freed, and a quarter of the target was warmed.
 pub(crate) fn hold_for(policy: &Policy, tuned_ms: u32, fan_out_us: u32, n: u32) -> u32 {
     let spread_ms = f64::from(fan_out_us) / 1_000.0 * f64::from(n.saturating_sub(1));
-    let need = spread_ms * SPREAD_FACTOR + SPREAD_SLACK_MS;
+    let need = covering(spread_ms);
     (f64::from(tuned_ms)
         .max(need)
         .round()
