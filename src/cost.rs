@@ -120,6 +120,20 @@ impl Usage {
     }
 }
 
+/// CloudWatch's rules for the screen, as the simulator charges them: a
+/// `ListMetrics` page lists at most 500 metrics, and each page is one
+/// request billed.
+pub mod cloudwatch {
+    /// Metrics a `ListMetrics` page lists at most.
+    pub const METRICS_PER_PAGE: u64 = 500;
+
+    /// Requests a listing of `metrics` metrics takes: one page per
+    /// [`METRICS_PER_PAGE`], and one even when nothing is listed.
+    pub fn list_pages(metrics: u64) -> u64 {
+        metrics.div_ceil(METRICS_PER_PAGE).max(1)
+    }
+}
+
 /// DynamoDB's billing rules, as the simulator charges them and the
 /// stand-ins' front door (`tests/support/moto_cbor.py`) reports them: an
 /// item's size is its attribute names' and values' bytes, a number about

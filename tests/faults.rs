@@ -233,6 +233,47 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Adds functions that ran nothing: a policy each, and nothing in
+    /// CloudWatch.
+    fn add_idle(&mut self, names: &[&str]) {
+        self.moto.create_functions(names, 256, 20);
+        let store = self.store();
+        self.rt.block_on(async {
+            let max: PolicyDoc = [("max".to_string(), Scalar::Num(6.0))].into();
+            for f in names {
+                store.put_policy(f, &max).await.unwrap();
+            }
+        });
+        self.functions.extend(names.iter().map(|n| n.to_string()));
+    }
+
+    /// Moves every function's read watermark `minutes` back and asks for a
+    /// look at the next tick, as if its last read were that long ago (what
+    /// the tick reads then is due by the read cadence, without waiting for
+    /// it); returns the states as saved.
+    fn rewind_reads(&self, minutes: u64) -> BTreeMap<String, forewarm::decision::FunctionState> {
+        use forewarm::ports::{FunctionRef, StateStore as _};
+        let store = self.store();
+        self.rt.block_on(async {
+            let mut out = BTreeMap::new();
+            for f in &self.functions {
+                let r = FunctionRef::unqualified(f.as_str());
+                let stored = store.load(&r).await.unwrap();
+                let mut st = stored.state.expect("a state from the first tick");
+                st.watermark_minute = st.watermark_minute.map(|w| w - minutes);
+                st.next_check_ms = 0;
+                store
+                    .save(&r, st.clone(), stored.version, "test")
+                    .await
+                    .unwrap();
+                out.insert(f.clone(), *st);
+            }
+            out
+        })
+    }
+}
+
 fn report(out: &Output) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
@@ -557,14 +598,24 @@ fn simulated_state_bytes(item: &HashMap<String, AttributeValue>) -> u64 {
 fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let names: Vec<String> = (0..6).map(|i| format!("fn-{i:02}")).collect();
-    let stack = Stack::start("fw-units", names);
+    let mut stack = Stack::start("fw-units", names);
+    stack.add_idle(&["idle-0", "idle-1"]);
+    let fleet = stack.functions.len();
     let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
-    // A first tick (no states yet) and a second that reads and saves every
-    // function again.
-    for round in 0..2 {
-        if round > 0 {
-            stack.look_at_all();
-        }
+    // A first tick (no states yet), a second that looks at every function
+    // again, and a third an hour and a half of reads later, which screens
+    // the two that ran nothing and reads the others.
+    for round in 0..3 {
+        let rewound = match round {
+            0 => None,
+            1 => {
+                stack.look_at_all();
+                None
+            }
+            _ => Some(stack.rewind_reads(90)),
+        };
+        let until_minute =
+            now_ms() / 60_000 - forewarm::tick::TickConfig::new("t").metrics_lag_minutes;
         stack.moto.usage(true);
         let out = stack.tick().output_within();
         assert!(
@@ -591,12 +642,42 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
         // On a first look every function reads its metrics, the detail
         // series too; the second reads only where the cadence says.
         let looks = report["functions"].as_array().unwrap().len();
-        assert_eq!(looks, 6, "{context}");
+        assert_eq!(looks, fleet, "{context}");
         if round == 0 {
             assert_eq!(
                 counted["metrics_requested"],
                 looks as u64 * forewarm::ports::MetricsRequest::series_of(true),
                 "the simulator bills a first read the same: {context}"
+            );
+            assert_eq!(counted["list_requests"], 0, "nothing to screen: {context}");
+        }
+        // After the rewind every function's read is due: the two idle ones
+        // are left out by one screen (billed as the simulator bills a
+        // screen of this account), and each of the others requests the
+        // series its read plan names.
+        if let Some(states) = &rewound {
+            let cfg = forewarm::tick::TickConfig::new("t");
+            let mut series = 0;
+            for (f, st) in states {
+                let plan = forewarm::decision::read_plan(
+                    st,
+                    until_minute,
+                    cfg.metrics_every_minutes,
+                    cfg.first_history_minutes,
+                )
+                .unwrap_or_else(|| panic!("{f}: a read due after the rewind: {context}"));
+                if f.starts_with("fn-") {
+                    series += forewarm::ports::MetricsRequest::series_of(plan.detail);
+                }
+            }
+            assert_eq!(
+                counted["metrics_requested"], series,
+                "only the functions that ran: {context}"
+            );
+            assert_eq!(
+                counted["list_requests"],
+                forewarm::cost::cloudwatch::list_pages(fleet as u64),
+                "one screen: {context}"
             );
         }
 

@@ -351,9 +351,9 @@ impl MetricsSource for World<'_> {
 
     fn screen_pages(&self) -> u64 {
         // The simulated account is the fleet, one `Invocations` series per
-        // function: a screen takes at most a page per 500 of them.
+        // function.
         let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner());
-        (fleet.fns.len() as u64).div_ceil(500).max(1)
+        crate::cost::cloudwatch::list_pages(fleet.fns.len() as u64)
     }
 
     /// Functions with an invocation, real or ping, in the last three hours
