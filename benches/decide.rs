@@ -110,7 +110,7 @@ fn bench_decide(c: &mut Criterion) {
                             })
                             .collect(),
                     };
-                    decision::apply_report(&policy, &mut s, &rep, now);
+                    decision::apply_report(&policy, &mut s, &rep, Some(&d), now);
                 }
                 black_box(d)
             },

@@ -1337,12 +1337,14 @@ fn record_outcome(
 
 /// Feeds a warm's outcome back into the state: the delay tuner, the
 /// interval learner, the pool size, and the record of the warm itself.
+/// `sent_by` is the decision that sent the warm, where it is known.
 ///
 /// Returns the report's summary, so callers need not sum it up again.
 pub fn apply_report(
     policy: &Policy,
     state: &mut FunctionState,
     report: &WarmReport,
+    sent_by: Option<&Decision>,
     now_ms: u64,
 ) -> ReportSummary {
     let summary = report.summary();
@@ -1351,11 +1353,10 @@ pub fn apply_report(
     if let Some(us) = delay::fan_out_us(&summary) {
         state.fan_out_us = us;
     }
-    let real_peak = state.recent_peak();
     state.survival.learn(
         report,
         summary.distinct + summary.anonymous,
-        real_peak,
+        real_beside(state, sent_by),
         now_ms,
     );
     if let Some(rec) = state
@@ -1377,6 +1378,38 @@ pub fn apply_report(
     };
     state.last_warm = Some(summary);
     summary
+}
+
+/// How much real traffic may have run beside a warm's pings, as far as is
+/// known when its replies come back: the bound under which the interval
+/// learner waits for the warm minute's metrics before it calls cold pings
+/// deaths ([`Survival::learn`]).
+///
+/// The recent real peak, or the forecast's target where that is larger
+/// (before caps: a pool the policy's `min` keeps is no forecast of
+/// traffic): the forecast said that many requests could come, and a ping
+/// cannot land on a sandbox a request holds. Bounded by the recent peak alone, a
+/// function whose bursts come and go within minutes (bundled day, function
+/// 945: a minute of 102 calls every half hour or so, warmed 100 wide) took
+/// each warm that met a burst, 74 of its 100 pings cold at a 120 s gap, for
+/// a death, was warmed every minute for the rest of the day and pinged
+/// 50,920 times for 7 cold starts, against 11,465 and 2 at a fixed 300 s.
+///
+/// A warm its caps cut below the forecast is the exception: the function
+/// wanted more than it may have warm, so its bursts outgrow the pool, and
+/// cold pings past the recent peak still count at once. Such a function is
+/// then warmed every minute while its bursts run, and each warm's pings
+/// land beside the busy sandboxes and add the cap's worth again, the only
+/// way past a cap lower than the bursts (300x3d, function 233: 250 calls a
+/// minute for 20 minutes, off for 30, forecast up to 634 and cut to 100;
+/// warmed every 3 minutes, its cold starts in a burst's second to fourth
+/// minutes went from 436 to 6,316).
+fn real_beside(state: &FunctionState, sent_by: Option<&Decision>) -> f64 {
+    let recent = state.recent_peak();
+    match sent_by {
+        Some(d) if d.target >= d.raw_target => recent.max(d.raw_target as f64),
+        Some(_) | None => recent,
+    }
 }
 
 /// Counts the warm replies from sandboxes none of the last warms reached

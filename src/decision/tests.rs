@@ -144,6 +144,7 @@ impl Loop {
                 &self.policy,
                 &mut self.state,
                 &WarmReport::every_ping_distinct(n, delay_ms, self.now, "sb-", 10),
+                Some(&d),
                 self.now,
             );
         }
@@ -380,7 +381,7 @@ fn a_collapsed_warm_raises_the_delay_and_a_failed_one_is_forgotten() {
         p.instance = Some(format!("sb-{}", i % 3).into()); // all on three sandboxes
         p.started_ms = Some(now + 40 * i as u64);
     }
-    apply_report(&l.policy, &mut state, &report, now);
+    apply_report(&l.policy, &mut state, &report, Some(&d), now);
     assert!(state.delay_ms > before, "{before} -> {}", state.delay_ms);
     let busy = state.warms.last().unwrap().busy;
     let named = report.summary().distinct;
@@ -501,7 +502,7 @@ proptest! {
             if let Action::Warm { n, delay_ms } = d.action {
                 prop_assert!(n > 0 && n <= d.target);
                 prop_assert!((policy.delay_ms_min..=policy.delay_ms_max).contains(&delay_ms));
-                apply_report(&policy, &mut state, &WarmReport::every_ping_distinct(n, delay_ms, now, "sb-", 10), now);
+                apply_report(&policy, &mut state, &WarmReport::every_ping_distinct(n, delay_ms, now, "sb-", 10), Some(&d), now);
             }
             prop_assert!(state.forecaster.recent.is_finite() && state.forecaster.heat.is_finite());
             prop_assert!(serde_json::to_string(&state).is_ok());
@@ -575,7 +576,7 @@ fn a_warm_reply_from_a_sandbox_no_warm_reached_calls_for_a_read_at_once() {
     st.detail_minute = Some(until - 1);
     st.read_every_minutes = READ_EVERY_MAX_MINUTES;
     let strangers = |st: &mut FunctionState, m: u64, ids: &[&str]| {
-        apply_report(&p, st, &warm_of(m, ids), m * 60_000).strangers
+        apply_report(&p, st, &warm_of(m, ids), None, m * 60_000).strangers
     };
     assert_eq!(
         strangers(&mut st, until + 5, &["a", "b"]),
@@ -669,6 +670,7 @@ fn cold_replies_teach_how_long_an_init_takes_and_timeouts_widen_the_wait() {
         &p,
         &mut st,
         &warm(vec![cold("a", 12_000), cold("b", 9_000)]),
+        None,
         2_000,
     );
     assert_eq!(st.init_ms, 12_000, "the slowest init");
@@ -684,13 +686,13 @@ fn cold_replies_teach_how_long_an_init_takes_and_timeouts_widen_the_wait() {
     );
     // Timed-out pings report nothing: the wait doubles.
     let lost = warm(vec![PingOutcome::failed(PingFailure::Timeout)]);
-    apply_report(&p, &mut st, &lost, 3_000);
+    apply_report(&p, &mut st, &lost, None, 3_000);
     assert_eq!(st.init_ms, 24_000);
     // Faster inits are believed slowly; warm replies say nothing.
-    apply_report(&p, &mut st, &warm(vec![cold("c", 1_000)]), 4_000);
+    apply_report(&p, &mut st, &warm(vec![cold("c", 1_000)]), None, 4_000);
     assert_eq!(st.init_ms, 21_000);
     let warm_only = warm(vec![PingOutcome::answered("c".to_string(), false, 1_000)]);
-    apply_report(&p, &mut st, &warm_only, 5_000);
+    apply_report(&p, &mut st, &warm_only, None, 5_000);
     assert_eq!(st.init_ms, 21_000);
 }
 
@@ -732,5 +734,54 @@ fn a_pool_is_not_counted_warm_a_whole_minute_past_its_due_warm() {
             300 * 1_000
         ),
         0
+    );
+}
+
+/// A function warmed 100 wide for the bursts its forecast expects (a minute
+/// of a hundred calls now and then), quiet in between, so its recent real
+/// peak is low. Two minutes after a warm of 100, the next meets a burst: 74
+/// of its pings find every sandbox they could use busy and start new ones.
+fn a_warm_that_meets_a_burst(sent_by: Option<&Decision>) -> FunctionState {
+    let p = Policy::default();
+    let mut st = FunctionState::new(&p);
+    let t0 = 10_000 * MIN;
+    let first = WarmReport::every_ping_distinct(100, 300, t0, "sb-", 2);
+    apply_report(&p, &mut st, &first, sent_by, t0);
+    let t1 = t0 + 2 * MIN;
+    let mut met = WarmReport::every_ping_distinct(100, 300, t1, "sb-", 2);
+    for (i, ping) in met.pings.iter_mut().enumerate().skip(26) {
+        *ping = PingOutcome::answered(format!("new-{i}"), true, t1 + 2 * i as u64);
+    }
+    assert!(st.recent_peak() < 74.0);
+    apply_report(&p, &mut st, &met, sent_by, t1);
+    st
+}
+
+#[test]
+fn cold_pings_a_burst_the_forecast_expected_explains_wait_for_the_metrics() {
+    let mut sent = Decision::nothing(Reason::Due, &FunctionState::new(&Policy::default()));
+    sent.raw_target = 100;
+    sent.target = 100;
+    let st = a_warm_that_meets_a_burst(Some(&sent));
+    assert_eq!(st.survival.died_s, None, "no death yet: {:?}", st.survival);
+    assert_eq!(
+        st.survival.pending.len(),
+        1,
+        "judged when the minute's maximum is read"
+    );
+
+    // Cut by its cap below what the forecast wanted, the burst outgrew the
+    // pool: the cold pings count at once, and the function is warmed every
+    // minute while it lasts.
+    sent.raw_target = 310;
+    let st = a_warm_that_meets_a_burst(Some(&sent));
+    assert_eq!(st.survival.died_s, Some(120), "{:?}", st.survival);
+    let reaped = Reaped {
+        safe_s: 300,
+        scout: false,
+    };
+    assert_eq!(
+        st.survival.interval_s(&Policy::default(), reaped),
+        survival::MIN_INTERVAL_S
     );
 }

@@ -1338,7 +1338,13 @@ async fn warm_all<S: StateStore, W: Warmer, C: Clock>(
         let w = &mut work[i];
         match r {
             Ok(rep) => {
-                let s = decision::apply_report(&w.policy, &mut w.state, &rep, now_ms);
+                let s = decision::apply_report(
+                    &w.policy,
+                    &mut w.state,
+                    &rep,
+                    w.decision.as_ref(),
+                    now_ms,
+                );
                 if decision::run::news(&s, w.decision.map_or(0, |d| d.pings())) {
                     // A planned run rests on the replies being as before.
                     decision::replan(&w.policy, &mut w.state, w.obs.reaped, now_ms);
