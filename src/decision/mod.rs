@@ -120,7 +120,7 @@ pub const IDLE_CHECK_MS: u64 = 30 * 60_000;
 pub const DETAIL_EVERY_MINUTES: u64 = 1_440;
 /// Minutes between detail reads of a function cheap to warm (see
 /// [`CHEAP_TARGET`]): two days. Its busy share and duration only decide
-/// whether one of its one or two sandboxes is left to its own traffic.
+/// whether one of its few sandboxes is left to its own traffic.
 /// Measured with `forewarm simulate --json` against a day: bundled day
 /// CloudWatch 0.304 to 0.284 USD, cold starts 3,205 against 3,207 (mean
 /// over the bundled seed and seeds 2-6).
@@ -161,12 +161,20 @@ pub const READ_EVERY_MAX_MINUTES: u64 = 60;
 /// (seed 3) and 1,000 × 3 (seed 11) at 0-27 % fewer pings.
 pub const READ_EVERY_MAX_CHEAP_MINUTES: u64 = 240;
 /// The most sandboxes a function may keep warm and count as cheap to warm:
-/// two sandboxes pinged every five minutes are 24 pings an hour, about
-/// 9 micro-USD at 512 MB and 300 ms holds, what one routine read costs
-/// (10 micro-USD). Larger targets spend more on an hour's pings than a read
-/// does, and a stale forecast there wastes pings (stretched for every
-/// warmed function, a 300 × 7 fleet sent 62 % more pings).
-pub const CHEAP_TARGET: u32 = 2;
+/// four sandboxes pinged every five minutes are 48 pings an hour, about
+/// 18 micro-USD at 512 MB and 300 ms holds, what two routine reads cost
+/// (10 micro-USD each). Larger targets spend more on an hour's pings than
+/// reads do, and a stale forecast there wastes pings (stretched for every
+/// warmed function, a 300 × 7 fleet sent 62 % more pings). Against two
+/// sandboxes, with the interval learner's cold pings bounded by the
+/// forecast (`simulate --json --policy forewarm`): bundled day 3,240 → 3,225
+/// cold starts for 0.836 → 0.820 USD (mean over the bundled seed and seeds
+/// 2-6); `--ttl 10m` 3,046 → 3,052 and lambda-2019 3,050 → 3,065; 300 × 3
+/// (seed 7) 8,330 → 8,281; 500 × 4 (seed 3) 2,539 → 2,474; 300 × 7
+/// (seed 11) 2,330 → 2,116 at 2 % more pings; 1,000 × 3 (seed 11) 12,788
+/// → 12,152 at 5 % more pings and 3 % more cost; 1,350 × 14 (seed 3)
+/// 31,117 → 30,869. Three, six and ten moved the bundled day by under 1 %.
+pub const CHEAP_TARGET: u32 = 4;
 /// The most sandbox ids kept per function ([`FunctionState::known`]): a
 /// function whose warms reach more keeps none. Past a few, the pings reach
 /// a different few of its sandboxes each time, and kept ids would call
