@@ -1396,12 +1396,13 @@ pub fn apply_report(
 /// The recent real peak, or the forecast's target where that is larger
 /// (before caps: a pool the policy's `min` keeps is no forecast of
 /// traffic): the forecast said that many requests could come, and a ping
-/// cannot land on a sandbox a request holds. Bounded by the recent peak alone, a
-/// function whose bursts come and go within minutes (bundled day, function
-/// 945: a minute of 102 calls every half hour or so, warmed 100 wide) took
-/// each warm that met a burst, 74 of its 100 pings cold at a 120 s gap, for
-/// a death, was warmed every minute for the rest of the day and pinged
-/// 50,920 times for 7 cold starts, against 11,465 and 2 at a fixed 300 s.
+/// cannot land on a sandbox a request holds. Bounded by the recent peak
+/// alone, a function whose bursts come and go within minutes (bundled day,
+/// function 945: a minute of 102 calls every half hour or so, warmed 100
+/// wide) took each warm that met a burst, 74 of its 100 pings cold at a
+/// 120 s gap, for a death, was warmed every minute for the rest of the day
+/// and pinged 50,920 times for 7 cold starts, against 11,465 and 2 at a
+/// fixed 300 s.
 ///
 /// A warm its caps cut below the forecast is the exception: the function
 /// wanted more than it may have warm, so its bursts outgrow the pool, and
@@ -1409,9 +1410,10 @@ pub fn apply_report(
 /// then warmed every minute while its bursts run, and each warm's pings
 /// land beside the busy sandboxes and add the cap's worth again, the only
 /// way past a cap lower than the bursts (300x3d, function 233: 250 calls a
-/// minute for 20 minutes, off for 30, forecast up to 634 and cut to 100;
-/// warmed every 3 minutes, its cold starts in a burst's second to fourth
-/// minutes went from 436 to 6,316).
+/// minute for 20 minutes, off for 30, its forecast's target up to 634 and
+/// cut to 100; bounded by that target too, it was warmed every 3 minutes,
+/// and its cold starts in a burst's second to fourth minutes went from 436
+/// to 6,316).
 fn real_beside(state: &FunctionState, sent_by: Option<&Decision>) -> f64 {
     let recent = state.recent_peak();
     match sent_by {
