@@ -169,6 +169,68 @@ fn steady_traffic_is_rewarmed_at_the_survival_interval_not_every_minute() {
 }
 
 #[test]
+fn a_real_function_whose_bursts_its_forecast_expects_is_not_warmed_every_minute() {
+    // Function 945 of the bundled Azure day, alone, the day played three
+    // times: a minute of about a hundred calls now and then, little in
+    // between, which the forecast learns to keep about a hundred wide. A
+    // warm soon after a burst finds most of those sandboxes still busy with
+    // its calls, and its pings start new ones. Real traffic the forecast
+    // expected explains those cold pings; read as deaths (bounded by the
+    // recent real peak alone), they held the function at the 60 s floor for
+    // a day at a time: 50,265 pings over the last two plays, against 11,584
+    // at a fixed 300 s, for no fewer cold starts.
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("simulations/azure2019/invocations.csv");
+    let day = crate::sim::trace::read_azure2019(&[path]).expect("the bundled day");
+    let f = day
+        .functions
+        .iter()
+        .find(|f| f.id.starts_with("af3b7cddb29b"))
+        .expect("function 945")
+        .clone();
+    let trace = Trace {
+        functions: vec![f],
+        minutes: day.minutes,
+    }
+    .repeated(3);
+    let run = |spec: &str| {
+        let cfg = RunConfig {
+            scenario: "function 945".into(),
+            model: Model::load("lambda-2021").expect("bundled model"),
+            seed: 20_190_715,
+            repeat: 3,
+            policies: vec![PolicySpec::parse(spec).expect("valid spec")],
+            timeline_function: Some(0),
+            reaping_change: None,
+            record_forecasts: false,
+            init_allowance_ms: INIT_LIMIT_MS,
+        };
+        run_policy(
+            &trace,
+            &minute_index(&trace),
+            &cfg,
+            &cfg.policies[0],
+            &|_| {},
+        )
+        .report
+    };
+    let learned = run("forewarm");
+    let fixed = run("forewarm:interval_s=300");
+    assert!(
+        learned.warm_pings * 2 <= fixed.warm_pings * 3,
+        "{} pings against {} at 300 s",
+        learned.warm_pings,
+        fixed.warm_pings
+    );
+    assert!(
+        learned.cold_starts <= fixed.cold_starts + 2,
+        "{} cold starts against {} at 300 s",
+        learned.cold_starts,
+        fixed.cold_starts
+    );
+}
+
+#[test]
 fn a_steady_peak_of_one_is_warmed_as_one() {
     // One short call a minute: every window's peak is exactly one.
     let run = Workload::steady(1, 12 * 60, 100.0).run("forewarm");
