@@ -154,6 +154,13 @@ pub fn minute_index(trace: &Trace) -> Vec<Vec<(u32, u32)>> {
     by_minute
 }
 
+/// The first policy of `cfg` over the trace, without progress: how the
+/// tests run one.
+#[cfg(test)]
+pub(crate) fn run_first(trace: &Trace, cfg: &RunConfig) -> PolicyRun {
+    run_policy(trace, &minute_index(trace), cfg, &cfg.policies[0], &|_| {})
+}
+
 /// Runs one policy over the trace. `progress` is called with the minute
 /// reached, every simulated hour.
 ///

@@ -5,7 +5,7 @@
 //! cadence. Each story is one way the controller once went wrong.
 
 use super::policy::PolicySpec;
-use super::{PolicyRun, RunConfig, TimelinePoint, minute_index, model::Model, run_policy};
+use super::{PolicyRun, RunConfig, TimelinePoint, model::Model, run_first};
 use crate::decision::pings::INIT_LIMIT_MS;
 use crate::sim::trace::{FunctionTrace, Trace};
 
@@ -128,13 +128,7 @@ impl Workload {
             record_forecasts: false,
             init_allowance_ms,
         };
-        run_policy(
-            &trace,
-            &minute_index(&trace),
-            &cfg,
-            &cfg.policies[0],
-            &|_| {},
-        )
+        run_first(&trace, &cfg)
     }
 }
 
@@ -205,14 +199,7 @@ fn a_real_function_whose_bursts_its_forecast_expects_is_not_warmed_every_minute(
             record_forecasts: false,
             init_allowance_ms: INIT_LIMIT_MS,
         };
-        run_policy(
-            &trace,
-            &minute_index(&trace),
-            &cfg,
-            &cfg.policies[0],
-            &|_| {},
-        )
-        .report
+        run_first(&trace, &cfg).report
     };
     let learned = run("forewarm");
     let fixed = run("forewarm:interval_s=300");

@@ -143,7 +143,7 @@ fn run_model(trace: &Trace, model: Model, spec: &str) -> PolicyRun {
         record_forecasts: false,
         init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
     };
-    run_policy(trace, &minute_index(trace), &cfg, &cfg.policies[0], &|_| {})
+    run_first(trace, &cfg)
 }
 
 #[test]
@@ -361,14 +361,7 @@ fn policies_order_as_they_must() {
                 record_forecasts: false,
                 init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
             };
-            run_policy(
-                &trace,
-                &minute_index(&trace),
-                &cfg,
-                &cfg.policies[0],
-                &|_| {},
-            )
-            .report
+            run_first(&trace, &cfg).report
         })
         .collect();
     let (none, fixed, oracle) = (&runs[0], &runs[1], &runs[2]);
@@ -408,13 +401,7 @@ fn the_forecast_record_holds_what_the_controller_issued_and_what_real_traffic_di
         record_forecasts: true,
         init_allowance_ms: crate::decision::pings::INIT_LIMIT_MS,
     };
-    let run = run_policy(
-        &trace,
-        &minute_index(&trace),
-        &cfg,
-        &cfg.policies[0],
-        &|_| {},
-    );
+    let run = run_first(&trace, &cfg);
     let record = run.forecasts.expect("recorded");
     assert_eq!(record.report_from_minute, 1_440);
     assert_eq!(record.real_peaks[0].len(), 2_880);
