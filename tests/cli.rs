@@ -111,6 +111,15 @@ fn forecast_scores_the_controller_beside_the_baselines_window_by_window() {
     ] {
         assert!(reports[1]["forecasters"][0][key].is_number(), "{key}");
     }
+    // The same forecasters over only the windows a target was issued for.
+    let issued = reports[1]["issued"].as_array().unwrap();
+    assert_eq!(issued.len(), 4);
+    assert_eq!(issued[0]["name"], "forewarm");
+    assert!(issued[0]["pinball"].is_number());
+    assert!(
+        reports[1]["issued_active_windows"].as_u64().unwrap()
+            <= reports[1]["issued_windows"].as_u64().unwrap()
+    );
 }
 
 #[test]

@@ -211,6 +211,27 @@ fn forecast_table(sc: &Scenario, cfg: &RunConfig, reports: &[evaluate::ForecastR
                 r.realized_sum,
             ));
         }
+        // The same windows for every forecaster, but only those the
+        // controller issued a target for: its forecasts apart from the
+        // functions it let rest.
+        let issued: Vec<String> = r
+            .issued
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {:.4} ({:.2} %)",
+                    n.name,
+                    n.score.pinball,
+                    100.0 * n.score.under_share_active
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "  where it issued a target ({} windows, {} with demand), pinball (of demand under): {}\n",
+            r.issued_windows,
+            r.issued_active_windows,
+            issued.join(", "),
+        ));
     }
     s
 }

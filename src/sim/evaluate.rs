@@ -90,6 +90,14 @@ pub(crate) struct ForecastReport {
     pub lag_minutes: usize,
     /// Scores by forecaster, in the order of [`FORECASTERS`].
     pub forecasters: Vec<Named>,
+    /// Scored windows the controller issued a forecast for that had real
+    /// demand.
+    pub issued_active_windows: u64,
+    /// The same scores over only the windows the controller issued a
+    /// forecast for: the forecaster apart from the functions it let rest
+    /// (their windows count as zero above). Every forecaster is scored on
+    /// the same windows.
+    pub issued: Vec<Named>,
 }
 
 /// A forecaster's name and score.
@@ -161,6 +169,7 @@ pub(crate) fn score(record: &Record, q: f64, mut emit: impl FnMut(&Row)) -> Fore
         ..ForecastReport::default()
     };
     let mut sums = [Sums::default(); 4];
+    let mut issued = [Sums::default(); 4];
     for (i, peaks) in record.real_peaks.iter().enumerate() {
         let Some(first) = peaks.iter().position(|&p| p > 0) else {
             continue;
@@ -177,14 +186,16 @@ pub(crate) fn score(record: &Record, q: f64, mut emit: impl FnMut(&Row)) -> Fore
             report.scored_windows += 1;
             report.realized_sum += y as u64;
             report.active_windows += u64::from(y > 0);
-            report.issued_windows += u64::from(target != NO_FORECAST);
+            let was_issued = target != NO_FORECAST;
+            report.issued_windows += u64::from(was_issued);
+            report.issued_active_windows += u64::from(was_issued && y > 0);
             for (sum, &f) in sums.iter_mut().zip(&f) {
-                let (short, over) = (y.saturating_sub(f), f.saturating_sub(y));
-                sum.loss += q * short as f64 + (1.0 - q) * over as f64;
-                sum.short += short as u64;
-                sum.over += over as u64;
-                sum.forecast += f as u64;
-                sum.under += u64::from(short > 0);
+                sum.add(q, y, f);
+            }
+            if was_issued {
+                for (sum, &f) in issued.iter_mut().zip(&f) {
+                    sum.add(q, y, f);
+                }
             }
             emit(&Row {
                 function: i,
@@ -194,24 +205,43 @@ pub(crate) fn score(record: &Record, q: f64, mut emit: impl FnMut(&Row)) -> Fore
             });
         }
     }
+    report.forecasters = named(&sums, report.scored_windows, report.active_windows);
+    report.issued = named(&issued, report.issued_windows, report.issued_active_windows);
+    report
+}
+
+impl Sums {
+    /// One window: real peak `y`, forecast `f`, loss at quantile `q`.
+    fn add(&mut self, q: f64, y: u32, f: u32) {
+        let (short, over) = (y.saturating_sub(f), f.saturating_sub(y));
+        self.loss += q * short as f64 + (1.0 - q) * over as f64;
+        self.short += short as u64;
+        self.over += over as u64;
+        self.forecast += f as u64;
+        self.under += u64::from(short > 0);
+    }
+}
+
+/// Each forecaster's score from its sums over `windows` windows, `active`
+/// of them with demand.
+fn named(sums: &[Sums; 4], windows: u64, active: u64) -> Vec<Named> {
     let per = |x: f64, n: u64| if n == 0 { 0.0 } else { x / n as f64 };
-    report.forecasters = FORECASTERS
+    FORECASTERS
         .iter()
-        .zip(&sums)
+        .zip(sums)
         .map(|(name, s)| {
             let score = Score {
-                pinball: per(s.loss, report.scored_windows),
-                under_share: per(s.under as f64, report.scored_windows),
+                pinball: per(s.loss, windows),
+                under_share: per(s.under as f64, windows),
                 // A short window always had demand.
-                under_share_active: per(s.under as f64, report.active_windows),
-                short_per_window: per(s.short as f64, report.scored_windows),
-                over_per_window: per(s.over as f64, report.scored_windows),
+                under_share_active: per(s.under as f64, active),
+                short_per_window: per(s.short as f64, windows),
+                over_per_window: per(s.over as f64, windows),
                 forecast_sum: s.forecast,
             };
             Named { name, score }
         })
-        .collect();
-    report
+        .collect()
 }
 
 #[cfg(test)]
@@ -265,6 +295,23 @@ mod tests {
         let s = score(&r, 0.95, |_| {});
         assert_eq!(s.issued_windows, 0);
         assert_eq!(of(&s, "forewarm").under_share, 1.0);
+    }
+
+    #[test]
+    fn the_issued_score_leaves_out_the_windows_the_controller_let_rest() {
+        // A peak of 2 everywhere; a target of 2 in every other window and
+        // nothing issued in the others.
+        let r = record(vec![2; 600], |k| if k % 2 == 0 { 2 } else { NO_FORECAST });
+        let s = score(&r, 0.95, |_| {});
+        assert_eq!(s.issued_windows, 54);
+        assert_eq!(s.issued_active_windows, 54);
+        let all = of(&s, "forewarm");
+        assert!((all.under_share - 0.5).abs() < 1e-9, "{all:?}");
+        let issued = &s.issued[0];
+        assert_eq!(issued.name, "forewarm");
+        assert_eq!((issued.score.pinball, issued.score.under_share), (0.0, 0.0));
+        // The baselines are scored on the same windows.
+        assert_eq!(s.issued[1].score.forecast_sum, 54 * 2);
     }
 
     #[test]
