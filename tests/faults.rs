@@ -601,6 +601,8 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
     let mut stack = Stack::start("fw-units", names);
     stack.add_idle(&["idle-0", "idle-1"]);
     let fleet = stack.functions.len();
+    // The controller's defaults: its metrics lag and read cadence.
+    let defaults = forewarm::tick::TickConfig::new("test");
     let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
     // A first tick (no states yet), a second that looks at every function
     // again, and a third an hour and a half of reads later, which screens
@@ -614,8 +616,7 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
             }
             _ => Some(stack.rewind_reads(90)),
         };
-        let until_minute =
-            now_ms() / 60_000 - forewarm::tick::TickConfig::new("t").metrics_lag_minutes;
+        let until_minute = now_ms() / 60_000 - defaults.metrics_lag_minutes;
         stack.moto.usage(true);
         let out = stack.tick().output_within();
         assert!(
@@ -656,14 +657,13 @@ fn a_tick_consumes_what_the_services_bill_and_the_simulator_charges_the_same() {
         // screen of this account), and each of the others requests the
         // series its read plan names.
         if let Some(states) = &rewound {
-            let cfg = forewarm::tick::TickConfig::new("t");
             let mut series = 0;
             for (f, st) in states {
                 let plan = forewarm::decision::read_plan(
                     st,
                     until_minute,
-                    cfg.metrics_every_minutes,
-                    cfg.first_history_minutes,
+                    defaults.metrics_every_minutes,
+                    defaults.first_history_minutes,
                 )
                 .unwrap_or_else(|| panic!("{f}: a read due after the rewind: {context}"));
                 if f.starts_with("fn-") {
